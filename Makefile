@@ -1,0 +1,51 @@
+# One target per job. `make test` and `make demo` set up everything they
+# need on a fresh machine: the virtualenv, the openssl binary, and the
+# control plane built from Go modules (cached outside the checkout).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+CLUSTER_DIR := .cluster
+
+.PHONY: test lint unit e2e demo demo-offline bench control-plane cluster-up cluster-down tools clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+tools:
+	@hack/ensure-tools.sh
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy operator tests hack
+
+control-plane:
+	@hack/control-plane/build.sh >/dev/null
+
+unit: $(INSTALLED) tools
+	$(BIN)/pytest -m "not e2e"
+
+e2e: $(INSTALLED) tools control-plane
+	$(BIN)/pytest -m e2e
+
+test: lint tools control-plane
+	$(BIN)/pytest
+
+demo-offline: $(INSTALLED) tools
+	@$(BIN)/python hack/demo_offline.py
+
+demo: demo-offline
+
+cluster-up: $(INSTALLED) control-plane
+	@$(BIN)/python hack/localcluster.py up --dir $(CLUSTER_DIR)
+
+cluster-down: $(INSTALLED)
+	@$(BIN)/python hack/localcluster.py down --dir $(CLUSTER_DIR)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

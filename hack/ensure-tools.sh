@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the system tools the tests and the demo run for real: openssl.
+# (Go is needed too, to build the control plane; it comes with the machine.)
+set -euo pipefail
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "ensure-tools: please install: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "ensure-tools: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,206 @@
+"""Certificate authorities: creating a self-signed root, and loading a CA
+(possibly an intermediate with its chain, possibly with an encrypted key)
+with precise reasons when it cannot sign."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from mtls_operator.pki.certs import (
+    certificates_to_pem,
+    chain_problem,
+    fingerprint_sha256,
+    is_ca,
+    is_self_issued,
+    load_certificates,
+    not_after,
+    not_before,
+)
+from mtls_operator.pki.errors import CAError, CAProblem, CertificateLoadError, KeyLoadError
+from mtls_operator.pki.keys import PrivateKey, load_private_key, public_key_der, signature_hash
+from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
+
+DEFAULT_CA_LIFETIME = datetime.timedelta(days=3650)
+
+
+@dataclass(frozen=True, eq=False)
+class CertificateAuthority:
+    """A CA ready to sign: its certificate and key, the intermediates that
+    leaf chains must carry, and the trust bundle that relying parties use."""
+
+    certificate: x509.Certificate
+    private_key: PrivateKey
+    intermediates: tuple[x509.Certificate, ...]
+    trust_bundle: tuple[x509.Certificate, ...]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint_sha256(self.certificate)
+
+    @cached_property
+    def trust_bundle_pem(self) -> bytes:
+        return certificates_to_pem(self.trust_bundle)
+
+    @property
+    def subject(self) -> str:
+        return self.certificate.subject.rfc4514_string()
+
+    @property
+    def not_after(self) -> datetime.datetime:
+        return not_after(self.certificate)
+
+
+def create_root_ca(
+    key: PrivateKey,
+    common_name: str,
+    now: datetime.datetime,
+    lifetime: datetime.timedelta = DEFAULT_CA_LIFETIME,
+) -> x509.Certificate:
+    """A self-signed root that RFC 5280 linters accept: critical CA:TRUE,
+    critical keyCertSign + cRLSign, subject and authority key identifiers."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    public_key = key.public_key()
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW_BACKDATE)
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+    )
+    return builder.sign(key, signature_hash(key))
+
+
+def load_ca(
+    certificate_pem: bytes,
+    key_pem: bytes,
+    now: datetime.datetime,
+    passphrase: bytes | None = None,
+    trust_bundle_pem: bytes | None = None,
+) -> CertificateAuthority:
+    """Load and check a CA. Raises CAError saying exactly what is wrong.
+
+    `certificate_pem` holds the signing certificate, optionally followed by
+    the CAs above it (intermediate first), and may also hold extra roots: the
+    signing certificate is the one whose public key matches the key. The trust
+    bundle is `trust_bundle_pem` when given, else every root found in
+    `certificate_pem`, else the top of the chain.
+    """
+    try:
+        certificates = load_certificates(certificate_pem)
+    except CertificateLoadError as err:
+        raise CAError(CAProblem.NOT_PEM, f"the CA certificate is unreadable: {err}") from err
+    try:
+        key = load_private_key(key_pem, passphrase)
+    except KeyLoadError as err:
+        raise CAError(CAProblem.KEY_UNREADABLE, f"the CA key is unusable: {err}") from err
+
+    signing = _certificate_for_key(certificates, key)
+    if signing is None:
+        raise CAError(
+            CAProblem.KEY_MISMATCH,
+            "the CA private key does not match the CA certificate "
+            f"{certificates[0].subject.rfc4514_string()!r}",
+        )
+    subject = signing.subject.rfc4514_string()
+    if not is_ca(signing):
+        raise CAError(
+            CAProblem.NOT_A_CA, f"{subject!r} is not a CA certificate (basicConstraints CA:TRUE)"
+        )
+    if not _may_sign_certificates(signing):
+        raise CAError(CAProblem.NOT_A_CA, f"{subject!r} has a keyUsage without keyCertSign")
+    if now > not_after(signing):
+        raise CAError(
+            CAProblem.EXPIRED, f"the CA {subject!r} expired at {not_after(signing).isoformat()}"
+        )
+    if now < not_before(signing) - CLOCK_SKEW_BACKDATE:
+        raise CAError(
+            CAProblem.NOT_YET_VALID,
+            f"the CA {subject!r} is not valid before {not_before(signing).isoformat()}",
+        )
+
+    path = _path_to_top(signing, certificates)
+    intermediates = tuple(c for c in path if not is_self_issued(c))
+    if trust_bundle_pem and trust_bundle_pem.strip():
+        try:
+            bundle = tuple(load_certificates(trust_bundle_pem))
+        except CertificateLoadError as err:
+            raise CAError(CAProblem.NOT_PEM, f"the CA trust bundle is unreadable: {err}") from err
+    else:
+        roots = tuple(c for c in certificates if is_self_issued(c))
+        bundle = roots or (path[-1],)
+    # A bundle that cannot verify our own chain would break every relying
+    # party after the next issuance; refuse it instead of issuing.
+    problem = chain_problem(path, bundle, now)
+    if problem is not None:
+        raise CAError(
+            CAProblem.INCOMPLETE,
+            f"the trust bundle does not verify the CA {subject!r}: {problem}",
+        )
+    return CertificateAuthority(signing, key, intermediates, bundle)
+
+
+def _certificate_for_key(
+    certificates: Sequence[x509.Certificate], key: PrivateKey
+) -> x509.Certificate | None:
+    wanted = public_key_der(key)
+    for certificate in certificates:
+        spki = certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if spki == wanted:
+            return certificate
+    return None
+
+
+def _may_sign_certificates(certificate: x509.Certificate) -> bool:
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True  # RFC 5280 allows a CA without keyUsage (the openssl recipe's CA)
+    return usage.key_cert_sign
+
+
+def _path_to_top(
+    signing: x509.Certificate, certificates: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
+    """The signing certificate and the issuers above it found in `certificates`."""
+    path = [signing]
+    current = signing
+    while not is_self_issued(current) and len(path) <= len(certificates):
+        issuer = next(
+            (c for c in certificates if c.subject == current.issuer and c not in path), None
+        )
+        if issuer is None:
+            break
+        path.append(issuer)
+        current = issuer
+    return path
