@@ -1,0 +1,105 @@
+"""Fixtures for tests that need a real Kubernetes API server.
+
+By default one local control plane (hack/localcluster.py) serves the whole session. Set
+MTLS_TEST_KUBECONFIG to run against an existing cluster instead; it is never started or
+stopped by the tests then.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from localcluster import ClusterError, Kubectl, LocalCluster, control_plane_bin_dir
+
+E2E_DIR = Path(__file__).resolve().parent
+KUBECONFIG_ENV = "MTLS_TEST_KUBECONFIG"
+NAMESPACE_MAX = 63
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    """How tests reach the cluster; `local` is None for a cluster given by MTLS_TEST_KUBECONFIG."""
+
+    kubeconfig: Path
+    kubectl: Path
+    local: LocalCluster | None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(E2E_DIR):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _existing_cluster_kubectl() -> Path:
+    # The pinned build matches the server version the tests expect; fall back to whatever
+    # kubectl is installed when the build cannot run here (for example without Go).
+    try:
+        return control_plane_bin_dir() / "kubectl"
+    except ClusterError:
+        found = shutil.which("kubectl")
+        if found is None:
+            raise
+        return Path(found)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    existing = os.environ.get(KUBECONFIG_ENV)
+    if existing:
+        yield KubeCluster(Path(existing).resolve(), _existing_cluster_kubectl(), None)
+        return
+    state_dir = tmp_path_factory.mktemp("cluster")
+    cluster = LocalCluster.start(state_dir, control_plane_bin_dir())
+    try:
+        yield KubeCluster(cluster.kubeconfig, cluster.bin_dir / "kubectl", cluster)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    """`kubectl(*args, input=None, check=True)` against the test cluster."""
+    return Kubectl(
+        kube_cluster.kubectl,
+        kube_cluster.kubeconfig,
+        cache_dir=tmp_path_factory.mktemp("kubectl-cache"),
+    )
+
+
+def namespace_name(test_name: str) -> str:
+    """A DNS-1123 label from the test's name plus a random suffix, at most 63 characters."""
+    suffix = secrets.token_hex(3)
+    stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower().removeprefix("test_")).strip("-")
+    stem = stem[: NAMESPACE_MAX - len("t--") - len(suffix)].rstrip("-")
+    return f"t-{stem}-{suffix}" if stem else f"t-{suffix}"
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
+    name = namespace_name(request.node.name)
+    kubectl("create", "namespace", name)
+    yield name
+    # Not waiting: the namespace controller finishes the deletion in the background.
+    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture
+def kube_api(kube_cluster: KubeCluster) -> Iterator[client.ApiClient]:
+    # kubernetes.config has no type annotations.
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kube_cluster.kubeconfig)
+    )
+    try:
+        yield api
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
