@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from mtls_operator import names
+from mtls_operator import names, serve
 from mtls_operator.pki import (
     DistinguishedName,
     KeyAlgorithm,
@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, metavar="DIR", help="where to write the files (default: the CA dir)"
     )
     issue.set_defaults(command=_issue)
+
+    run = commands.add_parser("run", help="run the operator")
+    serve.add_arguments(run)
+    run.set_defaults(command=serve.run)
 
     inspect = commands.add_parser(
         "inspect", help="describe a certificate file (or - for stdin) and check its chain"

@@ -48,6 +48,15 @@ class CertificateAuthority:
     def trust_bundle_pem(self) -> bytes:
         return certificates_to_pem(self.trust_bundle)
 
+    @cached_property
+    def key_identifier(self) -> bytes:
+        """The CA's subject key identifier: what its leaves' AKI must hold."""
+        try:
+            ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        except x509.ExtensionNotFound:
+            return x509.SubjectKeyIdentifier.from_public_key(self.private_key.public_key()).digest
+        return ski.value.digest
+
     @property
     def subject(self) -> str:
         return self.certificate.subject.rfc4514_string()

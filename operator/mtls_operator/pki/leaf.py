@@ -167,7 +167,14 @@ def issue_leaf(
         )
         .add_extension(x509.ExtendedKeyUsage(request.usage.extended_key_usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_authority_key_identifier(ca), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier(
+                key_identifier=ca.key_identifier,
+                authority_cert_issuer=None,
+                authority_cert_serial_number=None,
+            ),
+            critical=False,
+        )
     )
     if not alt_names.is_empty():
         # RFC 5280 4.2.1.6: the SAN must be critical when the subject is empty.
@@ -177,11 +184,3 @@ def issue_leaf(
         )
     certificate = builder.sign(ca.private_key, signature_hash(ca.private_key))
     return IssuedCertificate(certificate, ca.intermediates, clamped)
-
-
-def _authority_key_identifier(ca: CertificateAuthority) -> x509.AuthorityKeyIdentifier:
-    try:
-        ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key())
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)

@@ -1,0 +1,50 @@
+"""The kopf handlers: thin. MtlsCertificate events go to the runtime's
+store and work queue; everything else happens in the runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from mtls_operator.kube import default_login
+from mtls_operator.resources import GROUP, PLURAL, VERSION
+from mtls_operator.runtime import Runtime
+
+
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Only raw-event handlers are registered, so kopf keeps no state on
+        # the objects (no progress or diff-base annotations, no finalizers):
+        # an issuance costs exactly its own writes, and deleting a
+        # certificate never waits for the operator. The storages are named
+        # under mtls.dev should any handler ever need them.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        # Events are posted by the reconciler itself, one per outcome.
+        settings.posting.enabled = False
+        # One active replica is chosen by a Lease, not by kopf peering.
+        settings.peering.standalone = True
+        settings.watching.connect_timeout = 10
+        settings.watching.server_timeout = 290
+        await runtime.start(default_login)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as the runtime's own client (kube.default_login).
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def certificate_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime.on_certificate_event(event.get("type"), dict(event["object"]))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(**_: Any) -> None:
+        await runtime.stop()
+
+    return registry

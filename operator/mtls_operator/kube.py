@@ -1,0 +1,329 @@
+"""The one module that talks to the Kubernetes API.
+
+A small asynchronous REST client on aiohttp (already kopf's transport) with
+the few calls the operator makes. Credentials come from kopf's login
+functions (in-cluster ServiceAccount or kubeconfig, including exec plugins
+through the kubernetes client library), and are renewed on a 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kopf
+
+from mtls_operator.resources import GROUP, PLURAL, VERSION
+
+logger = logging.getLogger(__name__)
+
+Login = Callable[[], Awaitable[kopf.ConnectionInfo]]
+Object = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+_RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+_WATCH_TIMEOUT_SECONDS = 290
+_LIST_PAGE_SIZE = 500
+
+
+class ApiError(Exception):
+    """A refused API request, with the status and the server's reason."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        """A failed precondition (resourceVersion) or an existing name."""
+        return self.status == 409
+
+
+class Gone(ApiError):
+    """The requested resourceVersion is too old; the caller must re-list."""
+
+
+def secrets_path(namespace: str | None, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{namespace}/secrets" if namespace else "/api/v1/secrets"
+    return f"{base}/{name}" if name else base
+
+
+def certificates_path(
+    namespace: str | None, name: str | None = None, subresource: str | None = None
+) -> str:
+    prefix = f"/apis/{GROUP}/{VERSION}"
+    base = f"{prefix}/namespaces/{namespace}/{PLURAL}" if namespace else f"{prefix}/{PLURAL}"
+    path = f"{base}/{name}" if name else base
+    return f"{path}/{subresource}" if subresource else path
+
+
+def events_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/events"
+
+
+def leases_path(namespace: str, name: str | None = None) -> str:
+    base = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    return f"{base}/{name}" if name else base
+
+
+@dataclass
+class _Connection:
+    server: str
+    session: aiohttp.ClientSession
+    headers: dict[str, str]
+
+
+class Kube:
+    """The API client. One instance per process; safe for concurrent use."""
+
+    def __init__(self, login: Login, *, max_connections: int = 64) -> None:
+        self._login = login
+        self._max_connections = max_connections
+        self._connection: _Connection | None = None
+        self._connecting = asyncio.Lock()
+        self.requests_by_verb: dict[str, int] = {}
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.session.close()
+            self._connection = None
+
+    # --- Requests. ---
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+    ) -> Object:
+        relogged = False
+        for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
+            connection = await self._connect()
+            try:
+                async with connection.session.request(
+                    method,
+                    connection.server + path,
+                    params=params,
+                    data=None if body is None else json.dumps(body),
+                    headers={**connection.headers, "Content-Type": content_type},
+                ) as response:
+                    self.requests_by_verb[method] = self.requests_by_verb.get(method, 0) + 1
+                    if response.status == 401 and not relogged:
+                        relogged = True
+                        await self._reset(connection)
+                        continue
+                    if response.status in _RETRIABLE_STATUSES and delay is not None:
+                        await asyncio.sleep(_retry_after(response, delay))
+                        continue
+                    payload = await response.read()
+                    if response.status >= 400:
+                        raise _api_error(response.status, payload)
+                    return json.loads(payload) if payload else {}
+            except (aiohttp.ClientConnectionError, TimeoutError) as err:
+                if delay is None:
+                    raise ApiError(0, "Unreachable", f"{type(err).__name__}: {err}") from err
+                logger.debug(
+                    "API request %s %s failed (attempt %d): %s", method, path, attempt, err
+                )
+                await asyncio.sleep(delay)
+        raise ApiError(0, "Unreachable", f"{method} {path} kept failing")
+
+    async def get(self, path: str) -> Object | None:
+        try:
+            return await self.request("GET", path)
+        except ApiError as err:
+            if err.not_found:
+                return None
+            raise
+
+    async def create(self, path: str, body: Object) -> Object:
+        return await self.request("POST", path, body=body)
+
+    async def merge_patch(self, path: str, patch: Object) -> Object:
+        return await self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+    async def delete(self, path: str) -> None:
+        try:
+            await self.request("DELETE", path)
+        except ApiError as err:
+            if not err.not_found:
+                raise
+
+    async def list(
+        self, path: str, params: Mapping[str, str] | None = None
+    ) -> tuple[list[Object], str]:
+        """Every item (in pages), and the resourceVersion to watch from."""
+        items: list[Object] = []
+        query = {**(params or {}), "limit": str(_LIST_PAGE_SIZE)}
+        while True:
+            page = await self.request("GET", path, params=query)
+            items.extend(page.get("items") or [])
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue")
+            if not token:
+                return items, str(metadata.get("resourceVersion", ""))
+            query["continue"] = token
+
+    async def watch(
+        self, path: str, resource_version: str, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[tuple[str, Object]]:
+        """Events after `resource_version`, until the server ends the stream.
+        Raises Gone when the version is too old to continue from."""
+        query = {
+            **(params or {}),
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(_WATCH_TIMEOUT_SECONDS),
+        }
+        connection = await self._connect()
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=_WATCH_TIMEOUT_SECONDS + 30)
+        async with connection.session.get(
+            connection.server + path, params=query, headers=connection.headers, timeout=timeout
+        ) as response:
+            if response.status == 401:
+                await self._reset(connection)
+            if response.status >= 400:
+                raise _api_error(response.status, await response.read())
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    raise _api_error(int(obj.get("code", 500)), json.dumps(obj).encode())
+                yield kind, obj
+
+    # --- Connection. ---
+
+    async def _connect(self) -> _Connection:
+        if self._connection is not None:
+            return self._connection
+        async with self._connecting:
+            if self._connection is None:
+                info = await self._login()
+                self._connection = _open(info, self._max_connections)
+            return self._connection
+
+    async def _reset(self, stale: _Connection) -> None:
+        async with self._connecting:
+            if self._connection is stale:
+                self._connection = None
+                await stale.session.close()
+
+
+def _open(info: kopf.ConnectionInfo, max_connections: int) -> _Connection:
+    headers: dict[str, str] = {"Accept": "application/json"}
+    if info.token:
+        headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+    elif info.username and info.password:
+        headers["Authorization"] = aiohttp.BasicAuth(info.username, info.password).encode()
+    context: ssl.SSLContext | bool = (
+        _ssl_context(info) if info.server.startswith("https") else False
+    )
+    connector = aiohttp.TCPConnector(ssl=context, limit=max_connections)
+    session = aiohttp.ClientSession(connector=connector, trust_env=info.trust_env)
+    return _Connection(info.server.rstrip("/"), session, headers)
+
+
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
+    if info.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif info.ca_data:
+        data = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
+        context = ssl.create_default_context(cadata=_pem_text(data))
+    else:
+        context = ssl.create_default_context(
+            cafile=os.fsdecode(info.ca_path) if info.ca_path else None
+        )
+    certificate, key = info.certificate_path, info.private_key_path
+    if info.certificate_data or info.private_key_data:
+        # The ssl module reads client credentials only from files: write them
+        # to owner-only temporary files for the duration of the load.
+        with (
+            _temporary_file(info.certificate_data) as cert_file,
+            _temporary_file(info.private_key_data) as key_file,
+        ):
+            context.load_cert_chain(cert_file or os.fsdecode(certificate or ""), key_file or None)
+    elif certificate:
+        context.load_cert_chain(os.fsdecode(certificate), os.fsdecode(key) if key else None)
+    return context
+
+
+def _pem_text(data: str) -> str:
+    """kopf hands CA data either as PEM or as base64 of PEM (kubeconfig style)."""
+    if "-----BEGIN" in data:
+        return data
+    import base64  # noqa: PLC0415 - only for this rare form
+
+    return base64.b64decode(data).decode()
+
+
+@contextlib.contextmanager
+def _temporary_file(data: str | bytes | None) -> Iterator[str | None]:
+    if not data:
+        yield None
+        return
+    content = data.encode() if isinstance(data, str) else data
+    descriptor, path = tempfile.mkstemp(prefix="mtls-operator-")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+        yield path
+    finally:
+        os.unlink(path)
+
+
+def _retry_after(response: aiohttp.ClientResponse, default: float) -> float:
+    try:
+        return min(float(response.headers.get("Retry-After", default)), 10.0)
+    except ValueError:
+        return default
+
+
+def _api_error(status: int, payload: bytes) -> ApiError:
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    reason = str(body.get("reason") or "Error")
+    message = str(body.get("message") or payload[:200].decode(errors="replace"))
+    error_type = Gone if status == 410 else ApiError
+    return error_type(status, reason, message)
+
+
+async def default_login() -> kopf.ConnectionInfo:
+    """Credentials the way kopf finds them: in-cluster ServiceAccount, else
+    the kubeconfig (through the kubernetes client, so exec plugins work)."""
+    return await asyncio.to_thread(_login)
+
+
+def _login() -> kopf.ConnectionInfo:
+    settings = kopf.OperatorSettings()
+    info = kopf.login_via_client(logger=logger, settings=settings)
+    if info is None:
+        raise ApiError(0, "NoCredentials", "no in-cluster ServiceAccount and no kubeconfig found")
+    return info

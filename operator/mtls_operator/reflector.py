@@ -1,0 +1,61 @@
+"""A local, always-current view of a server-side filtered collection:
+list, then watch from the listed version, and list again when the watch
+cannot continue (410 Gone) or the connection drops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Protocol
+
+from mtls_operator.kube import ApiError, Gone, Kube, Object
+
+logger = logging.getLogger(__name__)
+
+_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Sink(Protocol):
+    def replace(self, items: list[Object]) -> None:
+        """The full collection, after a (re-)list: drop what is not in it."""
+
+    def apply(self, event_type: str, obj: Object) -> None:
+        """One change: ADDED, MODIFIED or DELETED."""
+
+
+class Reflector:
+    def __init__(
+        self, kube: Kube, path: str, sink: Sink, params: Mapping[str, str] | None = None
+    ) -> None:
+        self._kube = kube
+        self._path = path
+        self._params = dict(params or {})
+        self._sink = sink
+        self.synced = asyncio.Event()
+
+    async def run(self) -> None:
+        failures = 0
+        resource_version = ""
+        while True:
+            try:
+                if not resource_version:
+                    items, resource_version = await self._kube.list(self._path, self._params)
+                    self._sink.replace(items)
+                    self.synced.set()
+                async for event_type, obj in self._kube.watch(
+                    self._path, resource_version, self._params
+                ):
+                    failures = 0
+                    resource_version = (obj.get("metadata") or {}).get(
+                        "resourceVersion", resource_version
+                    )
+                    if event_type != "BOOKMARK":
+                        self._sink.apply(event_type, obj)
+            except Gone:
+                resource_version = ""
+            except (ApiError, OSError, ValueError) as err:
+                delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
+                failures += 1
+                logger.warning("watch of %s failed (%s); retrying in %.1fs", self._path, err, delay)
+                await asyncio.sleep(delay)

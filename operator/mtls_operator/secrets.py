@@ -1,0 +1,314 @@
+"""The Secrets the operator writes: their layout, and the facts a decision
+needs, read back from a Secret without keeping its private key around."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from mtls_operator.pki import (
+    CertificateAuthority,
+    CertificateLoadError,
+    IssuedCertificate,
+    KeyLoadError,
+    load_certificates,
+    load_private_key,
+)
+from mtls_operator.pki.certs import fingerprint_sha256, serial_hex
+from mtls_operator.resources import API_VERSION, KIND, CertificateRef
+from mtls_operator.spec import CertificateSpec
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGER = "mtls-operator"
+SECRET_TYPE = "kubernetes.io/tls"
+
+TLS_CRT, TLS_KEY, CA_CRT = "tls.crt", "tls.key", "ca.crt"
+COMBINED_PEM, KEY_DER = "tls-combined.pem", "key.der"
+KEYSTORE_P12, TRUSTSTORE_P12 = "keystore.p12", "truststore.p12"
+
+# What a Secret records about the issuance that produced it. The Secret is
+# the source of truth: after a restart, or when a status write was lost, the
+# operator rebuilds its view from these.
+CERTIFICATE_ANNOTATION = "mtls.dev/certificate"
+CERTIFICATE_UID_ANNOTATION = "mtls.dev/certificate-uid"
+SPEC_HASH_ANNOTATION = "mtls.dev/spec-hash"
+CA_FINGERPRINT_ANNOTATION = "mtls.dev/ca-fingerprint"
+SERIAL_ANNOTATION = "mtls.dev/serial"
+NOT_AFTER_ANNOTATION = "mtls.dev/not-after"
+ISSUED_AT_ANNOTATION = "mtls.dev/issued-at"
+REVISION_ANNOTATION = "mtls.dev/revision"
+# Keys of labels/annotations that came from secretTemplate, so that keys
+# dropped from the template are removed and nobody else's are.
+TEMPLATE_LABELS_ANNOTATION = "mtls.dev/template-labels"
+TEMPLATE_ANNOTATIONS_ANNOTATION = "mtls.dev/template-annotations"
+
+
+def encode_data(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {key: base64.b64encode(value).decode() for key, value in data.items()}
+
+
+def decode_data(data: Mapping[str, str] | None) -> dict[str, bytes]:
+    decoded = {}
+    for key, value in (data or {}).items():
+        try:
+            decoded[key] = base64.b64decode(value, validate=True)
+        except ValueError:
+            decoded[key] = b""
+    return decoded
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class LeafFacts:
+    serial_number: str
+    fingerprint_sha256: str
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    issuer: str
+    authority_key_id: bytes | None
+    public_key_sha256: str
+
+
+@dataclass(frozen=True)
+class SecretFacts:
+    """A managed Secret as the decision sees it. Holds no key material."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    owner_references: tuple[Mapping[str, Any], ...]
+    data_keys: frozenset[str]
+    secret_type: str
+    # None when tls.crt and tls.key are present, parse, and belong together.
+    problem: str | None
+    key_matches: bool
+    leaf: LeafFacts | None
+    key_pem_header: str | None
+    trust_bundle_sha256: str | None
+
+    @property
+    def owner_uids(self) -> frozenset[str]:
+        return frozenset(str(ref.get("uid", "")) for ref in self.owner_references)
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED_BY_LABEL) == MANAGER
+
+    @property
+    def owner_certificate(self) -> str | None:
+        return self.annotations.get(CERTIFICATE_ANNOTATION)
+
+    @property
+    def revision(self) -> int:
+        try:
+            return int(self.annotations.get(REVISION_ANNOTATION, "0"))
+        except ValueError:
+            return 0
+
+    @property
+    def issued_at(self) -> datetime.datetime | None:
+        return parse_timestamp(self.annotations.get(ISSUED_AT_ANNOTATION))
+
+    def template_keys(self, annotation: str) -> frozenset[str]:
+        text = self.annotations.get(annotation, "")
+        return frozenset(k for k in text.split(",") if k)
+
+
+def parse_timestamp(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+
+
+def format_timestamp(value: datetime.datetime) -> str:
+    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_secret(body: Mapping[str, Any]) -> SecretFacts:
+    """Facts of a Secret object as the API returns it."""
+    metadata = body.get("metadata") or {}
+    data = decode_data(body.get("data"))
+    problem, leaf, key_matches, header = _examine_key_pair(data)
+    bundle = data.get(CA_CRT)
+    return SecretFacts(
+        namespace=metadata.get("namespace", ""),
+        name=metadata.get("name", ""),
+        uid=metadata.get("uid", ""),
+        resource_version=metadata.get("resourceVersion", ""),
+        labels=dict(metadata.get("labels") or {}),
+        annotations=dict(metadata.get("annotations") or {}),
+        owner_references=tuple(dict(ref) for ref in metadata.get("ownerReferences") or []),
+        data_keys=frozenset(data),
+        secret_type=body.get("type", ""),
+        problem=problem,
+        key_matches=key_matches,
+        leaf=leaf,
+        key_pem_header=header,
+        trust_bundle_sha256=sha256_hex(bundle) if bundle else None,
+    )
+
+
+def _examine_key_pair(
+    data: Mapping[str, bytes],
+) -> tuple[str | None, LeafFacts | None, bool, str | None]:
+    certificate_pem, key_pem = data.get(TLS_CRT), data.get(TLS_KEY)
+    if not certificate_pem:
+        return f"{TLS_CRT} is missing or empty", None, False, None
+    if not key_pem:
+        return f"{TLS_KEY} is missing or empty", None, False, None
+    if not data.get(CA_CRT):
+        return f"{CA_CRT} is missing or empty", None, False, None
+    try:
+        leaf = load_certificates(certificate_pem)[0]
+    except CertificateLoadError as err:
+        return f"{TLS_CRT} is not a certificate: {err}", None, False, None
+    header = key_pem.split(b"\n", 1)[0].decode(errors="replace").strip()
+    try:
+        key = load_private_key(key_pem)
+    except KeyLoadError as err:
+        return f"{TLS_KEY} is unusable: {err}", _leaf_facts(leaf), False, header
+    spki = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key_spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return None, _leaf_facts(leaf), spki == key_spki, header
+
+
+def _leaf_facts(leaf: x509.Certificate) -> LeafFacts:
+    try:
+        aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        key_id = aki.key_identifier
+    except x509.ExtensionNotFound:
+        key_id = None
+    spki = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return LeafFacts(
+        serial_number=serial_hex(leaf),
+        fingerprint_sha256=fingerprint_sha256(leaf),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        issuer=leaf.issuer.rfc4514_string(),
+        authority_key_id=key_id,
+        public_key_sha256=sha256_hex(spki),
+    )
+
+
+# --- Writing: the Secret as it should be. ---
+
+
+def issuance_record(
+    spec: CertificateSpec,
+    issued: IssuedCertificate,
+    ca: CertificateAuthority,
+    issued_at: datetime.datetime,
+    revision: int,
+) -> dict[str, str]:
+    """Annotations that record what was issued, so the Secret alone tells
+    whether it still matches the spec and the CA."""
+    return {
+        SPEC_HASH_ANNOTATION: spec.issuance_hash(),
+        CA_FINGERPRINT_ANNOTATION: ca.fingerprint,
+        SERIAL_ANNOTATION: serial_hex(issued.certificate),
+        NOT_AFTER_ANNOTATION: format_timestamp(issued.certificate.not_valid_after_utc),
+        ISSUED_AT_ANNOTATION: format_timestamp(issued_at),
+        REVISION_ANNOTATION: str(revision),
+    }
+
+
+def _labels(spec: CertificateSpec) -> dict[str, str]:
+    return {**dict(spec.secret_labels), MANAGED_BY_LABEL: MANAGER}
+
+
+def _annotations(owner: CertificateRef, spec: CertificateSpec) -> dict[str, str]:
+    return {
+        **dict(spec.secret_annotations),
+        CERTIFICATE_ANNOTATION: owner.name,
+        CERTIFICATE_UID_ANNOTATION: owner.uid,
+        TEMPLATE_LABELS_ANNOTATION: ",".join(sorted(dict(spec.secret_labels))),
+        TEMPLATE_ANNOTATIONS_ANNOTATION: ",".join(sorted(dict(spec.secret_annotations))),
+    }
+
+
+def new_secret(
+    owner: CertificateRef,
+    spec: CertificateSpec,
+    data: Mapping[str, bytes],
+    record: Mapping[str, str],
+) -> dict[str, Any]:
+    """The body to create the Secret with."""
+    metadata: dict[str, Any] = {
+        "name": spec.secret_name,
+        "namespace": owner.namespace,
+        "labels": _labels(spec),
+        "annotations": {**_annotations(owner, spec), **record},
+    }
+    if not spec.retain_secret:
+        metadata["ownerReferences"] = [owner.owner_reference()]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": SECRET_TYPE,
+        "data": encode_data(data),
+    }
+
+
+def secret_patch(
+    existing: SecretFacts,
+    owner: CertificateRef,
+    spec: CertificateSpec,
+    *,
+    data: Mapping[str, bytes],
+    record: Mapping[str, str] | None,
+    expected_keys: frozenset[str],
+) -> dict[str, Any]:
+    """A JSON merge patch that brings `existing` to what it should be while
+    keeping what others added (foreign labels, annotations, owners). It
+    carries the resourceVersion it was computed from, so a concurrent change
+    makes it fail instead of being overwritten."""
+    labels: dict[str, str | None] = dict(_labels(spec))
+    for key in existing.template_keys(TEMPLATE_LABELS_ANNOTATION) - labels.keys():
+        labels[key] = None
+    annotations: dict[str, str | None] = {**_annotations(owner, spec), **(record or {})}
+    for key in existing.template_keys(TEMPLATE_ANNOTATIONS_ANNOTATION) - annotations.keys():
+        annotations[key] = None
+    owners = [
+        dict(ref)
+        for ref in existing.owner_references
+        if not (ref.get("apiVersion") == API_VERSION and ref.get("kind") == KIND)
+    ]
+    if not spec.retain_secret:
+        owners.append(owner.owner_reference())
+    encoded: dict[str, str | None] = dict(encode_data(data))
+    for key in existing.data_keys - expected_keys - data.keys():
+        encoded[key] = None
+    return {
+        "metadata": {
+            "resourceVersion": existing.resource_version,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": owners,
+        },
+        "data": encoded,
+    }

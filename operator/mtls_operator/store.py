@@ -1,0 +1,220 @@
+"""What the operator knows of the cluster: the MtlsCertificates and the
+facts of the Secrets it manages, kept current by watch events and by the
+responses to its own writes."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtls_operator.resources import RENEW_REQUESTED_ANNOTATION, CertificateRef
+from mtls_operator.secrets import CERTIFICATE_ANNOTATION, SecretFacts, parse_timestamp, read_secret
+from mtls_operator.spec import CertificateSpec, InvalidSpec, parse_spec
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class CertificateRecord:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: str
+    resource_version: str
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    # Parsed once per generation.
+    _parsed: CertificateSpec | InvalidSpec | None = field(default=None, repr=False)
+    # Consecutive failures, for the retry backoff; not persisted.
+    failures: int = 0
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+    @property
+    def ref(self) -> CertificateRef:
+        return CertificateRef(
+            self.namespace,
+            self.name,
+            self.uid,
+            parse_timestamp(self.annotations.get(RENEW_REQUESTED_ANNOTATION)),
+        )
+
+    @property
+    def secret_name(self) -> str | None:
+        name = self.spec.get("secretName")
+        return name if isinstance(name, str) and name else None
+
+    def parsed_spec(self, min_duration: datetime.timedelta) -> CertificateSpec:
+        """The validated spec; raises InvalidSpec."""
+        if self._parsed is None:
+            try:
+                self._parsed = parse_spec(self.spec, min_duration)
+            except InvalidSpec as err:
+                self._parsed = err
+        if isinstance(self._parsed, InvalidSpec):
+            raise self._parsed
+        return self._parsed
+
+
+def certificate_record(body: Mapping[str, Any]) -> CertificateRecord:
+    metadata = body.get("metadata") or {}
+    return CertificateRecord(
+        namespace=metadata.get("namespace", ""),
+        name=metadata.get("name", ""),
+        uid=metadata.get("uid", ""),
+        generation=int(metadata.get("generation") or 0),
+        created=metadata.get("creationTimestamp", ""),
+        resource_version=metadata.get("resourceVersion", ""),
+        spec=dict(body.get("spec") or {}),
+        status=dict(body.get("status") or {}),
+        annotations=dict(metadata.get("annotations") or {}),
+    )
+
+
+def newer(candidate: str, current: str) -> bool:
+    """Whether resourceVersion `candidate` is newer than `current`. They are
+    opaque strings in general but etcd revisions in practice; when they do
+    not compare as numbers, the candidate wins."""
+    try:
+        return int(candidate) > int(current)
+    except ValueError:
+        return candidate != current
+
+
+class Store:
+    def __init__(self, on_change: Callable[[Key], None]) -> None:
+        self.certificates: dict[Key, CertificateRecord] = {}
+        self.secrets: dict[Key, SecretFacts] = {}
+        self._claimants: dict[Key, set[str]] = {}  # Secret -> certificates naming it
+        self._on_change = on_change
+
+    # --- Certificates. ---
+
+    def upsert_certificate(self, body: Mapping[str, Any]) -> CertificateRecord | None:
+        record = certificate_record(body)
+        previous = self.certificates.get(record.key)
+        if previous is not None:
+            if previous.uid == record.uid and not newer(
+                record.resource_version, previous.resource_version
+            ):
+                return None
+            if previous.uid == record.uid and previous.generation == record.generation:
+                record._parsed = previous._parsed
+            record.failures = previous.failures if previous.uid == record.uid else 0
+            self._unclaim(previous)
+        self.certificates[record.key] = record
+        if record.secret_name:
+            self._claimants.setdefault((record.namespace, record.secret_name), set()).add(
+                record.name
+            )
+        self._on_change(record.key)
+        return record
+
+    def remove_certificate(self, body: Mapping[str, Any]) -> None:
+        metadata = body.get("metadata") or {}
+        key = (metadata.get("namespace", ""), metadata.get("name", ""))
+        record = self.certificates.get(key)
+        if record is None or record.uid != metadata.get("uid", record.uid):
+            return
+        del self.certificates[key]
+        self._unclaim(record)
+        if record.secret_name:
+            # Another certificate naming the same Secret may take it over now.
+            for name in self._claimants.get((record.namespace, record.secret_name), ()):
+                self._on_change((record.namespace, name))
+
+    def older_claimant(self, record: CertificateRecord) -> str | None:
+        """The oldest other certificate naming the same Secret, if older."""
+        if not record.secret_name:
+            return None
+        others = [
+            self.certificates[(record.namespace, name)]
+            for name in self._claimants.get((record.namespace, record.secret_name), ())
+            if name != record.name and (record.namespace, name) in self.certificates
+        ]
+        older = [o for o in others if (o.created, o.name) < (record.created, record.name)]
+        return min(older, key=lambda o: (o.created, o.name)).name if older else None
+
+    def _unclaim(self, record: CertificateRecord) -> None:
+        if record.secret_name:
+            claimants = self._claimants.get((record.namespace, record.secret_name))
+            if claimants is not None:
+                claimants.discard(record.name)
+                if not claimants:
+                    del self._claimants[(record.namespace, record.secret_name)]
+
+    # --- Secrets. ---
+
+    def upsert_secret(self, body: Mapping[str, Any]) -> SecretFacts | None:
+        metadata = body.get("metadata") or {}
+        key = (metadata.get("namespace", ""), metadata.get("name", ""))
+        current = self.secrets.get(key)
+        version = metadata.get("resourceVersion", "")
+        if (
+            current is not None
+            and current.uid == metadata.get("uid")
+            and not newer(version, current.resource_version)
+        ):
+            return None
+        facts = read_secret(body)
+        self.secrets[key] = facts
+        self._notify_secret(key, facts)
+        return facts
+
+    def remove_secret(self, body: Mapping[str, Any]) -> None:
+        metadata = body.get("metadata") or {}
+        key = (metadata.get("namespace", ""), metadata.get("name", ""))
+        current = self.secrets.get(key)
+        if current is None:
+            return
+        if current.uid == metadata.get("uid") and newer(
+            current.resource_version, metadata.get("resourceVersion", "")
+        ):
+            return  # an older deletion than what we already wrote since
+        del self.secrets[key]
+        self._notify_secret(key, current)
+
+    def replace_secrets(self, items: Sequence[Mapping[str, Any]], namespace: str | None) -> None:
+        """After a (re-)list: the listed Secrets of `namespace` (or all) are all there is."""
+        listed = set()
+        for body in items:
+            metadata = body.get("metadata") or {}
+            listed.add((metadata.get("namespace", ""), metadata.get("name", "")))
+            self.upsert_secret(body)
+        for key in list(self.secrets):
+            if key not in listed and (namespace is None or key[0] == namespace):
+                facts = self.secrets.pop(key)
+                self._notify_secret(key, facts)
+
+    def _notify_secret(self, key: Key, facts: SecretFacts) -> None:
+        namespace = key[0]
+        names = set(self._claimants.get(key, ()))
+        owner = facts.annotations.get(CERTIFICATE_ANNOTATION)
+        if owner:
+            names.add(owner)
+        for certificate in names:
+            if (namespace, certificate) in self.certificates:
+                self._on_change((namespace, certificate))
+
+
+class SecretSink:
+    """Feeds a reflector of managed Secrets into the store."""
+
+    def __init__(self, store: Store, namespace: str | None) -> None:
+        self._store = store
+        self._namespace = namespace
+
+    def replace(self, items: list[dict[str, Any]]) -> None:
+        self._store.replace_secrets(items, self._namespace)
+
+    def apply(self, event_type: str, obj: dict[str, Any]) -> None:
+        if event_type == "DELETED":
+            self._store.remove_secret(obj)
+        else:
+            self._store.upsert_secret(obj)
