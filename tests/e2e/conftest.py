@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from e2e.crd import apply_crd
+from e2e.support import CLUSTER_CA_SECRET, OPERATOR_NAMESPACE, OperatorProcess
+
 from localcluster import ClusterError, Kubectl, LocalCluster, control_plane_bin_dir
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -103,3 +106,45 @@ def kube_api(kube_cluster: KubeCluster) -> Iterator[client.ApiClient]:
         yield api
     finally:
         api.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture(scope="session")
+def mtls_crd(kubectl: Kubectl) -> None:
+    apply_crd(kubectl)
+
+
+@pytest.fixture(scope="session")
+def operator_process(
+    kube_cluster: KubeCluster,
+    kubectl: Kubectl,
+    mtls_crd: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    """One operator for the session, serving every namespace, with a
+    bootstrapped cluster CA and a minimum duration short enough for renewal tests."""
+    kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    process = OperatorProcess(
+        kube_cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        [
+            "--all-namespaces",
+            "--bootstrap-ca",
+            "--cluster-ca-secret",
+            f"{OPERATOR_NAMESPACE}/{CLUSTER_CA_SECRET}",
+            "--min-duration",
+            "10s",
+        ],
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def operator(operator_process: OperatorProcess) -> OperatorProcess:
+    """The session operator, running (a test before may have stopped it)."""
+    if not operator_process.running:
+        operator_process.start()
+    return operator_process

@@ -1,0 +1,46 @@
+"""Installing the MtlsCertificate CRD in a test cluster, shared by the e2e test modules."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from localcluster import ClusterError, Kubectl
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = REPO_ROOT / "crds" / "mtlscertificates.yaml"
+CRD_NAME = "mtlscertificates.mtls.dev"
+API_VERSION = "mtls.dev/v1alpha1"
+KIND = "MtlsCertificate"
+DISCOVERY_TIMEOUT = 30.0
+
+
+def apply_crd(kubectl: Kubectl) -> None:
+    """Apply the CRD and return once clients can use the kind; safe to call repeatedly.
+
+    One field manager with --force-conflicts keeps repeated applies from several test modules
+    (or after an edit of the file) from failing on ownership conflicts.
+    """
+    kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=mtls-e2e",
+        "-f",
+        str(CRD_PATH),
+    )
+    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+    _wait_discoverable(kubectl)
+
+
+def _wait_discoverable(kubectl: Kubectl) -> None:
+    # Established does not mean discovery serves the kind yet, and kubectl would answer
+    # "no matches for kind" until it does; api-resources always asks the server afresh.
+    deadline = time.monotonic() + DISCOVERY_TIMEOUT
+    while True:
+        listed = kubectl("api-resources", "--api-group=mtls.dev", "-o", "name", check=False)
+        if CRD_NAME in listed.stdout.split():
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{CRD_NAME} not in discovery after {DISCOVERY_TIMEOUT:.0f}s")
+        time.sleep(0.2)

@@ -1,0 +1,262 @@
+"""Helpers for end-to-end tests: the operator as a real process, and small
+readers and waiters over the real API."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
+OPERATOR_NAMESPACE = "mtls-operator"
+CLUSTER_CA_SECRET = "mtls-operator-ca"
+_T = TypeVar("_T")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class OperatorProcess:
+    """`mtls-operator run` as users run it, against the test cluster."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, extra_args: list[str]) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.extra_args = extra_args
+        self.metrics_port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        command = str(Path(sys.executable).parent / "mtls-operator")
+        args = [
+            command,
+            "run",
+            *self.extra_args,
+            "--metrics-port",
+            str(self.metrics_port),
+        ]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"the operator exited with {self._process.returncode}:\n{self.log_tail()}"
+                )
+            if self._healthy():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the operator did not become healthy:\n{self.log_tail()}")
+
+    def stop(self) -> int | None:
+        """SIGTERM, as Kubernetes stops a pod; SIGKILL if it hangs."""
+        return self._end(signal.SIGTERM)
+
+    def kill(self) -> int | None:
+        return self._end(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as response:
+            text: str = response.read().decode()
+            return text
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1
+            ) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def _end(self, signum: signal.Signals) -> int | None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return process.returncode if process else None
+        process.send_signal(signum)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+
+def wait_for(
+    probe: Callable[[], _T | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> _T:
+    """Poll until `probe` returns something other than None (or False)."""
+    deadline = time.monotonic() + timeout
+    last: _T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last is not None and last is not False:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def certificate(
+    name: str, usage: str = "server", secret_name: str | None = None, **spec: object
+) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MtlsCertificate",
+        "metadata": {"name": name},
+        "spec": {"secretName": secret_name or f"{name}-tls", "usage": usage, **spec},
+    }
+
+
+def _custom(api: client.ApiClient) -> Any:
+    # The client types custom objects as `object`; they are plain JSON dicts.
+    return client.CustomObjectsApi(api)
+
+
+def create_certificate(
+    api: client.ApiClient, namespace: str, body: Mapping[str, Any]
+) -> dict[str, Any]:
+    result: dict[str, Any] = _custom(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, dict(body)
+    )
+    return result
+
+
+def get_certificate(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        result: dict[str, Any] = _custom(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return result
+
+
+def patch_certificate(
+    api: client.ApiClient, namespace: str, name: str, patch: Mapping[str, Any]
+) -> None:
+    _custom(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, dict(patch)
+    )
+
+
+def delete_certificate(api: client.ApiClient, namespace: str, name: str) -> None:
+    _custom(api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+def condition(body: Mapping[str, Any] | None, kind: str = "Ready") -> dict[str, Any] | None:
+    for item in ((body or {}).get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return None
+
+
+def wait_ready(
+    api: client.ApiClient, namespace: str, name: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    """The certificate once Ready=True for its current generation."""
+
+    def ready() -> dict[str, Any] | None:
+        body = get_certificate(api, namespace, name)
+        found = condition(body)
+        if (
+            body
+            and found
+            and found["status"] == "True"
+            and found.get("observedGeneration") == body["metadata"]["generation"]
+        ):
+            return body
+        return None
+
+    return wait_for(ready, timeout=timeout, what=f"{namespace}/{name} to be Ready")
+
+
+def wait_reason(
+    api: client.ApiClient, namespace: str, name: str, reason: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        body = get_certificate(api, namespace, name)
+        found = condition(body)
+        return body if found and found.get("reason") == reason else None
+
+    return wait_for(reached, timeout=timeout, what=f"{namespace}/{name} Ready reason {reason}")
+
+
+def plain(api: client.ApiClient, model: object) -> dict[str, Any]:
+    """A client model as the JSON the API sent, which is simpler to assert on."""
+    result: dict[str, Any] = api.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
+    return result
+
+
+def get_secret(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        secret = client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return plain(api, secret)
+
+
+def secret_data(api: client.ApiClient, namespace: str, name: str) -> dict[str, bytes]:
+    secret = get_secret(api, namespace, name)
+    assert secret is not None, f"Secret {namespace}/{name} does not exist"
+    return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
+
+
+def mount(data: Mapping[str, bytes], directory: Path) -> Path:
+    """Write a Secret's keys as files, the way a pod's volume mount shows them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, value in data.items():
+        path = directory / key
+        path.write_bytes(value)
+        path.chmod(0o600)
+    return directory
+
+
+def events(api: client.ApiClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    listed = client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=MtlsCertificate"
+    )
+    items: list[dict[str, Any]] = plain(api, listed).get("items") or []
+    return sorted(items, key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["name"]))
+
+
+def event_reasons(api: client.ApiClient, namespace: str, name: str) -> list[str]:
+    return [str(e.get("reason")) for e in events(api, namespace, name)]
