@@ -39,7 +39,8 @@ test: lint tools control-plane
 demo-offline: $(INSTALLED) tools
 	@$(BIN)/python hack/demo_offline.py
 
-demo: demo-offline
+demo: $(INSTALLED) tools control-plane
+	@$(BIN)/python hack/demo.py
 
 cluster-up: $(INSTALLED) control-plane
 	@$(BIN)/python hack/localcluster.py up --dir $(CLUSTER_DIR)
