@@ -109,9 +109,9 @@ def summary(kubectl: Kubectl, mounts: dict[str, Path], handshake_ok: bool) -> bo
         )
         directory = mounts.get(spec["secretName"])
         verified = (
-            bool(directory)
+            directory is not None
             and openssl_verify(directory / "ca.crt", directory / "tls.crt").returncode == 0
-        )  # type: ignore[operator]
+        )
         all_ok = all_ok and verified and ready == "True"
         rows.append(
             (
