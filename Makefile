@@ -50,3 +50,6 @@ cluster-down: $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+bench: $(INSTALLED) control-plane
+	@$(BIN)/python hack/bench.py

@@ -13,14 +13,13 @@ import base64
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import FrameType
 
 from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
+from operator_process import OperatorProcess
 from recipe_checks import mtls_handshake, openssl_verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,34 +53,21 @@ def connect(bin_dir: Path) -> tuple[Kubectl, LocalCluster | None]:
     ), cluster
 
 
-def start_operator(kubeconfig: Path) -> subprocess.Popen[bytes]:
-    log = (DEMO / "operator.log").open("wb")
-    process = subprocess.Popen(
+def start_operator(kubeconfig: Path) -> OperatorProcess:
+    process = OperatorProcess(
+        kubeconfig,
+        DEMO / "operator.log",
         [
-            str(Path(sys.executable).parent / "mtls-operator"),
-            "run",
             "--namespace",
             NAMESPACE,
             "--bootstrap-ca",
             "--cluster-ca-secret",
             f"{OPERATOR_NAMESPACE}/mtls-operator-ca",
-            "--metrics-port",
-            str(METRICS_PORT),
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        metrics_port=METRICS_PORT,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the operator exited; see {DEMO / 'operator.log'}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/healthz", timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the operator did not become healthy; see {DEMO / 'operator.log'}")
+    process.start()
+    return process
 
 
 def mount_secret(kubectl: Kubectl, name: str) -> Path:
@@ -142,7 +128,7 @@ def main() -> int:
     DEMO.mkdir(exist_ok=True)
     bin_dir = control_plane_bin_dir()
     cluster: LocalCluster | None = None
-    operator: subprocess.Popen[bytes] | None = None
+    operator: OperatorProcess | None = None
 
     def interrupted(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -200,19 +186,15 @@ def main() -> int:
             )
             if cluster is not None:
                 print(f"export KUBECONFIG={cluster.kubeconfig}")
-            while operator.poll() is None:
+            while operator.running:
                 time.sleep(1)
         return 0 if ok else 1
     except KeyboardInterrupt:
         print("\nstopping", flush=True)
         return 130
     finally:
-        if operator is not None and operator.poll() is None:
-            operator.send_signal(signal.SIGTERM)
-            try:
-                operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+        if operator is not None:
+            operator.stop()
         if cluster is not None:
             cluster.stop()
 

@@ -34,11 +34,12 @@ TRUST_BUNDLE_KEY = "ca.crt"
 def ca_from_secret_data(
     data: Mapping[str, bytes], now: datetime.datetime, passphrase: bytes | None = None
 ) -> CertificateAuthority:
-    """Load the CA from the first complete layout. With `tls.crt`, a
-    `ca.crt` next to it is the trust bundle handed to every leaf Secret."""
+    """Load the CA from the first complete layout. A `ca.crt` next to
+    `tls.crt` or `ca-crt.pem` is the trust bundle handed to every leaf
+    Secret; in the `ca.crt` + `ca.key` layout, `ca.crt` is both."""
     for certificate_key, private_key_key in CA_LAYOUTS:
         if data.get(certificate_key) and data.get(private_key_key):
-            bundle = data.get(TRUST_BUNDLE_KEY) if certificate_key == "tls.crt" else None
+            bundle = data.get(TRUST_BUNDLE_KEY) if certificate_key != TRUST_BUNDLE_KEY else None
             return load_ca(data[certificate_key], data[private_key_key], now, passphrase, bundle)
     expected = ", ".join(f"{c} + {k}" for c, k in CA_LAYOUTS)
     raise CAError(CAProblem.INCOMPLETE, f"the Secret holds no CA: expected {expected}")

@@ -32,12 +32,18 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         settings.peering.standalone = True
         settings.watching.connect_timeout = 10
         settings.watching.server_timeout = 290
+        # kopf's per-object workers only hand events to the store, in
+        # microseconds: let them exit soon after and cap how many exist, so
+        # the number of tasks stays flat however many certificates there are.
+        # (An idle timeout of exactly 0 never receives a queued event.)
+        settings.queueing.worker_limit = 200
+        settings.queueing.idle_timeout = 0.05
         await runtime.start(default_login)
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # The same credentials as the runtime's own client (kube.default_login).
-        return kopf.login_via_client(**kwargs)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        # The same credentials as the runtime's own client.
+        return await default_login()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def certificate_event(event: kopf.RawEvent, **_: Any) -> None:

@@ -316,14 +316,38 @@ def _api_error(status: int, payload: bytes) -> ApiError:
 
 
 async def default_login() -> kopf.ConnectionInfo:
-    """Credentials the way kopf finds them: in-cluster ServiceAccount, else
-    the kubeconfig (through the kubernetes client, so exec plugins work)."""
-    return await asyncio.to_thread(_login)
+    """Credentials the way kubectl finds them: the in-cluster ServiceAccount,
+    else $KUBECONFIG (read now, not at import) or ~/.kube/config, through the
+    kubernetes client library so that exec plugins and auth providers work."""
+    return await asyncio.to_thread(login)
 
 
-def _login() -> kopf.ConnectionInfo:
-    settings = kopf.OperatorSettings()
-    info = kopf.login_via_client(logger=logger, settings=settings)
-    if info is None:
-        raise ApiError(0, "NoCredentials", "no in-cluster ServiceAccount and no kubeconfig found")
-    return info
+def login() -> kopf.ConnectionInfo:
+    import kubernetes.client  # noqa: PLC0415 - heavy; only needed to log in
+    import kubernetes.config  # noqa: PLC0415
+
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        try:
+            kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)  # type: ignore[no-untyped-call]
+        except (kubernetes.config.ConfigException, OSError) as err:
+            raise ApiError(
+                0, "NoCredentials", f"no in-cluster ServiceAccount and no usable kubeconfig: {err}"
+            ) from None
+    config = kubernetes.client.Configuration.get_default_copy()
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )

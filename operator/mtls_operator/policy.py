@@ -18,10 +18,13 @@ from mtls_operator.resources import CertificateRef
 from mtls_operator.secrets import (
     CA_CRT,
     CERTIFICATE_ANNOTATION,
+    CERTIFICATE_UID_ANNOTATION,
     COMBINED_PEM,
     KEY_DER,
     KEYSTORE_P12,
     MANAGED_BY_LABEL,
+    MANAGED_DATA_KEYS,
+    RENEWAL_REQUEST_ANNOTATION,
     SPEC_HASH_ANNOTATION,
     TEMPLATE_ANNOTATIONS_ANNOTATION,
     TEMPLATE_LABELS_ANNOTATION,
@@ -199,13 +202,15 @@ def renewal_due(given: Input) -> Violation | None:
 
 
 def manual_renewal(given: Input) -> Violation | None:
-    requested = given.certificate.renew_requested_at
+    """A renew-requested-at value that no issuance has honoured yet. Each
+    issuance records the value it saw, so one request means exactly one
+    re-issuance, whatever the clocks of the client and the operator say."""
+    requested = given.certificate.renewal_request
     if requested is None or given.secret is None:
         return None
-    last = issued_at(given.secret)
-    if last is not None and requested <= last:
+    if given.secret.annotations.get(RENEWAL_REQUEST_ANNOTATION) == requested:
         return None
-    return Violation(MANUAL_RENEWAL, f"renewal was requested at {requested.isoformat()}")
+    return Violation(MANUAL_RENEWAL, f"renewal was requested at {requested}")
 
 
 ISSUANCE_CHECKS: tuple[Check, ...] = (
@@ -259,20 +264,26 @@ def drift(given: Input) -> tuple[str, ...]:
     found = []
     if secret.trust_bundle_sha256 != sha256_hex(given.ca.trust_bundle_pem):
         found.append(TRUST_BUNDLE_DRIFT)
-    if _template_drifted(given.spec, secret):
+    if _metadata_drifted(given.certificate, given.spec, secret):
         found.append(TEMPLATE_DRIFT)
     owned = given.certificate.uid in secret.owner_uids
     if owned == given.spec.retain_secret:
         found.append(OWNER_REFERENCE_DRIFT)
-    if secret.data_keys != expected_data_keys(given.spec):
+    if secret.data_keys & MANAGED_DATA_KEYS != expected_data_keys(given.spec):
         found.append(OUTPUTS_DRIFT)
     return tuple(found)
 
 
-def _template_drifted(spec: CertificateSpec, secret: SecretFacts) -> bool:
+def _metadata_drifted(
+    certificate: CertificateRef, spec: CertificateSpec, secret: SecretFacts
+) -> bool:
+    """Labels and annotations: ours, and those of secretTemplate (including
+    removing template keys the template no longer has)."""
     if secret.labels.get(MANAGED_BY_LABEL) is None:
         return True
-    if secret.annotations.get(CERTIFICATE_ANNOTATION) is None:
+    if secret.annotations.get(CERTIFICATE_ANNOTATION) != certificate.name:
+        return True  # e.g. a retained Secret taken over by a new certificate
+    if secret.annotations.get(CERTIFICATE_UID_ANNOTATION) != certificate.uid:
         return True
     for wanted, actual, record in (
         (dict(spec.secret_labels), secret.labels, TEMPLATE_LABELS_ANNOTATION),
@@ -280,11 +291,8 @@ def _template_drifted(spec: CertificateSpec, secret: SecretFacts) -> bool:
     ):
         if any(actual.get(k) != v for k, v in wanted.items()):
             return True
-        stale = secret.template_keys(record) - wanted.keys()
-        if any(k in actual for k in stale):
-            return True
         if secret.template_keys(record) != frozenset(wanted):
-            return True
+            return True  # keys to remove, or to record
     return False
 
 

@@ -85,6 +85,7 @@ class Reconciler:
         self._clock = clock
         self._certificates_by_ca: dict[CARef, set[Key]] = {}
         self._foreign_secrets: dict[Key, SecretFacts] = {}
+        self._turns: dict[Key, float] = {}  # granted re-issuance turns (rate limit)
 
     def certificates_of(self, ca: CARef) -> set[Key]:
         return set(self._certificates_by_ca.get(ca, ()))
@@ -159,10 +160,15 @@ class Reconciler:
         trigger: policy.Violation,
     ) -> None:
         if trigger.reason in RATE_LIMITED_TRIGGERS:
-            wait = self._limiter.reserve()
-            if wait > 0:
-                self._scheduler.schedule(record.key, time.time() + wait)
-                return
+            turn = self._turns.pop(record.key, None)
+            if turn is None or time.time() < turn:
+                wait = self._limiter.reserve()
+                if wait > 0:
+                    # The reservation is this certificate's turn: honour it
+                    # when it comes back instead of queueing it again.
+                    self._turns[record.key] = time.time() + wait
+                    self._scheduler.schedule(record.key, self._turns[record.key])
+                    return
         started = time.monotonic()
         previous_key = None
         if secret is not None and spec.private_key.rotation is RotationPolicy.NEVER:
@@ -178,7 +184,14 @@ class Reconciler:
         revision = (
             max(secret.revision if secret else 0, int(record.status.get("revision") or 0)) + 1
         )
-        record_annotations = issuance_record(spec, content.issued, ca, now, revision)
+        record_annotations = issuance_record(
+            spec,
+            content.issued,
+            ca,
+            issued_at=now,
+            revision=revision,
+            renewal_request=record.ref.renewal_request,
+        )
         try:
             if secret is None:
                 written = await self._kube.create(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 
 GROUP = "mtls.dev"
@@ -20,7 +19,8 @@ class CertificateRef:
     namespace: str
     name: str
     uid: str
-    renew_requested_at: datetime.datetime | None = None
+    # The raw value of the renew-requested-at annotation, if any.
+    renewal_request: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -32,6 +32,10 @@ SECRET_TYPE = "kubernetes.io/tls"
 TLS_CRT, TLS_KEY, CA_CRT = "tls.crt", "tls.key", "ca.crt"
 COMBINED_PEM, KEY_DER = "tls-combined.pem", "key.der"
 KEYSTORE_P12, TRUSTSTORE_P12 = "keystore.p12", "truststore.p12"
+# The data keys the operator writes; any other key in a Secret is someone else's.
+MANAGED_DATA_KEYS = frozenset(
+    {TLS_CRT, TLS_KEY, CA_CRT, COMBINED_PEM, KEY_DER, KEYSTORE_P12, TRUSTSTORE_P12}
+)
 
 # What a Secret records about the issuance that produced it. The Secret is
 # the source of truth: after a restart, or when a status write was lost, the
@@ -44,6 +48,8 @@ SERIAL_ANNOTATION = "mtls.dev/serial"
 NOT_AFTER_ANNOTATION = "mtls.dev/not-after"
 ISSUED_AT_ANNOTATION = "mtls.dev/issued-at"
 REVISION_ANNOTATION = "mtls.dev/revision"
+# The certificate's renew-requested-at value that this issuance honoured.
+RENEWAL_REQUEST_ANNOTATION = "mtls.dev/renewal-request-honoured"
 # Keys of labels/annotations that came from secretTemplate, so that keys
 # dropped from the template are removed and nobody else's are.
 TEMPLATE_LABELS_ANNOTATION = "mtls.dev/template-labels"
@@ -96,7 +102,6 @@ class SecretFacts:
     problem: str | None
     key_matches: bool
     leaf: LeafFacts | None
-    key_pem_header: str | None
     trust_bundle_sha256: str | None
 
     @property
@@ -146,7 +151,7 @@ def read_secret(body: Mapping[str, Any]) -> SecretFacts:
     """Facts of a Secret object as the API returns it."""
     metadata = body.get("metadata") or {}
     data = decode_data(body.get("data"))
-    problem, leaf, key_matches, header = _examine_key_pair(data)
+    problem, leaf, key_matches = _examine_key_pair(data)
     bundle = data.get(CA_CRT)
     return SecretFacts(
         namespace=metadata.get("namespace", ""),
@@ -161,37 +166,33 @@ def read_secret(body: Mapping[str, Any]) -> SecretFacts:
         problem=problem,
         key_matches=key_matches,
         leaf=leaf,
-        key_pem_header=header,
         trust_bundle_sha256=sha256_hex(bundle) if bundle else None,
     )
 
 
-def _examine_key_pair(
-    data: Mapping[str, bytes],
-) -> tuple[str | None, LeafFacts | None, bool, str | None]:
+def _examine_key_pair(data: Mapping[str, bytes]) -> tuple[str | None, LeafFacts | None, bool]:
     certificate_pem, key_pem = data.get(TLS_CRT), data.get(TLS_KEY)
     if not certificate_pem:
-        return f"{TLS_CRT} is missing or empty", None, False, None
+        return f"{TLS_CRT} is missing or empty", None, False
     if not key_pem:
-        return f"{TLS_KEY} is missing or empty", None, False, None
+        return f"{TLS_KEY} is missing or empty", None, False
     if not data.get(CA_CRT):
-        return f"{CA_CRT} is missing or empty", None, False, None
+        return f"{CA_CRT} is missing or empty", None, False
     try:
         leaf = load_certificates(certificate_pem)[0]
     except CertificateLoadError as err:
-        return f"{TLS_CRT} is not a certificate: {err}", None, False, None
-    header = key_pem.split(b"\n", 1)[0].decode(errors="replace").strip()
+        return f"{TLS_CRT} is not a certificate: {err}", None, False
     try:
         key = load_private_key(key_pem)
     except KeyLoadError as err:
-        return f"{TLS_KEY} is unusable: {err}", _leaf_facts(leaf), False, header
+        return f"{TLS_KEY} is unusable: {err}", _leaf_facts(leaf), False
     spki = leaf.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     key_spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return None, _leaf_facts(leaf), spki == key_spki, header
+    return None, _leaf_facts(leaf), spki == key_spki
 
 
 def _leaf_facts(leaf: x509.Certificate) -> LeafFacts:
@@ -221,12 +222,14 @@ def issuance_record(
     spec: CertificateSpec,
     issued: IssuedCertificate,
     ca: CertificateAuthority,
+    *,
     issued_at: datetime.datetime,
     revision: int,
+    renewal_request: str | None = None,
 ) -> dict[str, str]:
     """Annotations that record what was issued, so the Secret alone tells
     whether it still matches the spec and the CA."""
-    return {
+    record = {
         SPEC_HASH_ANNOTATION: spec.issuance_hash(),
         CA_FINGERPRINT_ANNOTATION: ca.fingerprint,
         SERIAL_ANNOTATION: serial_hex(issued.certificate),
@@ -234,6 +237,9 @@ def issuance_record(
         ISSUED_AT_ANNOTATION: format_timestamp(issued_at),
         REVISION_ANNOTATION: str(revision),
     }
+    if renewal_request:
+        record[RENEWAL_REQUEST_ANNOTATION] = renewal_request
+    return record
 
 
 def _labels(spec: CertificateSpec) -> dict[str, str]:
@@ -301,7 +307,7 @@ def secret_patch(
     if not spec.retain_secret:
         owners.append(owner.owner_reference())
     encoded: dict[str, str | None] = dict(encode_data(data))
-    for key in existing.data_keys - expected_keys - data.keys():
+    for key in (existing.data_keys & MANAGED_DATA_KEYS) - expected_keys - data.keys():
         encoded[key] = None
     return {
         "metadata": {

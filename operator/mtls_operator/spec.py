@@ -11,6 +11,7 @@ import datetime
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -93,10 +94,12 @@ class CertificateSpec:
 
     def renew_before_for(self, lifetime: datetime.timedelta) -> datetime.timedelta:
         """How long before notAfter to renew a certificate of `lifetime`."""
-        if self.renew_before is not None:
-            return min(self.renew_before, lifetime)
+        if self.renew_before is not None and self.renew_before < lifetime:
+            return self.renew_before
         if self.renew_before_percentage is not None:
             return lifetime * self.renew_before_percentage / 100
+        # Also when the CA cut the lifetime below renewBefore: renewing at
+        # once would loop, a third of what was granted does not.
         return lifetime / 3
 
     def issuance_hash(self) -> str:
@@ -106,10 +109,11 @@ class CertificateSpec:
         material = {
             "usage": request.usage.value,
             "subject": request.subject.to_x509().rfc4514_string(),
-            "dns": list(request.alt_names.dns_names),
-            "ip": [str(ip) for ip in request.alt_names.ip_addresses],
-            "uri": list(request.alt_names.uris),
-            "email": list(request.alt_names.email_addresses),
+            # Sets: reordering names in the spec is not a change.
+            "dns": sorted(request.alt_names.dns_names),
+            "ip": sorted(str(ip) for ip in request.alt_names.ip_addresses),
+            "uri": sorted(request.alt_names.uris),
+            "email": sorted(request.alt_names.email_addresses),
             "duration": format_duration(request.lifetime),
             "key": str(self.private_key.key),
             "encoding": self.private_key.encoding.value,
@@ -175,7 +179,7 @@ def parse_spec(spec: Mapping[str, Any], min_duration: datetime.timedelta) -> Cer
         )
 
     labels, annotations = _secret_template(spec.get("secretTemplate") or {})
-    deletion = spec.get("secretDeletionPolicy", "Delete")
+    deletion = spec.get("secretDeletionPolicy") or "Delete"
     if deletion not in ("Delete", "Retain"):
         raise InvalidSpec("secretDeletionPolicy", deletion, "must be Delete or Retain")
     ca_secret_name = _string(spec, "caSecretName") or None
@@ -375,15 +379,12 @@ def _pkcs12(keystores: Mapping[str, Any]) -> SecretKeyRef | None:
 _MAX_OBJECT_NAME = 253
 
 
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
 def _check_object_name(path: str, name: str) -> None:
-    """Kubernetes object names are DNS subdomains (RFC 1123)."""
+    """Kubernetes object names are DNS subdomains (RFC 1123), as the API server checks them."""
     if len(name) > _MAX_OBJECT_NAME:
         raise InvalidSpec(path, name, f"must be at most {_MAX_OBJECT_NAME} characters")
-    try:
-        names.parse_dns_name(name, allow_wildcard=False)
-    except ValueError:
-        raise InvalidSpec(
-            path, name, "must be a lower-case RFC 1123 name (a-z, 0-9, '-' and '.')"
-        ) from None
-    if name != name.lower():
-        raise InvalidSpec(path, name, "must be lower case")
+    if not _OBJECT_NAME.match(name):
+        raise InvalidSpec(path, name, "must be a lower-case RFC 1123 name (a-z, 0-9, '-' and '.')")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtls_operator.resources import RENEW_REQUESTED_ANNOTATION, CertificateRef
-from mtls_operator.secrets import CERTIFICATE_ANNOTATION, SecretFacts, parse_timestamp, read_secret
+from mtls_operator.secrets import CERTIFICATE_ANNOTATION, SecretFacts, read_secret
 from mtls_operator.spec import CertificateSpec, InvalidSpec, parse_spec
 
 Key = tuple[str, str]  # (namespace, name)
@@ -42,7 +42,7 @@ class CertificateRecord:
             self.namespace,
             self.name,
             self.uid,
-            parse_timestamp(self.annotations.get(RENEW_REQUESTED_ANNOTATION)),
+            self.annotations.get(RENEW_REQUESTED_ANNOTATION) or None,
         )
 
     @property
@@ -114,6 +114,8 @@ class Store:
                 record.name
             )
         self._on_change(record.key)
+        if previous is not None and previous.secret_name != record.secret_name:
+            self._notify_claimants(previous)
         return record
 
     def remove_certificate(self, body: Mapping[str, Any]) -> None:
@@ -124,10 +126,14 @@ class Store:
             return
         del self.certificates[key]
         self._unclaim(record)
-        if record.secret_name:
-            # Another certificate naming the same Secret may take it over now.
-            for name in self._claimants.get((record.namespace, record.secret_name), ()):
-                self._on_change((record.namespace, name))
+        self._notify_claimants(record)
+
+    def _notify_claimants(self, departed: CertificateRecord) -> None:
+        """A certificate stopped naming its Secret: another one naming the
+        same Secret may take it over now."""
+        if departed.secret_name:
+            for name in self._claimants.get((departed.namespace, departed.secret_name), ()):
+                self._on_change((departed.namespace, name))
 
     def older_claimant(self, record: CertificateRecord) -> str | None:
         """The oldest other certificate naming the same Secret, if older."""
@@ -156,11 +162,8 @@ class Store:
         key = (metadata.get("namespace", ""), metadata.get("name", ""))
         current = self.secrets.get(key)
         version = metadata.get("resourceVersion", "")
-        if (
-            current is not None
-            and current.uid == metadata.get("uid")
-            and not newer(version, current.resource_version)
-        ):
+        # Keep the newest state, also across a delete and re-create (new uid).
+        if current is not None and not newer(version, current.resource_version):
             return None
         facts = read_secret(body)
         self.secrets[key] = facts
@@ -173,10 +176,10 @@ class Store:
         current = self.secrets.get(key)
         if current is None:
             return
-        if current.uid == metadata.get("uid") and newer(
+        if current.uid != metadata.get("uid") or newer(
             current.resource_version, metadata.get("resourceVersion", "")
         ):
-            return  # an older deletion than what we already wrote since
+            return  # the deletion of an earlier incarnation, or older than what we wrote since
         del self.secrets[key]
         self._notify_secret(key, current)
 

@@ -19,9 +19,9 @@ import pytest
 from kubernetes import client, config
 
 from e2e.crd import apply_crd
-from e2e.support import CLUSTER_CA_SECRET, OPERATOR_NAMESPACE, OperatorProcess
-
+from e2e.support import CLUSTER_CA_SECRET, OPERATOR_NAMESPACE
 from localcluster import ClusterError, Kubectl, LocalCluster, control_plane_bin_dir
+from operator_process import OperatorProcess
 
 E2E_DIR = Path(__file__).resolve().parent
 KUBECONFIG_ENV = "MTLS_TEST_KUBECONFIG"

@@ -4,13 +4,7 @@ readers and waiters over the real API."""
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,95 +16,6 @@ GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
 OPERATOR_NAMESPACE = "mtls-operator"
 CLUSTER_CA_SECRET = "mtls-operator-ca"
 _T = TypeVar("_T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class OperatorProcess:
-    """`mtls-operator run` as users run it, against the test cluster."""
-
-    def __init__(self, kubeconfig: Path, log_path: Path, extra_args: list[str]) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.extra_args = extra_args
-        self.metrics_port = free_port()
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        command = str(Path(sys.executable).parent / "mtls-operator")
-        args = [
-            command,
-            "run",
-            *self.extra_args,
-            "--metrics-port",
-            str(self.metrics_port),
-        ]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"the operator exited with {self._process.returncode}:\n{self.log_tail()}"
-                )
-            if self._healthy():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the operator did not become healthy:\n{self.log_tail()}")
-
-    def stop(self) -> int | None:
-        """SIGTERM, as Kubernetes stops a pod; SIGKILL if it hangs."""
-        return self._end(signal.SIGTERM)
-
-    def kill(self) -> int | None:
-        return self._end(signal.SIGKILL)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
-        ) as response:
-            text: str = response.read().decode()
-            return text
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log().splitlines()[-lines:])
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1
-            ) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def _end(self, signum: signal.Signals) -> int | None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return process.returncode if process else None
-        process.send_signal(signum)
-        try:
-            return process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
 
 
 def wait_for(

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from e2e.crd import API_VERSION, CRD_NAME, CRD_PATH, KIND, REPO_ROOT, apply_crd
-
 from localcluster import Kubectl
 
 EXAMPLES = REPO_ROOT / "examples"

@@ -10,7 +10,6 @@ import pytest
 from kubernetes import client
 
 from e2e.support import (
-    OperatorProcess,
     certificate,
     create_certificate,
     get_secret,
@@ -18,7 +17,7 @@ from e2e.support import (
     secret_data,
     wait_ready,
 )
-
+from operator_process import OperatorProcess
 from recipe_checks import mtls_handshake, openssl_purposes, openssl_verify, pkilint
 
 USAGES = ("server", "client", "both")

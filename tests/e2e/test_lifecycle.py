@@ -13,7 +13,6 @@ import pytest
 from kubernetes import client
 
 from e2e.support import (
-    OperatorProcess,
     certificate,
     condition,
     create_certificate,
@@ -28,8 +27,8 @@ from e2e.support import (
     wait_ready,
     wait_reason,
 )
-
 from localcluster import Kubectl
+from operator_process import OperatorProcess
 from recipe_checks import openssl, openssl_verify
 
 

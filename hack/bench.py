@@ -1,0 +1,294 @@
+"""`make bench`: speed, write count and memory of the operator, on a fresh
+local control plane (operator, API server and etcd on this machine).
+
+Prints one table of figures. Nothing here asserts: the figures are compared
+with the targets in the product specification by whoever reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime
+import os
+import re
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
+from operator_process import OperatorProcess
+
+from mtls_operator.kube import Kube, certificates_path, default_login, events_path, secrets_path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench"
+NAMESPACE = "bench"
+BASELINE_NAMESPACE = "bench-baseline"
+OPERATOR_NAMESPACE = "mtls-operator"
+CONCURRENCY = 32
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def certificate(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "mtls.dev/v1alpha1",
+        "kind": "MtlsCertificate",
+        "metadata": {"name": name},
+        "spec": {
+            "secretName": f"{name}-tls",
+            "usage": "server",
+            "commonName": f"{name}.{NAMESPACE}.svc",
+            "dnsNames": [f"{name}.{NAMESPACE}.svc.cluster.local"],
+        },
+    }
+
+
+async def in_parallel(count: int, job: Callable[[int], Awaitable[None]]) -> float:
+    """Run job(0..count-1) with CONCURRENCY at a time; seconds taken."""
+    started = time.monotonic()
+    indexes = iter(range(count))
+
+    async def lane() -> None:
+        for index in indexes:
+            await job(index)
+
+    await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
+    return time.monotonic() - started
+
+
+class ReadyWatch:
+    """Follows every MtlsCertificate of a namespace and notes when each
+    first reports Ready=True."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+        self.ready_at: dict[str, float] = {}
+        self.changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def wait(self, names: set[str] | int, timeout: float = 600.0) -> float:
+        deadline = time.monotonic() + timeout
+        while not self._reached(names):
+            self.changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(self.ready_at)} Ready, wanted {names if isinstance(names, int) else len(names)}")
+            try:
+                await asyncio.wait_for(self.changed.wait(), timeout=remaining)
+            except TimeoutError:
+                continue
+        return time.monotonic()
+
+    def _reached(self, names: set[str] | int) -> bool:
+        if isinstance(names, int):
+            return len(self.ready_at) >= names
+        return names <= self.ready_at.keys()
+
+    async def _run(self) -> None:
+        path = certificates_path(self.namespace)
+        items, version = await self.kube.list(path)
+        for item in items:
+            self._note(item)
+        while True:
+            try:
+                async for _, obj in self.kube.watch(path, version):
+                    version = obj.get("metadata", {}).get("resourceVersion", version)
+                    self._note(obj)
+            except Exception:  # noqa: BLE001 - reconnect on any stream failure
+                items, version = await self.kube.list(path)
+                for item in items:
+                    self._note(item)
+
+    def _note(self, obj: dict[str, Any]) -> None:
+        name = obj.get("metadata", {}).get("name")
+        for condition in (obj.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "Ready" and condition.get("status") == "True" and name not in self.ready_at:
+                self.ready_at[name] = time.monotonic()
+                self.changed.set()
+
+
+def api_writes(kubectl: Kubectl) -> int:
+    """Write requests the API server has answered for the resources the
+    operator writes (Secrets, MtlsCertificates and their status, Events,
+    Leases), from its own request counter: every client's writes count,
+    kopf's bookkeeping included."""
+    text = kubectl("get", "--raw", "/metrics", timeout=120).stdout
+    total = 0
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in {"secrets", "mtlscertificates", "events", "leases"}:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def operator_counter(operator: OperatorProcess, name: str) -> float:
+    total = 0.0
+    for line in operator.metrics().splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def ready_gauges(operator: OperatorProcess) -> int:
+    return sum(1 for line in operator.metrics().splitlines() if line.startswith("mtls_certificate_ready{") and line.endswith(" 1.0"))
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.0f} MiB"
+
+
+async def baseline(kube: Kube, count: int, secret_data: dict[str, str]) -> float:
+    """A bare client doing the minimum writes of an issuance (Secret,
+    status, Event), no crypto: issuances per second."""
+    await in_parallel(count, lambda i: kube.create(certificates_path(BASELINE_NAMESPACE), certificate(f"base-{i}")))
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    async def issue(index: int) -> None:
+        name = f"base-{index}"
+        await kube.create(
+            secrets_path(BASELINE_NAMESPACE),
+            {"metadata": {"name": f"{name}-tls", "labels": {"app.kubernetes.io/managed-by": "baseline"}}, "type": "kubernetes.io/tls", "data": secret_data},
+        )
+        await kube.merge_patch(
+            certificates_path(BASELINE_NAMESPACE, name, "status"),
+            {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Issued", "message": "baseline", "lastTransitionTime": now}]}},
+        )
+        await kube.create(
+            events_path(BASELINE_NAMESPACE),
+            {"metadata": {"generateName": f"{name}."}, "involvedObject": {"kind": "MtlsCertificate", "name": name, "namespace": BASELINE_NAMESPACE}, "reason": "Issued", "message": "baseline", "type": "Normal"},
+        )
+
+    seconds = await in_parallel(count, issue)
+    return count / seconds
+
+
+async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    figures: list[tuple[str, str, str]] = []
+    bin_dir = control_plane_bin_dir()
+    WORK.mkdir(exist_ok=True)
+    cluster = LocalCluster.start(WORK / "cluster", bin_dir)
+    kubectl = Kubectl(bin_dir / "kubectl", cluster.kubeconfig, cache_dir=WORK / "kubectl-cache")
+    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
+    kube = Kube(default_login, max_connections=CONCURRENCY * 2)
+    operator = OperatorProcess(
+        cluster.kubeconfig,
+        WORK / "operator.log",
+        ["--namespace", NAMESPACE, "--bootstrap-ca", "--cluster-ca-secret", f"{OPERATOR_NAMESPACE}/mtls-operator-ca"],
+    )
+    try:
+        kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mtlscertificates.yaml"))
+        kubectl("wait", "--for=condition=Established", "crd/mtlscertificates.mtls.dev")
+        for namespace in (NAMESPACE, BASELINE_NAMESPACE, OPERATOR_NAMESPACE):
+            kubectl("create", "namespace", namespace)
+        time.sleep(2)  # discovery of the new kind
+
+        sample = {"tls.crt": base64.b64encode(b"x" * 1400).decode(), "tls.key": base64.b64encode(b"k" * 240).decode(), "ca.crt": base64.b64encode(b"c" * 700).decode()}
+        bare_rate = await baseline(kube, args.count, sample)
+        figures.append(("bare client, minimum writes (Secret, status, Event)", f"{bare_rate:.0f} issuances/s", f"{args.count} objects, {CONCURRENCY} in flight"))
+        kubectl("delete", "namespace", BASELINE_NAMESPACE, "--wait=false")
+
+        operator.start()
+        idle_rss, _ = operator.memory_kib()
+        figures.append(("operator RSS, idle", mib(idle_rss), "after start-up, no certificates"))
+
+        watch = ReadyWatch(kube, NAMESPACE)
+        watch.start()
+        writes_before = api_writes(kubectl)
+        started = time.monotonic()
+        applied = started + await in_parallel(args.count, lambda i: kube.create(certificates_path(NAMESPACE), certificate(f"c-{i}")))
+        done = await watch.wait(args.count)
+        total = done - started
+        figures.append((f"{args.count} ECDSA certificates applied together: all Ready", f"{total:.1f} s", f"applying took {applied - started:.1f} s; target 15 s"))
+        rate = args.count / total
+        figures.append(("operator rate vs bare client", f"{rate:.0f}/s = {rate / bare_rate:.0%}", "target >= 50 %"))
+        await asyncio.sleep(3)  # let trailing status and event writes land
+        writes = api_writes(kubectl) - writes_before - args.count
+        issued = operator_counter(operator, 'mtls_issuance_total{result="success"')
+        figures.append(("write requests per issuance", f"{writes / max(issued, 1):.2f}", f"{writes} writes for {issued:.0f} issuances, all clients; target <= 3"))
+        rss, peak = operator.memory_kib()
+        figures.append((f"operator RSS at {args.count} certificates", mib(rss), f"peak {mib(peak)}; target 150 MiB"))
+
+        latencies = []
+        for index in range(args.latency_samples):
+            name = f"lat-{index}"
+            begin = time.monotonic()
+            await kube.create(certificates_path(NAMESPACE), certificate(name))
+            latencies.append((await watch.wait({name}) - begin) * 1000)
+        latencies.sort()
+        p95 = latencies[int(len(latencies) * 0.95) - 1]
+        figures.append(("create-to-Ready, one at a time", f"p50 {statistics.median(latencies):.0f} ms", f"p95 {p95:.0f} ms over {len(latencies)}; target p50 150 ms"))
+
+        before_unrelated, _ = operator.memory_kib()
+        unrelated = {"payload": base64.b64encode(os.urandom(3000)).decode()}
+        await in_parallel(args.unrelated, lambda i: kube.create(secrets_path(NAMESPACE), {"metadata": {"name": f"unrelated-{i}"}, "data": unrelated}))
+        await asyncio.sleep(3)
+        after_unrelated, _ = operator.memory_kib()
+        figures.append((f"RSS change from {args.unrelated} unrelated Secrets", f"{(after_unrelated - before_unrelated) / 1024:+.1f} MiB", "they are never listed or watched"))
+
+        if args.scale > args.count:
+            existing = len(watch.ready_at)
+            extra = args.scale - existing
+            started = time.monotonic()
+            await in_parallel(extra, lambda i: kube.create(certificates_path(NAMESPACE), certificate(f"s-{i}")))
+            await watch.wait(args.scale)
+            figures.append((f"scale to {args.scale} certificates", f"{time.monotonic() - started:.1f} s", f"{extra} more created and Ready"))
+            await asyncio.sleep(3)
+            rss, peak = operator.memory_kib()
+            figures.append((f"operator RSS at {args.scale} certificates", mib(rss), f"peak {mib(peak)}; target 300 MiB"))
+
+            operator.stop()
+            writes_before = api_writes(kubectl)
+            started = time.monotonic()
+            operator.start()
+            deadline = time.monotonic() + 600
+            while ready_gauges(operator) < args.scale and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            resync = time.monotonic() - started
+            await asyncio.sleep(3)
+            reissued = operator_counter(operator, "mtls_issuance_total")
+            writes = api_writes(kubectl) - writes_before
+            figures.append((f"restart with {args.scale} valid certificates", f"{reissued:.0f} re-issued", f"all Ready again in {resync:.1f} s; {writes} write requests"))
+            rss, peak = operator.memory_kib()
+            figures.append(("operator RSS after the restart", mib(rss), f"peak {mib(peak)}"))
+        await watch.stop()
+    finally:
+        operator.stop()
+        await kube.close()
+        cluster.stop()
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=1000, help="certificates applied together")
+    parser.add_argument("--scale", type=int, default=10000, help="total certificates for the memory and restart figures")
+    parser.add_argument("--latency-samples", type=int, default=50)
+    parser.add_argument("--unrelated", type=int, default=2000, help="unrelated Secrets to create")
+    args = parser.parse_args()
+    started = time.monotonic()
+    figures = asyncio.run(run(args))
+    width = max(len(name) for name, _, _ in figures)
+    value_width = max(len(value) for _, value, _ in figures)
+    print(f"\nmtls-operator benchmark ({os.cpu_count()} CPUs, operator + kube-apiserver + etcd on this machine)\n")
+    for name, value, note in figures:
+        print(f"{name:<{width}}  {value:>{value_width}}  {note}")
+    print(f"\nbenchmark took {time.monotonic() - started:.0f} s; operator log in {WORK / 'operator.log'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
