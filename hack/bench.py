@@ -151,14 +151,16 @@ def mib(kib: int) -> str:
     return f"{kib / 1024:.0f} MiB"
 
 
-async def baseline(kube: Kube, count: int, secret_data: dict[str, str]) -> float:
-    """A bare client doing the minimum writes of an issuance (Secret,
-    status, Event), no crypto: issuances per second."""
-    await in_parallel(count, lambda i: kube.create(certificates_path(BASELINE_NAMESPACE), certificate(f"base-{i}")))
+async def baseline(kube: Kube, count: int, secret_data: dict[str, str], prefix: str) -> float:
+    """A bare client doing the minimum for each certificate applied: create
+    it, then write its Secret, its status and one Event (no crypto, no
+    reading). Measured like the operator, from the first create to the last
+    write, so both carry the cost of applying the objects: issuances/s."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    async def issue(index: int) -> None:
-        name = f"base-{index}"
+    async def apply_and_issue(index: int) -> None:
+        name = f"{prefix}-{index}"
+        await kube.create(certificates_path(BASELINE_NAMESPACE), certificate(name))
         await kube.create(
             secrets_path(BASELINE_NAMESPACE),
             {"metadata": {"name": f"{name}-tls", "labels": {"app.kubernetes.io/managed-by": "baseline"}}, "type": "kubernetes.io/tls", "data": secret_data},
@@ -172,7 +174,7 @@ async def baseline(kube: Kube, count: int, secret_data: dict[str, str]) -> float
             {"metadata": {"generateName": f"{name}."}, "involvedObject": {"kind": "MtlsCertificate", "name": name, "namespace": BASELINE_NAMESPACE}, "reason": "Issued", "message": "baseline", "type": "Normal"},
         )
 
-    seconds = await in_parallel(count, issue)
+    seconds = await in_parallel(count, apply_and_issue)
     return count / seconds
 
 
@@ -197,8 +199,10 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         time.sleep(2)  # discovery of the new kind
 
         sample = {"tls.crt": base64.b64encode(b"x" * 1400).decode(), "tls.key": base64.b64encode(b"k" * 240).decode(), "ca.crt": base64.b64encode(b"c" * 700).decode()}
-        bare_rate = await baseline(kube, args.count, sample)
-        figures.append(("bare client, minimum writes (Secret, status, Event)", f"{bare_rate:.0f} issuances/s", f"{args.count} objects, {CONCURRENCY} in flight"))
+        # A warm-up first: a fresh API server is slower for its first writes.
+        await baseline(kube, args.count // 5, sample, "warm")
+        bare_rate = await baseline(kube, args.count, sample, "base")
+        figures.append(("bare client: apply, then Secret + status + Event", f"{bare_rate:.0f}/s", f"{args.count} objects, {CONCURRENCY} in flight, no crypto"))
         kubectl("delete", "namespace", BASELINE_NAMESPACE, "--wait=false")
 
         operator.start()
@@ -214,7 +218,7 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         total = done - started
         figures.append((f"{args.count} ECDSA certificates applied together: all Ready", f"{total:.1f} s", f"applying took {applied - started:.1f} s; target 15 s"))
         rate = args.count / total
-        figures.append(("operator rate vs bare client", f"{rate:.0f}/s = {rate / bare_rate:.0%}", "target >= 50 %"))
+        figures.append(("operator: apply, then issue until Ready", f"{rate:.0f}/s = {rate / bare_rate:.0%}", "of the bare client's rate; target >= 50 %"))
         await asyncio.sleep(3)  # let trailing status and event writes land
         writes = api_writes(kubectl) - writes_before - args.count
         issued = operator_counter(operator, 'mtls_issuance_total{result="success"')

@@ -170,7 +170,7 @@ def issuer_changed(given: Input) -> Violation | None:
     leaf = given.secret.leaf if given.secret else None
     if leaf is None:
         return None
-    same_issuer = leaf.issuer == given.ca.certificate.subject.rfc4514_string()
+    same_issuer = leaf.issuer == given.ca.subject
     same_key = leaf.authority_key_id in (None, given.ca.key_identifier)
     if same_issuer and same_key:
         return None

@@ -24,10 +24,13 @@ from mtls_operator.metrics import CertificateGauges, Metrics
 from mtls_operator.pki import CertificateAuthority, PKIError
 from mtls_operator.scheduler import Scheduler, TokenBucket
 from mtls_operator.secrets import (
+    TLS_CRT,
     TLS_KEY,
+    KnownKeyPair,
     SecretFacts,
     decode_data,
     issuance_record,
+    issued_leaf_facts,
     new_secret,
     read_secret,
     secret_patch,
@@ -218,7 +221,12 @@ class Reconciler:
                 self._scheduler.schedule(record.key, time.time())
                 return
             raise
-        facts = self._store.upsert_secret(written) or self._store.secrets.get(
+        known = KnownKeyPair(
+            content.data[TLS_CRT],
+            content.data[TLS_KEY],
+            issued_leaf_facts(content.issued.certificate, ca.subject, ca.key_identifier),
+        )
+        facts = self._store.upsert_secret(written, known) or self._store.secrets.get(
             (record.namespace, spec.secret_name)
         )
         self._metrics.observe_issuance("success", trigger.reason, time.monotonic() - started)

@@ -82,7 +82,6 @@ class LeafFacts:
     not_after: datetime.datetime
     issuer: str
     authority_key_id: bytes | None
-    public_key_sha256: str
 
 
 @dataclass(frozen=True)
@@ -147,11 +146,31 @@ def format_timestamp(value: datetime.datetime) -> str:
     return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def read_secret(body: Mapping[str, Any]) -> SecretFacts:
+@dataclass(frozen=True)
+class KnownKeyPair:
+    """A key pair the operator has just written, with the facts of its
+    certificate, so reading it back needs no parsing."""
+
+    certificate_pem: bytes
+    key_pem: bytes
+    leaf: LeafFacts
+
+
+def read_secret(body: Mapping[str, Any], known: KnownKeyPair | None = None) -> SecretFacts:
     """Facts of a Secret object as the API returns it."""
     metadata = body.get("metadata") or {}
     data = decode_data(body.get("data"))
-    problem, leaf, key_matches = _examine_key_pair(data)
+    problem: str | None
+    leaf: LeafFacts | None
+    if (
+        known is not None
+        and data.get(TLS_CRT) == known.certificate_pem
+        and data.get(TLS_KEY) == known.key_pem
+        and data.get(CA_CRT)
+    ):
+        problem, leaf, key_matches = None, known.leaf, True
+    else:
+        problem, leaf, key_matches = _examine_key_pair(data)
     bundle = data.get(CA_CRT)
     return SecretFacts(
         namespace=metadata.get("namespace", ""),
@@ -185,33 +204,37 @@ def _examine_key_pair(data: Mapping[str, bytes]) -> tuple[str | None, LeafFacts 
     try:
         key = load_private_key(key_pem)
     except KeyLoadError as err:
-        return f"{TLS_KEY} is unusable: {err}", _leaf_facts(leaf), False
+        return f"{TLS_KEY} is unusable: {err}", leaf_facts(leaf), False
     spki = leaf.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     key_spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return None, _leaf_facts(leaf), spki == key_spki
+    return None, leaf_facts(leaf), spki == key_spki
 
 
-def _leaf_facts(leaf: x509.Certificate) -> LeafFacts:
+def leaf_facts(leaf: x509.Certificate) -> LeafFacts:
     try:
         aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
         key_id = aki.key_identifier
     except x509.ExtensionNotFound:
         key_id = None
-    spki = leaf.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return issued_leaf_facts(leaf, leaf.issuer.rfc4514_string(), key_id)
+
+
+def issued_leaf_facts(
+    leaf: x509.Certificate, issuer: str, authority_key_id: bytes | None
+) -> LeafFacts:
+    """Facts of a certificate whose issuer and AKI are already known (one
+    just signed), without parsing its extensions again."""
     return LeafFacts(
         serial_number=serial_hex(leaf),
         fingerprint_sha256=fingerprint_sha256(leaf),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
-        issuer=leaf.issuer.rfc4514_string(),
-        authority_key_id=key_id,
-        public_key_sha256=sha256_hex(spki),
+        issuer=issuer,
+        authority_key_id=authority_key_id,
     )
 
 

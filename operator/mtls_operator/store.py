@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtls_operator.resources import RENEW_REQUESTED_ANNOTATION, CertificateRef
-from mtls_operator.secrets import CERTIFICATE_ANNOTATION, SecretFacts, read_secret
+from mtls_operator.secrets import CERTIFICATE_ANNOTATION, KnownKeyPair, SecretFacts, read_secret
 from mtls_operator.spec import CertificateSpec, InvalidSpec, parse_spec
 
 Key = tuple[str, str]  # (namespace, name)
@@ -157,7 +157,9 @@ class Store:
 
     # --- Secrets. ---
 
-    def upsert_secret(self, body: Mapping[str, Any]) -> SecretFacts | None:
+    def upsert_secret(
+        self, body: Mapping[str, Any], known: KnownKeyPair | None = None
+    ) -> SecretFacts | None:
         metadata = body.get("metadata") or {}
         key = (metadata.get("namespace", ""), metadata.get("name", ""))
         current = self.secrets.get(key)
@@ -165,7 +167,7 @@ class Store:
         # Keep the newest state, also across a delete and re-create (new uid).
         if current is not None and not newer(version, current.resource_version):
             return None
-        facts = read_secret(body)
+        facts = read_secret(body, known)
         self.secrets[key] = facts
         self._notify_secret(key, facts)
         return facts

@@ -57,7 +57,7 @@ class CertificateAuthority:
             return x509.SubjectKeyIdentifier.from_public_key(self.private_key.public_key()).digest
         return ski.value.digest
 
-    @property
+    @cached_property
     def subject(self) -> str:
         return self.certificate.subject.rfc4514_string()
 
