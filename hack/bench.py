@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from mtls_operator.kube import Kube, certificates_path, default_login, events_path, secrets_path
+
 from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
 from operator_process import OperatorProcess
-
-from mtls_operator.kube import Kube, certificates_path, default_login, events_path, secrets_path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
@@ -48,7 +48,7 @@ def certificate(name: str) -> dict[str, Any]:
     }
 
 
-async def in_parallel(count: int, job: Callable[[int], Awaitable[None]]) -> float:
+async def in_parallel(count: int, job: Callable[[int], Awaitable[object]]) -> float:
     """Run job(0..count-1) with CONCURRENCY at a time; seconds taken."""
     started = time.monotonic()
     indexes = iter(range(count))
@@ -84,7 +84,8 @@ class ReadyWatch:
             self.changed.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{len(self.ready_at)} Ready, wanted {names if isinstance(names, int) else len(names)}")
+                wanted = names if isinstance(names, int) else len(names)
+                raise TimeoutError(f"{len(self.ready_at)} Ready, wanted {wanted}")
             try:
                 await asyncio.wait_for(self.changed.wait(), timeout=remaining)
             except TimeoutError:
@@ -106,7 +107,7 @@ class ReadyWatch:
                 async for _, obj in self.kube.watch(path, version):
                     version = obj.get("metadata", {}).get("resourceVersion", version)
                     self._note(obj)
-            except Exception:  # noqa: BLE001 - reconnect on any stream failure
+            except Exception:  # reconnect on any stream failure
                 items, version = await self.kube.list(path)
                 for item in items:
                     self._note(item)
@@ -114,7 +115,11 @@ class ReadyWatch:
     def _note(self, obj: dict[str, Any]) -> None:
         name = obj.get("metadata", {}).get("name")
         for condition in (obj.get("status") or {}).get("conditions") or []:
-            if condition.get("type") == "Ready" and condition.get("status") == "True" and name not in self.ready_at:
+            if (
+                condition.get("type") == "Ready"
+                and condition.get("status") == "True"
+                and name not in self.ready_at
+            ):
                 self.ready_at[name] = time.monotonic()
                 self.changed.set()
 
@@ -130,7 +135,12 @@ def api_writes(kubectl: Kubectl) -> int:
         if not line.startswith("apiserver_request_total{"):
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in {"secrets", "mtlscertificates", "events", "leases"}:
+        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in {
+            "secrets",
+            "mtlscertificates",
+            "events",
+            "leases",
+        }:
             total += int(float(line.rsplit(" ", 1)[1]))
     return total
 
@@ -144,7 +154,11 @@ def operator_counter(operator: OperatorProcess, name: str) -> float:
 
 
 def ready_gauges(operator: OperatorProcess) -> int:
-    return sum(1 for line in operator.metrics().splitlines() if line.startswith("mtls_certificate_ready{") and line.endswith(" 1.0"))
+    return sum(
+        1
+        for line in operator.metrics().splitlines()
+        if line.startswith("mtls_certificate_ready{") and line.endswith(" 1.0")
+    )
 
 
 def mib(kib: int) -> str:
@@ -163,123 +177,247 @@ async def baseline(kube: Kube, count: int, secret_data: dict[str, str], prefix: 
         await kube.create(certificates_path(BASELINE_NAMESPACE), certificate(name))
         await kube.create(
             secrets_path(BASELINE_NAMESPACE),
-            {"metadata": {"name": f"{name}-tls", "labels": {"app.kubernetes.io/managed-by": "baseline"}}, "type": "kubernetes.io/tls", "data": secret_data},
+            {
+                "metadata": {
+                    "name": f"{name}-tls",
+                    "labels": {"app.kubernetes.io/managed-by": "baseline"},
+                },
+                "type": "kubernetes.io/tls",
+                "data": secret_data,
+            },
         )
         await kube.merge_patch(
             certificates_path(BASELINE_NAMESPACE, name, "status"),
-            {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Issued", "message": "baseline", "lastTransitionTime": now}]}},
+            {
+                "status": {
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "Issued",
+                            "message": "baseline",
+                            "lastTransitionTime": now,
+                        }
+                    ]
+                }
+            },
         )
         await kube.create(
             events_path(BASELINE_NAMESPACE),
-            {"metadata": {"generateName": f"{name}."}, "involvedObject": {"kind": "MtlsCertificate", "name": name, "namespace": BASELINE_NAMESPACE}, "reason": "Issued", "message": "baseline", "type": "Normal"},
+            {
+                "metadata": {"generateName": f"{name}."},
+                "involvedObject": {
+                    "kind": "MtlsCertificate",
+                    "name": name,
+                    "namespace": BASELINE_NAMESPACE,
+                },
+                "reason": "Issued",
+                "message": "baseline",
+                "type": "Normal",
+            },
         )
 
     seconds = await in_parallel(count, apply_and_issue)
     return count / seconds
 
 
+class Bench:
+    """The phases of the benchmark, each adding its figures to the table."""
+
+    def __init__(self, args: argparse.Namespace, cluster: LocalCluster, kubectl: Kubectl) -> None:
+        self.args, self.kubectl = args, kubectl
+        self.figures: list[tuple[str, str, str]] = []
+        self.kube = Kube(default_login, max_connections=CONCURRENCY * 2)
+        self.operator = OperatorProcess(
+            cluster.kubeconfig,
+            WORK / "operator.log",
+            [
+                "--namespace",
+                NAMESPACE,
+                "--bootstrap-ca",
+                "--cluster-ca-secret",
+                f"{OPERATOR_NAMESPACE}/mtls-operator-ca",
+            ],
+        )
+        self.watch = ReadyWatch(self.kube, NAMESPACE)
+        self.bare_rate = 0.0
+
+    def note(self, name: str, value: str, remark: str) -> None:
+        self.figures.append((name, value, remark))
+
+    def create(self, count: int, prefix: str) -> Awaitable[float]:
+        return in_parallel(
+            count,
+            lambda i: self.kube.create(certificates_path(NAMESPACE), certificate(f"{prefix}-{i}")),
+        )
+
+    async def prepare(self) -> None:
+        self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mtlscertificates.yaml"))
+        self.kubectl("wait", "--for=condition=Established", "crd/mtlscertificates.mtls.dev")
+        for namespace in (NAMESPACE, BASELINE_NAMESPACE, OPERATOR_NAMESPACE):
+            self.kubectl("create", "namespace", namespace)
+        await asyncio.sleep(2)  # discovery of the new kind
+
+    async def bare_client(self) -> None:
+        sample = {
+            "tls.crt": base64.b64encode(b"x" * 1400).decode(),
+            "tls.key": base64.b64encode(b"k" * 240).decode(),
+            "ca.crt": base64.b64encode(b"c" * 700).decode(),
+        }
+        # A warm-up first: a fresh API server is slower for its first writes.
+        await baseline(self.kube, self.args.count // 5, sample, "warm")
+        self.bare_rate = await baseline(self.kube, self.args.count, sample, "base")
+        self.note(
+            "bare client: apply, then Secret + status + Event",
+            f"{self.bare_rate:.0f}/s",
+            f"{self.args.count} objects, {CONCURRENCY} in flight, no crypto",
+        )
+        self.kubectl("delete", "namespace", BASELINE_NAMESPACE, "--wait=false")
+
+    async def burst(self) -> None:
+        self.operator.start()
+        idle_rss, _ = self.operator.memory_kib()
+        self.note("operator RSS, idle", mib(idle_rss), "after start-up, no certificates")
+        self.watch.start()
+        count = self.args.count
+        writes_before = api_writes(self.kubectl)
+        started = time.monotonic()
+        applied = started + await self.create(count, "c")
+        total = await self.watch.wait(count) - started
+        self.note(
+            f"{count} ECDSA certificates applied together: all Ready",
+            f"{total:.1f} s",
+            f"applying took {applied - started:.1f} s; target 15 s",
+        )
+        rate = count / total
+        self.note(
+            "operator: apply, then issue until Ready",
+            f"{rate:.0f}/s = {rate / self.bare_rate:.0%}",
+            "of the bare client's rate; target >= 50 %",
+        )
+        await asyncio.sleep(3)  # let trailing status and event writes land
+        writes = api_writes(self.kubectl) - writes_before - count
+        issued = operator_counter(self.operator, 'mtls_issuance_total{result="success"')
+        self.note(
+            "write requests per issuance",
+            f"{writes / max(issued, 1):.2f}",
+            f"{writes} writes for {issued:.0f} issuances, all clients; target <= 3",
+        )
+        rss, peak = self.operator.memory_kib()
+        self.note(
+            f"operator RSS at {count} certificates", mib(rss), f"peak {mib(peak)}; target 150 MiB"
+        )
+
+    async def latency(self) -> None:
+        latencies = []
+        for index in range(self.args.latency_samples):
+            name = f"lat-{index}"
+            begin = time.monotonic()
+            await self.kube.create(certificates_path(NAMESPACE), certificate(name))
+            latencies.append((await self.watch.wait({name}) - begin) * 1000)
+        latencies.sort()
+        p95 = latencies[max(int(len(latencies) * 0.95) - 1, 0)]
+        self.note(
+            "create-to-Ready, one at a time",
+            f"p50 {statistics.median(latencies):.0f} ms",
+            f"p95 {p95:.0f} ms over {len(latencies)}; target p50 150 ms",
+        )
+
+    async def unrelated_secrets(self) -> None:
+        before, _ = self.operator.memory_kib()
+        payload = {"payload": base64.b64encode(os.urandom(3000)).decode()}
+        await in_parallel(
+            self.args.unrelated,
+            lambda i: self.kube.create(
+                secrets_path(NAMESPACE), {"metadata": {"name": f"unrelated-{i}"}, "data": payload}
+            ),
+        )
+        await asyncio.sleep(3)
+        after, _ = self.operator.memory_kib()
+        self.note(
+            f"RSS change from {self.args.unrelated} unrelated Secrets",
+            f"{(after - before) / 1024:+.1f} MiB",
+            "they are never listed or watched",
+        )
+
+    async def scale(self) -> None:
+        extra = self.args.scale - len(self.watch.ready_at)
+        started = time.monotonic()
+        await self.create(extra, "s")
+        await self.watch.wait(self.args.scale)
+        self.note(
+            f"scale to {self.args.scale} certificates",
+            f"{time.monotonic() - started:.1f} s",
+            f"{extra} more created and Ready",
+        )
+        await asyncio.sleep(3)
+        rss, peak = self.operator.memory_kib()
+        self.note(
+            f"operator RSS at {self.args.scale} certificates",
+            mib(rss),
+            f"peak {mib(peak)}; target 300 MiB",
+        )
+
+    async def restart(self) -> None:
+        self.operator.stop()
+        writes_before = api_writes(self.kubectl)
+        started = time.monotonic()
+        self.operator.start()
+        deadline = time.monotonic() + 600
+        while ready_gauges(self.operator) < self.args.scale and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        resync = time.monotonic() - started
+        await asyncio.sleep(3)
+        reissued = operator_counter(self.operator, "mtls_issuance_total")
+        writes = api_writes(self.kubectl) - writes_before
+        self.note(
+            f"restart with {self.args.scale} valid certificates",
+            f"{reissued:.0f} re-issued",
+            f"all Ready again in {resync:.1f} s; {writes} write requests",
+        )
+        rss, peak = self.operator.memory_kib()
+        self.note("operator RSS after the restart", mib(rss), f"peak {mib(peak)}; target 300 MiB")
+
+    async def close(self) -> None:
+        await self.watch.stop()
+        self.operator.stop()
+        await self.kube.close()
+
+
 async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    figures: list[tuple[str, str, str]] = []
     bin_dir = control_plane_bin_dir()
     WORK.mkdir(exist_ok=True)
     cluster = LocalCluster.start(WORK / "cluster", bin_dir)
-    kubectl = Kubectl(bin_dir / "kubectl", cluster.kubeconfig, cache_dir=WORK / "kubectl-cache")
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
-    kube = Kube(default_login, max_connections=CONCURRENCY * 2)
-    operator = OperatorProcess(
-        cluster.kubeconfig,
-        WORK / "operator.log",
-        ["--namespace", NAMESPACE, "--bootstrap-ca", "--cluster-ca-secret", f"{OPERATOR_NAMESPACE}/mtls-operator-ca"],
+    bench = Bench(
+        args,
+        cluster,
+        Kubectl(bin_dir / "kubectl", cluster.kubeconfig, cache_dir=WORK / "kubectl-cache"),
     )
     try:
-        kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mtlscertificates.yaml"))
-        kubectl("wait", "--for=condition=Established", "crd/mtlscertificates.mtls.dev")
-        for namespace in (NAMESPACE, BASELINE_NAMESPACE, OPERATOR_NAMESPACE):
-            kubectl("create", "namespace", namespace)
-        time.sleep(2)  # discovery of the new kind
-
-        sample = {"tls.crt": base64.b64encode(b"x" * 1400).decode(), "tls.key": base64.b64encode(b"k" * 240).decode(), "ca.crt": base64.b64encode(b"c" * 700).decode()}
-        # A warm-up first: a fresh API server is slower for its first writes.
-        await baseline(kube, args.count // 5, sample, "warm")
-        bare_rate = await baseline(kube, args.count, sample, "base")
-        figures.append(("bare client: apply, then Secret + status + Event", f"{bare_rate:.0f}/s", f"{args.count} objects, {CONCURRENCY} in flight, no crypto"))
-        kubectl("delete", "namespace", BASELINE_NAMESPACE, "--wait=false")
-
-        operator.start()
-        idle_rss, _ = operator.memory_kib()
-        figures.append(("operator RSS, idle", mib(idle_rss), "after start-up, no certificates"))
-
-        watch = ReadyWatch(kube, NAMESPACE)
-        watch.start()
-        writes_before = api_writes(kubectl)
-        started = time.monotonic()
-        applied = started + await in_parallel(args.count, lambda i: kube.create(certificates_path(NAMESPACE), certificate(f"c-{i}")))
-        done = await watch.wait(args.count)
-        total = done - started
-        figures.append((f"{args.count} ECDSA certificates applied together: all Ready", f"{total:.1f} s", f"applying took {applied - started:.1f} s; target 15 s"))
-        rate = args.count / total
-        figures.append(("operator: apply, then issue until Ready", f"{rate:.0f}/s = {rate / bare_rate:.0%}", "of the bare client's rate; target >= 50 %"))
-        await asyncio.sleep(3)  # let trailing status and event writes land
-        writes = api_writes(kubectl) - writes_before - args.count
-        issued = operator_counter(operator, 'mtls_issuance_total{result="success"')
-        figures.append(("write requests per issuance", f"{writes / max(issued, 1):.2f}", f"{writes} writes for {issued:.0f} issuances, all clients; target <= 3"))
-        rss, peak = operator.memory_kib()
-        figures.append((f"operator RSS at {args.count} certificates", mib(rss), f"peak {mib(peak)}; target 150 MiB"))
-
-        latencies = []
-        for index in range(args.latency_samples):
-            name = f"lat-{index}"
-            begin = time.monotonic()
-            await kube.create(certificates_path(NAMESPACE), certificate(name))
-            latencies.append((await watch.wait({name}) - begin) * 1000)
-        latencies.sort()
-        p95 = latencies[int(len(latencies) * 0.95) - 1]
-        figures.append(("create-to-Ready, one at a time", f"p50 {statistics.median(latencies):.0f} ms", f"p95 {p95:.0f} ms over {len(latencies)}; target p50 150 ms"))
-
-        before_unrelated, _ = operator.memory_kib()
-        unrelated = {"payload": base64.b64encode(os.urandom(3000)).decode()}
-        await in_parallel(args.unrelated, lambda i: kube.create(secrets_path(NAMESPACE), {"metadata": {"name": f"unrelated-{i}"}, "data": unrelated}))
-        await asyncio.sleep(3)
-        after_unrelated, _ = operator.memory_kib()
-        figures.append((f"RSS change from {args.unrelated} unrelated Secrets", f"{(after_unrelated - before_unrelated) / 1024:+.1f} MiB", "they are never listed or watched"))
-
+        await bench.prepare()
+        await bench.bare_client()
+        await bench.burst()
+        await bench.latency()
+        await bench.unrelated_secrets()
         if args.scale > args.count:
-            existing = len(watch.ready_at)
-            extra = args.scale - existing
-            started = time.monotonic()
-            await in_parallel(extra, lambda i: kube.create(certificates_path(NAMESPACE), certificate(f"s-{i}")))
-            await watch.wait(args.scale)
-            figures.append((f"scale to {args.scale} certificates", f"{time.monotonic() - started:.1f} s", f"{extra} more created and Ready"))
-            await asyncio.sleep(3)
-            rss, peak = operator.memory_kib()
-            figures.append((f"operator RSS at {args.scale} certificates", mib(rss), f"peak {mib(peak)}; target 300 MiB"))
-
-            operator.stop()
-            writes_before = api_writes(kubectl)
-            started = time.monotonic()
-            operator.start()
-            deadline = time.monotonic() + 600
-            while ready_gauges(operator) < args.scale and time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-            resync = time.monotonic() - started
-            await asyncio.sleep(3)
-            reissued = operator_counter(operator, "mtls_issuance_total")
-            writes = api_writes(kubectl) - writes_before
-            figures.append((f"restart with {args.scale} valid certificates", f"{reissued:.0f} re-issued", f"all Ready again in {resync:.1f} s; {writes} write requests"))
-            rss, peak = operator.memory_kib()
-            figures.append(("operator RSS after the restart", mib(rss), f"peak {mib(peak)}"))
-        await watch.stop()
+            await bench.scale()
+            await bench.restart()
     finally:
-        operator.stop()
-        await kube.close()
+        await bench.close()
         cluster.stop()
-    return figures
+    return bench.figures
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000, help="certificates applied together")
-    parser.add_argument("--scale", type=int, default=10000, help="total certificates for the memory and restart figures")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=10000,
+        help="total certificates for the memory and restart figures",
+    )
     parser.add_argument("--latency-samples", type=int, default=50)
     parser.add_argument("--unrelated", type=int, default=2000, help="unrelated Secrets to create")
     args = parser.parse_args()
@@ -287,10 +425,13 @@ def main() -> int:
     figures = asyncio.run(run(args))
     width = max(len(name) for name, _, _ in figures)
     value_width = max(len(value) for _, value, _ in figures)
-    print(f"\nmtls-operator benchmark ({os.cpu_count()} CPUs, operator + kube-apiserver + etcd on this machine)\n")
+    print(
+        f"\nmtls-operator benchmark ({os.cpu_count()} CPUs, "
+        "operator + kube-apiserver + etcd on this machine)\n"
+    )
     for name, value, note in figures:
         print(f"{name:<{width}}  {value:>{value_width}}  {note}")
-    print(f"\nbenchmark took {time.monotonic() - started:.0f} s; operator log in {WORK / 'operator.log'}")
+    print(f"\nbenchmark took {time.monotonic() - started:.0f} s; log in {WORK / 'operator.log'}")
     return 0
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from mtls_operator import names, serve
+from mtls_operator import cluster_cli, names, serve
 from mtls_operator.pki import (
     DistinguishedName,
     KeyAlgorithm,
@@ -56,7 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return command(args)
-    except (CommandError, RecipeError, PKIError, ValueError) as err:
+    except (
+        CommandError,
+        cluster_cli.ClusterCommandError,
+        RecipeError,
+        PKIError,
+        ValueError,
+    ) as err:
         print(f"{PROGRAM}: error: {err}", file=sys.stderr)
     except OSError as err:
         where = f": {err.filename}" if err.filename else ""
@@ -114,14 +120,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(command=serve.run)
 
     inspect = commands.add_parser(
-        "inspect", help="describe a certificate file (or - for stdin) and check its chain"
+        "inspect",
+        help="describe a certificate file (or - for stdin), or `secret NAME`, and check its chain",
+        usage=(
+            "%(prog)s FILE|- [--ca-file FILE] [--json]\n"
+            "       %(prog)s secret NAME [-n NS] [--json]"
+        ),
     )
-    inspect.add_argument("source", metavar="FILE|-")
+    inspect.add_argument("target", nargs="+", metavar="FILE|-|secret NAME")
     inspect.add_argument(
         "--ca-file", type=Path, metavar="FILE", help="trust bundle to check against"
     )
+    inspect.add_argument("-n", "--namespace", metavar="NS", help="namespace of the Secret")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(command=_inspect)
+
+    status = commands.add_parser(
+        "status", help="a table of MtlsCertificates: readiness, expiry, reason"
+    )
+    cluster_cli.add_namespace_arguments(status, all_allowed=True)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(command=cluster_cli.status)
+
+    renew = commands.add_parser("renew", help="ask the operator to re-issue a certificate now")
+    renew.add_argument("name", nargs="?", metavar="NAME")
+    renew.add_argument("--all", action="store_true", help="every certificate in the namespace(s)")
+    cluster_cli.add_namespace_arguments(renew, all_allowed=True)
+    renew.set_defaults(command=cluster_cli.renew)
     return parser
 
 
@@ -211,7 +236,13 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    data = sys.stdin.buffer.read() if args.source == "-" else Path(args.source).read_bytes()
+    if args.target[0] == "secret" and len(args.target) == 2:
+        args.name = args.target[1]
+        return cluster_cli.inspect_secret(args)
+    if len(args.target) != 1:
+        raise CommandError("inspect takes one FILE (or -), or `secret NAME`")
+    source = args.target[0]
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     chain = load_certificates(data)
     anchors = load_certificates(args.ca_file.read_bytes()) if args.ca_file else None
     report = inspect_chain(chain, anchors, _now())

@@ -44,6 +44,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         # One active replica is chosen by a Lease, not by kopf peering.
         settings.peering.standalone = True
         settings.watching.connect_timeout = 10
+        # List thousands of certificates in pages, not in one response.
+        settings.watching.chunk_size = 500
         settings.watching.server_timeout = 290
         # kopf's per-object workers only hand events to the store, in
         # microseconds: let them exit soon after and cap how many exist, so

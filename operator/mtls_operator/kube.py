@@ -82,6 +82,27 @@ def leases_path(namespace: str, name: str | None = None) -> str:
     return f"{base}/{name}" if name else base
 
 
+class Pages:
+    def __init__(self, kube: Kube, path: str, params: dict[str, str]) -> None:
+        self._kube, self._path, self._params = kube, path, params
+        self.resource_version = ""
+
+    def __aiter__(self) -> AsyncIterator[list[Object]]:
+        return self._pages()
+
+    async def _pages(self) -> AsyncIterator[list[Object]]:
+        query = {**self._params, "limit": str(_LIST_PAGE_SIZE)}
+        while True:
+            page = await self._kube.request("GET", self._path, params=query)
+            yield page.get("items") or []
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue")
+            if not token:
+                self.resource_version = str(metadata.get("resourceVersion", ""))
+                return
+            query["continue"] = token
+
+
 @dataclass
 class _Connection:
     server: str
@@ -171,17 +192,17 @@ class Kube:
     async def list(
         self, path: str, params: Mapping[str, str] | None = None
     ) -> tuple[list[Object], str]:
-        """Every item (in pages), and the resourceVersion to watch from."""
+        """Every item, and the resourceVersion to watch from."""
         items: list[Object] = []
-        query = {**(params or {}), "limit": str(_LIST_PAGE_SIZE)}
-        while True:
-            page = await self.request("GET", path, params=query)
-            items.extend(page.get("items") or [])
-            metadata = page.get("metadata") or {}
-            token = metadata.get("continue")
-            if not token:
-                return items, str(metadata.get("resourceVersion", ""))
-            query["continue"] = token
+        pages = self.list_pages(path, params)
+        async for page in pages:
+            items.extend(page)
+        return items, pages.resource_version
+
+    def list_pages(self, path: str, params: Mapping[str, str] | None = None) -> Pages:
+        """The items in pages, so that a large collection is never held in
+        memory at once; `resource_version` is set after the last page."""
+        return Pages(self, path, dict(params or {}))
 
     async def watch(
         self, path: str, resource_version: str, params: Mapping[str, str] | None = None
@@ -351,3 +372,18 @@ def login() -> kopf.ConnectionInfo:
         certificate_path=config.cert_file,
         private_key_path=config.key_file,
     )
+
+
+def current_namespace() -> str:
+    """The namespace commands default to, as kubectl picks it: the
+    kubeconfig context's namespace, else `default`."""
+    import kubernetes.config  # noqa: PLC0415 - heavy; only the CLI needs it
+
+    try:
+        _, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None
+        )
+    except (kubernetes.config.ConfigException, OSError, ValueError):
+        return "default"
+    namespace = ((active or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else "default"

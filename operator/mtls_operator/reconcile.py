@@ -97,6 +97,7 @@ class Reconciler:
         record = self._store.certificates.get(key)
         if record is None:
             self._scheduler.cancel(key)
+            self._turns.pop(key, None)
             self._metrics.forget_certificate(*key)
             return
         try:
@@ -162,16 +163,17 @@ class Reconciler:
         secret: SecretFacts | None,
         trigger: policy.Violation,
     ) -> None:
+        turn = self._turns.pop(record.key, None)
         if trigger.reason in RATE_LIMITED_TRIGGERS:
-            turn = self._turns.pop(record.key, None)
-            if turn is None or time.time() < turn:
+            if turn is None:
                 wait = self._limiter.reserve()
-                if wait > 0:
-                    # The reservation is this certificate's turn: honour it
-                    # when it comes back instead of queueing it again.
-                    self._turns[record.key] = time.time() + wait
-                    self._scheduler.schedule(record.key, self._turns[record.key])
-                    return
+                # The reservation is this certificate's turn: it is kept,
+                # not queued for again, when the certificate comes back.
+                turn = time.time() + wait if wait > 0 else None
+            if turn is not None and time.time() < turn:
+                self._turns[record.key] = turn
+                self._scheduler.schedule(record.key, turn)
+                return
         started = time.monotonic()
         previous_key = None
         if secret is not None and spec.private_key.rotation is RotationPolicy.NEVER:

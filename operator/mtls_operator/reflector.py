@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mtls_operator.kube import ApiError, Gone, Kube, Object
 
@@ -22,6 +22,18 @@ class Sink(Protocol):
 
     def apply(self, event_type: str, obj: Object) -> None:
         """One change: ADDED, MODIFIED or DELETED."""
+
+
+@runtime_checkable
+class PagedSink(Sink, Protocol):
+    """A sink that takes a (re-)list page by page."""
+
+    def begin_relist(self) -> None: ...
+
+    def add_page(self, items: list[Object]) -> None: ...
+
+    def end_relist(self) -> None:
+        """Drop what no page contained."""
 
 
 class Reflector:
@@ -40,8 +52,7 @@ class Reflector:
         while True:
             try:
                 if not resource_version:
-                    items, resource_version = await self._kube.list(self._path, self._params)
-                    self._sink.replace(items)
+                    resource_version = await self._relist()
                     self.synced.set()
                 async for event_type, obj in self._kube.watch(
                     self._path, resource_version, self._params
@@ -59,3 +70,16 @@ class Reflector:
                 failures += 1
                 logger.warning("watch of %s failed (%s); retrying in %.1fs", self._path, err, delay)
                 await asyncio.sleep(delay)
+
+    async def _relist(self) -> str:
+        if not isinstance(self._sink, PagedSink):
+            items, resource_version = await self._kube.list(self._path, self._params)
+            self._sink.replace(items)
+            return resource_version
+        # Page by page: thousands of Secrets are never all in memory at once.
+        pages = self._kube.list_pages(self._path, self._params)
+        self._sink.begin_relist()
+        async for page in pages:
+            self._sink.add_page(page)
+        self._sink.end_relist()
+        return pages.resource_version

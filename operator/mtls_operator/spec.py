@@ -386,5 +386,5 @@ def _check_object_name(path: str, name: str) -> None:
     """Kubernetes object names are DNS subdomains (RFC 1123), as the API server checks them."""
     if len(name) > _MAX_OBJECT_NAME:
         raise InvalidSpec(path, name, f"must be at most {_MAX_OBJECT_NAME} characters")
-    if not _OBJECT_NAME.match(name):
+    if not _OBJECT_NAME.fullmatch(name):
         raise InvalidSpec(path, name, "must be a lower-case RFC 1123 name (a-z, 0-9, '-' and '.')")

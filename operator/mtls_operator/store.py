@@ -187,11 +187,17 @@ class Store:
 
     def replace_secrets(self, items: Sequence[Mapping[str, Any]], namespace: str | None) -> None:
         """After a (re-)list: the listed Secrets of `namespace` (or all) are all there is."""
+        self.drop_secrets_except(self.add_secrets(items), namespace)
+
+    def add_secrets(self, items: Sequence[Mapping[str, Any]]) -> set[Key]:
         listed = set()
         for body in items:
             metadata = body.get("metadata") or {}
             listed.add((metadata.get("namespace", ""), metadata.get("name", "")))
             self.upsert_secret(body)
+        return listed
+
+    def drop_secrets_except(self, listed: set[Key], namespace: str | None) -> None:
         for key in list(self.secrets):
             if key not in listed and (namespace is None or key[0] == namespace):
                 facts = self.secrets.pop(key)
@@ -214,9 +220,20 @@ class SecretSink:
     def __init__(self, store: Store, namespace: str | None) -> None:
         self._store = store
         self._namespace = namespace
+        self._listed: set[Key] = set()
 
     def replace(self, items: list[dict[str, Any]]) -> None:
         self._store.replace_secrets(items, self._namespace)
+
+    def begin_relist(self) -> None:
+        self._listed = set()
+
+    def add_page(self, items: list[dict[str, Any]]) -> None:
+        self._listed |= self._store.add_secrets(items)
+
+    def end_relist(self) -> None:
+        self._store.drop_secrets_except(self._listed, self._namespace)
+        self._listed = set()
 
     def apply(self, event_type: str, obj: dict[str, Any]) -> None:
         if event_type == "DELETED":

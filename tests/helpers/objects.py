@@ -1,0 +1,169 @@
+"""Kubernetes-shaped inputs for the operator's pure core: a certificate spec,
+a reference to the MtlsCertificate, and the Secret the operator would have
+written for it, built with the operator's own issuance and layout code."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mtls_operator.issuance import issue_secret_content
+from mtls_operator.pki import CertificateAuthority, load_ca
+from mtls_operator.pki.certs import certificates_to_pem
+from mtls_operator.pki.keys import private_key_to_pem
+from mtls_operator.resources import CertificateRef
+from mtls_operator.secrets import (
+    SecretFacts,
+    decode_data,
+    encode_data,
+    issuance_record,
+    new_secret,
+    read_secret,
+)
+from mtls_operator.spec import CertificateSpec, parse_spec
+
+from conftest import NOW, make_ca
+from helpers.authorities import intermediate_ca
+
+MIN_DURATION = datetime.timedelta(hours=1)
+NAMESPACE = "shop"
+SECRET_NAME = "payments-tls"
+CERTIFICATE = CertificateRef(NAMESPACE, "payments", "uid-payments")
+SECRET_UID = "uid-secret"
+
+BASE_SPEC: Mapping[str, Any] = {
+    "secretName": SECRET_NAME,
+    "usage": "server",
+    "commonName": "payments.shop.svc",
+    "dnsNames": ["payments", "payments.shop.svc"],
+}
+
+
+def spec_dict(**fields: Any) -> dict[str, Any]:
+    """A valid `.spec` with `fields` merged in; a field given as None is left out."""
+    merged = {**copy.deepcopy(dict(BASE_SPEC)), **fields}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+def certificate_spec(**fields: Any) -> CertificateSpec:
+    return parse_spec(spec_dict(**fields), MIN_DURATION)
+
+
+def secret_body(
+    spec: CertificateSpec,
+    ca: CertificateAuthority,
+    *,
+    owner: CertificateRef = CERTIFICATE,
+    now: datetime.datetime = NOW,
+    revision: int = 1,
+    previous_key_pem: bytes | None = None,
+    pkcs12_password: bytes | None = None,
+    uid: str = SECRET_UID,
+    resource_version: str = "100",
+    renewal_request: str | None = None,
+) -> dict[str, Any]:
+    """The Secret as the API would return it after the operator created it."""
+    content = issue_secret_content(
+        spec, ca, now, previous_key_pem=previous_key_pem, pkcs12_password=pkcs12_password
+    )
+    record = issuance_record(
+        spec,
+        content.issued,
+        ca,
+        issued_at=now,
+        revision=revision,
+        renewal_request=renewal_request,
+    )
+    body = new_secret(owner, spec, content.data, record)
+    body["metadata"]["uid"] = uid
+    body["metadata"]["resourceVersion"] = resource_version
+    return body
+
+
+def secret_data(body: Mapping[str, Any]) -> dict[str, bytes]:
+    return decode_data(body.get("data"))
+
+
+def with_data(body: Mapping[str, Any], changes: Mapping[str, bytes | None]) -> dict[str, Any]:
+    """A copy of `body` with data keys replaced; None removes a key."""
+    data: dict[str, bytes] = secret_data(body)
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    changed = copy.deepcopy(dict(body))
+    changed["data"] = encode_data(data)
+    return changed
+
+
+def with_metadata(
+    body: Mapping[str, Any],
+    *,
+    labels: Mapping[str, str | None] | None = None,
+    annotations: Mapping[str, str | None] | None = None,
+    owner_references: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A copy of `body` with labels/annotations changed (None removes a key)
+    and, when given, the owner references replaced."""
+    changed = copy.deepcopy(dict(body))
+    metadata = changed["metadata"]
+    for field, changes in (("labels", labels), ("annotations", annotations)):
+        current = dict(metadata.get(field) or {})
+        for key, value in (changes or {}).items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+        metadata[field] = current
+    if owner_references is not None:
+        metadata["ownerReferences"] = [dict(ref) for ref in owner_references]
+        if not owner_references:
+            del metadata["ownerReferences"]
+    return changed
+
+
+def secret_facts(spec: CertificateSpec, ca: CertificateAuthority, **options: Any) -> SecretFacts:
+    return read_secret(secret_body(spec, ca, **options))
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies it."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = apply_merge_patch(result.get(key), value)
+    return result
+
+
+def intermediate_authority(root: CertificateAuthority) -> CertificateAuthority:
+    """An intermediate CA under `root`, loaded from the chain `kubectl create
+    secret tls` would hold: intermediate first, then the root."""
+    if not isinstance(root.private_key, ec.EllipticCurvePrivateKey):
+        raise TypeError("the test intermediate is signed by an ECDSA root")
+    certificate, key = intermediate_ca(root.certificate, root.private_key, NOW)
+    return load_ca(
+        certificates_to_pem([certificate, root.certificate]), private_key_to_pem(key), NOW
+    )
+
+
+def with_next_root(
+    ca: CertificateAuthority, common_name: str = "Next Root CA"
+) -> CertificateAuthority:
+    """The same signing CA whose trust bundle also holds a second root, as
+    after step 1 of a CA rotation."""
+    next_root = make_ca(common_name=common_name).certificate
+    return load_ca(
+        certificates_to_pem([ca.certificate, *ca.intermediates]),
+        private_key_to_pem(ca.private_key),
+        NOW,
+        trust_bundle_pem=certificates_to_pem([*ca.trust_bundle, next_root]),
+    )

@@ -1,0 +1,282 @@
+"""The work queue, the due-time heap and the token bucket. pytest-asyncio is
+not used: each test runs its own event loop with asyncio.run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+from mtls_operator.scheduler import Scheduler, TokenBucket, WorkQueue
+
+T = TypeVar("T")
+
+
+class FakeClock:
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(test: Callable[[], Awaitable[T]]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(test(), timeout=5)
+
+    return asyncio.run(bounded())
+
+
+async def settle() -> None:
+    """Let every ready task run until it waits on something."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def nothing_queued(queue: WorkQueue[str]) -> bool:
+    try:
+        key = await asyncio.wait_for(queue.get(), timeout=0.02)
+    except TimeoutError:
+        return True
+    queue.done(key)
+    return False
+
+
+# --- WorkQueue ---
+
+
+def test_queue_hands_out_each_key_once_in_order() -> None:
+    async def scenario() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        for key in ["a", "b", "a", "c", "b"]:
+            queue.add(key)
+        assert len(queue) == 3
+        taken = [await queue.get() for _ in range(3)]
+        assert len(queue) == 0
+        assert queue.busy == 3
+        assert await nothing_queued(queue)
+        return taken
+
+    assert run(scenario) == ["a", "b", "c"]
+
+
+def test_key_added_while_processing_is_requeued_after_done() -> None:
+    async def scenario() -> None:
+        queue: WorkQueue[str] = WorkQueue()
+        queue.add("a")
+        assert await queue.get() == "a"
+        queue.add("a")
+        queue.add("a")
+        assert len(queue) == 1
+        # Not handed out while its worker is busy with it...
+        assert await nothing_queued(queue)
+        queue.done("a")
+        # ...but right after, once.
+        assert await queue.get() == "a"
+        queue.done("a")
+        assert queue.busy == 0
+        assert await nothing_queued(queue)
+
+    run(scenario)
+
+
+def test_done_without_new_work_does_not_requeue() -> None:
+    async def scenario() -> None:
+        queue: WorkQueue[str] = WorkQueue()
+        queue.add("a")
+        queue.done(await queue.get())
+        assert (len(queue), queue.busy) == (0, 0)
+        assert await nothing_queued(queue)
+
+    run(scenario)
+
+
+def test_a_key_is_never_processed_by_two_workers_at_once() -> None:
+    async def scenario() -> tuple[int, dict[str, int]]:
+        queue: WorkQueue[str] = WorkQueue()
+        active: set[str] = set()
+        overlaps = 0
+        processed = {"a": 0, "b": 0}
+
+        async def worker() -> None:
+            nonlocal overlaps
+            while sum(processed.values()) < 100:
+                key = await queue.get()
+                if key in active:
+                    overlaps += 1
+                active.add(key)
+                # Events for the same key keep arriving while it is processed.
+                queue.add(key)
+                await asyncio.sleep(0)
+                active.discard(key)
+                processed[key] += 1
+                queue.done(key)
+
+        queue.add("a")
+        queue.add("b")
+        workers = [asyncio.create_task(worker()) for _ in range(4)]
+        _, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return overlaps, processed
+
+    overlaps, processed = run(scenario)
+    assert overlaps == 0
+    # Both keys keep being requeued, neither starves the other.
+    assert processed["a"] >= 40
+    assert processed["b"] >= 40
+
+
+# --- Scheduler ---
+
+
+@contextlib.asynccontextmanager
+async def running(clock: FakeClock) -> AsyncIterator[tuple[Scheduler[str], WorkQueue[str]]]:
+    queue: WorkQueue[str] = WorkQueue()
+    scheduler = Scheduler(queue, clock)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        yield scheduler, queue
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def take(queue: WorkQueue[str], count: int) -> list[str]:
+    keys = []
+    for _ in range(count):
+        key = await asyncio.wait_for(queue.get(), timeout=1)
+        queue.done(key)
+        keys.append(key)
+    return keys
+
+
+def test_due_keys_are_released_in_due_order() -> None:
+    async def scenario() -> list[str]:
+        clock = FakeClock(100.0)
+        async with running(clock) as (scheduler, queue):
+            scheduler.schedule("c", 30.0)
+            scheduler.schedule("a", 10.0)
+            scheduler.schedule("b", 20.0)
+            keys = await take(queue, 3)
+            assert len(scheduler) == 0
+            assert scheduler.due_at("a") is None
+            return keys
+
+    assert run(scenario) == ["a", "b", "c"]
+
+
+def test_a_key_is_held_until_due() -> None:
+    async def scenario() -> None:
+        clock = FakeClock(100.0)
+        async with running(clock) as (scheduler, queue):
+            scheduler.schedule("later", 500.0)
+            await settle()
+            assert await nothing_queued(queue)
+            assert scheduler.due_at("later") == 500.0
+            clock.now = 500.0
+            # Any schedule() wakes the loop, which then sees the new time.
+            scheduler.schedule("far", 10_000.0)
+            assert await take(queue, 1) == ["later"]
+            assert len(scheduler) == 1
+
+    run(scenario)
+
+
+def test_schedule_replaces_the_due_time() -> None:
+    async def scenario() -> None:
+        clock = FakeClock(100.0)
+        async with running(clock) as (scheduler, queue):
+            scheduler.schedule("a", 50.0)
+            scheduler.schedule("a", 500.0)  # postponed before the loop saw it
+            assert len(scheduler) == 1
+            await settle()
+            assert await nothing_queued(queue)
+            scheduler.schedule("a", 90.0)  # brought forward
+            assert await take(queue, 1) == ["a"]
+            # The replaced due times are gone: nothing more when they pass.
+            clock.now = 1_000.0
+            scheduler.schedule("poke", 5_000.0)
+            await settle()
+            assert await nothing_queued(queue)
+
+    run(scenario)
+
+
+def test_cancel_forgets_the_key() -> None:
+    async def scenario() -> None:
+        clock = FakeClock(100.0)
+        async with running(clock) as (scheduler, queue):
+            scheduler.schedule("a", 500.0)
+            scheduler.schedule("b", 600.0)
+            scheduler.cancel("a")
+            scheduler.cancel("never-scheduled")
+            assert scheduler.due_at("a") is None
+            assert len(scheduler) == 1
+            clock.now = 700.0
+            scheduler.schedule("c", 650.0)
+            assert await take(queue, 2) == ["b", "c"]
+            await settle()
+            assert await nothing_queued(queue)
+
+    run(scenario)
+
+
+def test_rescheduling_after_release_queues_again() -> None:
+    async def scenario() -> list[str]:
+        clock = FakeClock(100.0)
+        async with running(clock) as (scheduler, queue):
+            scheduler.schedule("a", 10.0)
+            first = await take(queue, 1)
+            scheduler.schedule("a", 10.0)
+            return first + await take(queue, 1)
+
+    assert run(scenario) == ["a", "a"]
+
+
+def test_scheduling_a_key_that_is_being_processed_does_not_hand_it_out_twice() -> None:
+    async def scenario() -> None:
+        clock = FakeClock(100.0)
+        async with running(clock) as (scheduler, queue):
+            scheduler.schedule("a", 10.0)
+            key = await asyncio.wait_for(queue.get(), timeout=1)
+            scheduler.schedule("a", 20.0)
+            await settle()
+            assert await nothing_queued(queue)
+            queue.done(key)
+            assert await take(queue, 1) == ["a"]
+
+    run(scenario)
+
+
+# --- TokenBucket ---
+
+
+def test_bucket_allows_a_burst_then_spaces_requests() -> None:
+    clock = FakeClock(0.0)
+    bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
+    assert [bucket.reserve() for _ in range(6)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.5]
+
+
+def test_bucket_refills_with_time_up_to_the_burst() -> None:
+    clock = FakeClock(0.0)
+    bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
+    for _ in range(4):
+        bucket.reserve()
+    clock.now = 1.0  # one token owed, two earned
+    assert bucket.reserve() == 0.0
+    assert bucket.reserve() == pytest.approx(0.5)
+    clock.now = 1_000.0  # refilled, but never above the burst
+    assert [bucket.reserve() for _ in range(4)] == [0.0, 0.0, 0.0, 0.5]
+
+
+def test_bucket_reservations_are_spaced_by_the_rate() -> None:
+    clock = FakeClock(50.0)
+    bucket = TokenBucket(rate=20.0, burst=1, clock=clock)
+    waits = [bucket.reserve() for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.05, 0.10, 0.15, 0.20])

@@ -1,0 +1,482 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mtls_operator.resources import CertificateRef
+from mtls_operator.spec import InvalidSpec
+from mtls_operator.store import Key, SecretSink, Store, certificate_record, newer
+
+from helpers.objects import MIN_DURATION, spec_dict
+
+NS = "shop"
+
+
+def certificate(
+    name: str,
+    *,
+    uid: str | None = None,
+    rv: str = "1",
+    generation: int = 1,
+    created: str = "2026-11-28T12:00:00Z",
+    namespace: str = NS,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "uid": uid or f"uid-{name}",
+            "resourceVersion": rv,
+            "generation": generation,
+            "creationTimestamp": created,
+            "annotations": annotations or {},
+        },
+        "spec": spec_dict(**{"secretName": f"{name}-tls", **spec}),
+        "status": {},
+    }
+
+
+def secret(
+    name: str,
+    *,
+    uid: str | None = None,
+    rv: str = "1",
+    owner: str | None = None,
+    namespace: str = NS,
+) -> dict[str, Any]:
+    annotations = {"mtls.dev/certificate": owner} if owner else {}
+    return {
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "uid": uid or f"uid-{name}",
+            "resourceVersion": rv,
+            "labels": {"app.kubernetes.io/managed-by": "mtls-operator"},
+            "annotations": annotations,
+        },
+        "type": "kubernetes.io/tls",
+    }
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.keys: list[Key] = []
+
+    def __call__(self, key: Key) -> None:
+        self.keys.append(key)
+
+    def take(self) -> list[Key]:
+        keys, self.keys = self.keys, []
+        return keys
+
+
+@pytest.fixture
+def changes() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def store(changes: Recorder) -> Store:
+    return Store(changes)
+
+
+# --- Certificates ---
+
+
+def test_certificate_record_from_body() -> None:
+    record = certificate_record(
+        certificate(
+            "payments",
+            rv="7",
+            generation=3,
+            annotations={"mtls.dev/renew-requested-at": "2026-11-28T12:00:00Z"},
+        )
+    )
+    assert record.key == (NS, "payments")
+    assert (record.uid, record.resource_version, record.generation) == ("uid-payments", "7", 3)
+    assert record.created == "2026-11-28T12:00:00Z"
+    assert record.secret_name == "payments-tls"
+    # The raw annotation value: it is compared, never parsed as a time.
+    assert record.ref == CertificateRef(NS, "payments", "uid-payments", "2026-11-28T12:00:00Z")
+    assert record.ref.renewal_request == "2026-11-28T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "renewal_request"),
+    [
+        ({}, None),
+        ({"mtls.dev/renew-requested-at": ""}, None),
+        ({"mtls.dev/renew-requested-at": "now please"}, "now please"),
+        ({"mtls.dev/renew-requested-at": "2026-11-28T12:00:00+01:00"}, "2026-11-28T12:00:00+01:00"),
+        ({"example.com/renew-requested-at": "2026-11-28T12:00:00Z"}, None),
+    ],
+    ids=["none", "empty", "not-a-timestamp", "other-zone-kept-verbatim", "other-annotation"],
+)
+def test_renewal_request_is_the_raw_annotation(
+    annotations: dict[str, str], renewal_request: str | None
+) -> None:
+    record = certificate_record(certificate("payments", annotations=annotations))
+    assert record.ref == CertificateRef(NS, "payments", "uid-payments", renewal_request)
+
+
+@pytest.mark.parametrize("secret_name", [None, "", 5])
+def test_certificate_without_a_usable_secret_name(secret_name: object) -> None:
+    body = certificate("payments")
+    body["spec"]["secretName"] = secret_name
+    assert certificate_record(body).secret_name is None
+
+
+def test_upsert_notifies_and_stores(store: Store, changes: Recorder) -> None:
+    record = store.upsert_certificate(certificate("payments"))
+    assert record is not None
+    assert store.certificates == {(NS, "payments"): record}
+    assert changes.take() == [(NS, "payments")]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "applied"),
+    [
+        ("5", "6", True),
+        ("5", "5", False),
+        ("5", "4", False),
+        ("9", "10", True),  # compared as numbers, not strings
+        ("abc", "abd", True),  # opaque versions: a different one wins
+    ],
+)
+def test_stale_resource_versions_are_ignored(
+    store: Store, changes: Recorder, first: str, second: str, applied: bool
+) -> None:
+    store.upsert_certificate(certificate("payments", rv=first))
+    changes.take()
+    result = store.upsert_certificate(certificate("payments", rv=second, commonName="changed"))
+    assert (result is not None) is applied
+    assert store.certificates[(NS, "payments")].resource_version == (second if applied else first)
+    assert changes.take() == ([(NS, "payments")] if applied else [])
+
+
+def test_a_recreated_certificate_replaces_the_old_one_whatever_its_version(store: Store) -> None:
+    store.upsert_certificate(certificate("payments", uid="uid-1", rv="50"))
+    store.certificates[(NS, "payments")].failures = 4
+    record = store.upsert_certificate(certificate("payments", uid="uid-2", rv="3"))
+    assert record is not None
+    assert record.uid == "uid-2"
+    assert record.failures == 0
+
+
+def test_failures_survive_updates_of_the_same_object(store: Store) -> None:
+    store.upsert_certificate(certificate("payments", rv="1"))
+    store.certificates[(NS, "payments")].failures = 3
+    record = store.upsert_certificate(certificate("payments", rv="2"))
+    assert record is not None
+    assert record.failures == 3
+
+
+def test_spec_is_parsed_once_per_generation(store: Store) -> None:
+    first = store.upsert_certificate(certificate("payments", rv="1", generation=1))
+    assert first is not None
+    parsed = first.parsed_spec(MIN_DURATION)
+    # A status write bumps the resourceVersion, not the generation.
+    status_update = store.upsert_certificate(certificate("payments", rv="2", generation=1))
+    assert status_update is not None
+    assert status_update.parsed_spec(MIN_DURATION) is parsed
+    new_generation = store.upsert_certificate(
+        certificate("payments", rv="3", generation=2, dnsNames=["payments"])
+    )
+    assert new_generation is not None
+    assert new_generation.parsed_spec(MIN_DURATION) is not parsed
+    assert new_generation.parsed_spec(MIN_DURATION).request.alt_names.dns_names == ("payments",)
+
+
+def test_invalid_spec_is_cached_too(store: Store) -> None:
+    record = store.upsert_certificate(certificate("payments", usage="serve"))
+    assert record is not None
+    with pytest.raises(InvalidSpec) as first:
+        record.parsed_spec(MIN_DURATION)
+    with pytest.raises(InvalidSpec) as second:
+        record.parsed_spec(MIN_DURATION)
+    assert first.value is second.value
+    assert str(first.value) == 'spec.usage "serve": must be server, client or both'
+
+
+def test_remove_certificate(store: Store, changes: Recorder) -> None:
+    store.upsert_certificate(certificate("payments"))
+    changes.take()
+    store.remove_certificate(certificate("payments", uid="uid-someone-else"))
+    assert (NS, "payments") in store.certificates
+    store.remove_certificate(certificate("payments"))
+    assert store.certificates == {}
+    assert changes.take() == []
+    store.remove_certificate(certificate("payments"))  # already gone: nothing happens
+
+
+# --- Claimants ---
+
+
+def claim(
+    store: Store, name: str, created: str, target: str = "shared-tls", namespace: str = NS
+) -> None:
+    store.upsert_certificate(
+        certificate(name, created=created, secretName=target, namespace=namespace)
+    )
+
+
+def test_older_claimant(store: Store) -> None:
+    claim(store, "b-newer", "2026-11-28T12:00:05Z")
+    claim(store, "a-older", "2026-11-28T12:00:00Z")
+    claim(store, "c-newest", "2026-11-28T12:00:09Z")
+    claim(store, "elsewhere", "2026-01-01T00:00:00Z", namespace="other")
+    claim(store, "other-secret", "2026-01-01T00:00:00Z", target="other-tls")
+    older = {
+        name: store.older_claimant(store.certificates[(NS, name)])
+        for name in ("a-older", "b-newer", "c-newest")
+    }
+    assert older == {"a-older": None, "b-newer": "a-older", "c-newest": "a-older"}
+    assert store.older_claimant(store.certificates[(NS, "other-secret")]) is None
+    assert store.older_claimant(store.certificates[("other", "elsewhere")]) is None
+
+
+def test_same_creation_time_is_broken_by_name(store: Store) -> None:
+    claim(store, "beta", "2026-11-28T12:00:00Z")
+    claim(store, "alpha", "2026-11-28T12:00:00Z")
+    assert store.older_claimant(store.certificates[(NS, "beta")]) == "alpha"
+    assert store.older_claimant(store.certificates[(NS, "alpha")]) is None
+
+
+def test_deleting_the_owner_notifies_the_next_claimant(store: Store, changes: Recorder) -> None:
+    claim(store, "first", "2026-11-28T12:00:00Z")
+    claim(store, "second", "2026-11-28T12:00:01Z")
+    changes.take()
+    store.remove_certificate(certificate("first", secretName="shared-tls"))
+    assert changes.take() == [(NS, "second")]
+    assert store.older_claimant(store.certificates[(NS, "second")]) is None
+
+
+def test_moving_the_owner_to_another_secret_notifies_the_next_claimant(
+    store: Store, changes: Recorder
+) -> None:
+    claim(store, "first", "2026-11-28T12:00:00Z")
+    claim(store, "second", "2026-11-28T12:00:01Z")
+    changes.take()
+    store.upsert_certificate(
+        certificate(
+            "first", rv="2", generation=2, created="2026-11-28T12:00:00Z", secretName="first-tls"
+        )
+    )
+    assert store.older_claimant(store.certificates[(NS, "second")]) is None
+    assert changes.take() == [(NS, "first"), (NS, "second")]
+
+
+def test_moving_the_only_claimant_notifies_itself_only(store: Store, changes: Recorder) -> None:
+    claim(store, "first", "2026-11-28T12:00:00Z")
+    claim(store, "elsewhere", "2026-11-28T12:00:01Z", target="other-tls")
+    changes.take()
+    store.upsert_certificate(
+        certificate(
+            "first", rv="2", generation=2, created="2026-11-28T12:00:00Z", secretName="first-tls"
+        )
+    )
+    assert changes.take() == [(NS, "first")]
+
+
+def test_an_update_keeping_the_secret_name_notifies_no_other_claimant(
+    store: Store, changes: Recorder
+) -> None:
+    claim(store, "first", "2026-11-28T12:00:00Z")
+    claim(store, "second", "2026-11-28T12:00:01Z")
+    changes.take()
+    store.upsert_certificate(
+        certificate(
+            "first",
+            rv="2",
+            generation=2,
+            created="2026-11-28T12:00:00Z",
+            secretName="shared-tls",
+            commonName="changed",
+        )
+    )
+    assert changes.take() == [(NS, "first")]
+    assert store.older_claimant(store.certificates[(NS, "second")]) == "first"
+
+
+def test_moving_onto_a_claimed_secret_blocks_the_newer_claimant(
+    store: Store, changes: Recorder
+) -> None:
+    claim(store, "older", "2026-11-28T12:00:00Z", target="older-tls")
+    claim(store, "newer", "2026-11-28T12:00:01Z", target="shared-tls")
+    changes.take()
+    store.upsert_certificate(
+        certificate(
+            "older", rv="2", generation=2, created="2026-11-28T12:00:00Z", secretName="shared-tls"
+        )
+    )
+    # Nobody else named older-tls; the newer claimant of shared-tls learns of
+    # its conflict when the Secret next changes or it is looked at again.
+    assert changes.take() == [(NS, "older")]
+    assert store.older_claimant(store.certificates[(NS, "newer")]) == "older"
+
+
+# --- Secrets ---
+
+
+def test_secret_change_notifies_owner_and_claimants(store: Store, changes: Recorder) -> None:
+    claim(store, "first", "2026-11-28T12:00:00Z")
+    claim(store, "second", "2026-11-28T12:00:01Z")
+    store.upsert_certificate(certificate("payments"))
+    changes.take()
+    facts = store.upsert_secret(secret("shared-tls", owner="first"))
+    assert facts is not None
+    assert store.secrets[(NS, "shared-tls")] is facts
+    assert sorted(changes.take()) == [(NS, "first"), (NS, "second")]
+
+
+def test_secret_names_its_owner_even_when_the_spec_moved_away(
+    store: Store, changes: Recorder
+) -> None:
+    # The certificate now names another Secret, but the old one still says
+    # it belongs to it: the certificate is looked at again.
+    store.upsert_certificate(certificate("payments", secretName="new-tls"))
+    changes.take()
+    store.upsert_secret(secret("payments-tls", owner="payments"))
+    assert changes.take() == [(NS, "payments")]
+
+
+def test_secret_of_no_known_certificate_notifies_nobody(store: Store, changes: Recorder) -> None:
+    store.upsert_secret(secret("orphan-tls", owner="deleted-certificate"))
+    store.upsert_secret(secret("payments-tls", owner="payments", namespace="other"))
+    assert changes.take() == []
+    assert set(store.secrets) == {(NS, "orphan-tls"), ("other", "payments-tls")}
+
+
+def test_stale_secret_events_are_ignored(store: Store, changes: Recorder) -> None:
+    store.upsert_certificate(certificate("payments"))
+    store.upsert_secret(secret("payments-tls", rv="10", owner="payments"))
+    changes.take()
+    assert store.upsert_secret(secret("payments-tls", rv="9", owner="payments")) is None
+    assert store.upsert_secret(secret("payments-tls", rv="10", owner="payments")) is None
+    assert changes.take() == []
+    assert store.secrets[(NS, "payments-tls")].resource_version == "10"
+
+
+def test_secret_deletion_notifies_and_forgets(store: Store, changes: Recorder) -> None:
+    store.upsert_certificate(certificate("payments"))
+    store.upsert_secret(secret("payments-tls", rv="10", owner="payments"))
+    changes.take()
+    store.remove_secret(secret("payments-tls", rv="11"))
+    assert (NS, "payments-tls") not in store.secrets
+    assert changes.take() == [(NS, "payments")]
+    store.remove_secret(secret("payments-tls", rv="12"))  # unknown: nothing happens
+    assert changes.take() == []
+
+
+def test_an_older_deletion_does_not_forget_a_newer_write(store: Store, changes: Recorder) -> None:
+    store.upsert_certificate(certificate("payments"))
+    store.upsert_secret(secret("payments-tls", rv="20", owner="payments"))
+    changes.take()
+    store.remove_secret(secret("payments-tls", rv="15"))
+    assert (NS, "payments-tls") in store.secrets
+    assert changes.take() == []
+
+
+def test_deletion_of_a_previous_incarnation_keeps_the_current_secret(
+    store: Store, changes: Recorder
+) -> None:
+    store.upsert_certificate(certificate("payments"))
+    store.upsert_secret(secret("payments-tls", uid="uid-new", rv="20", owner="payments"))
+    changes.take()
+    store.remove_secret(secret("payments-tls", uid="uid-old", rv="15"))
+    assert store.secrets[(NS, "payments-tls")].uid == "uid-new"
+    assert store.secrets[(NS, "payments-tls")].resource_version == "20"
+    assert changes.take() == []
+
+
+def test_deletion_of_another_uid_is_ignored_whatever_its_version(store: Store) -> None:
+    store.upsert_secret(secret("payments-tls", uid="uid-current", rv="20"))
+    store.remove_secret(secret("payments-tls", uid="uid-other", rv="25"))
+    assert store.secrets[(NS, "payments-tls")].uid == "uid-current"
+
+
+def test_deletion_of_the_current_incarnation_at_its_version(
+    store: Store, changes: Recorder
+) -> None:
+    store.upsert_certificate(certificate("payments"))
+    store.upsert_secret(secret("payments-tls", uid="uid-current", rv="20", owner="payments"))
+    changes.take()
+    store.remove_secret(secret("payments-tls", uid="uid-current", rv="20"))
+    assert store.secrets == {}
+    assert changes.take() == [(NS, "payments")]
+
+
+def test_a_late_event_of_a_previous_incarnation_does_not_replace_the_current_secret(
+    store: Store, changes: Recorder
+) -> None:
+    store.upsert_certificate(certificate("payments"))
+    # The operator re-created the Secret and stored its own write...
+    store.upsert_secret(secret("payments-tls", uid="uid-new", rv="20", owner="payments"))
+    changes.take()
+    # ...before the watch delivered the last update of the old one.
+    assert store.upsert_secret(secret("payments-tls", uid="uid-old", rv="15")) is None
+    assert store.secrets[(NS, "payments-tls")].uid == "uid-new"
+    assert changes.take() == []
+
+
+def test_a_newer_incarnation_replaces_the_stored_secret(store: Store, changes: Recorder) -> None:
+    store.upsert_certificate(certificate("payments"))
+    store.upsert_secret(secret("payments-tls", uid="uid-old", rv="15", owner="payments"))
+    changes.take()
+    facts = store.upsert_secret(secret("payments-tls", uid="uid-new", rv="20", owner="payments"))
+    assert facts is not None
+    assert (facts.uid, facts.resource_version) == ("uid-new", "20")
+    assert store.secrets[(NS, "payments-tls")] is facts
+    assert changes.take() == [(NS, "payments")]
+
+
+def test_replace_secrets_forgets_vanished_ones_of_its_namespace_only(
+    store: Store, changes: Recorder
+) -> None:
+    for name in ("a", "b", "gone"):
+        store.upsert_certificate(certificate(name))
+        store.upsert_secret(secret(f"{name}-tls", owner=name))
+    store.upsert_secret(secret("x-tls", namespace="other"))
+    changes.take()
+    store.replace_secrets([secret("a-tls", owner="a"), secret("b-tls", rv="2", owner="b")], NS)
+    assert set(store.secrets) == {(NS, "a-tls"), (NS, "b-tls"), ("other", "x-tls")}
+    # b changed, gone vanished; a is unchanged.
+    assert sorted(changes.take()) == [(NS, "b"), (NS, "gone")]
+
+
+def test_replace_secrets_of_all_namespaces(store: Store) -> None:
+    store.upsert_secret(secret("a-tls"))
+    store.upsert_secret(secret("x-tls", namespace="other"))
+    store.replace_secrets([secret("a-tls")], None)
+    assert set(store.secrets) == {(NS, "a-tls")}
+
+
+def test_secret_sink_feeds_the_store(store: Store, changes: Recorder) -> None:
+    store.upsert_certificate(certificate("payments"))
+    store.upsert_secret(secret("stale-tls", owner="payments"))
+    sink = SecretSink(store, NS)
+    sink.replace([secret("payments-tls", owner="payments")])
+    assert set(store.secrets) == {(NS, "payments-tls")}
+    sink.apply("MODIFIED", secret("payments-tls", rv="2", owner="payments"))
+    assert store.secrets[(NS, "payments-tls")].resource_version == "2"
+    sink.apply("DELETED", secret("payments-tls", rv="3"))
+    assert store.secrets == {}
+
+
+@pytest.mark.parametrize(
+    ("candidate", "current", "expected"),
+    [
+        ("2", "1", True),
+        ("10", "9", True),
+        ("1", "1", False),
+        ("1", "2", False),
+        ("x", "y", True),
+        ("x", "x", False),
+        ("", "1", True),
+    ],
+)
+def test_newer(candidate: str, current: str, expected: bool) -> None:
+    assert newer(candidate, current) is expected
