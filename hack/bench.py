@@ -125,10 +125,11 @@ class ReadyWatch:
 
 
 def api_writes(kubectl: Kubectl) -> int:
-    """Write requests the API server has answered for the resources the
-    operator writes (Secrets, MtlsCertificates and their status, Events,
-    Leases), from its own request counter: every client's writes count,
-    kopf's bookkeeping included."""
+    """Write requests the API server has answered for the resources an
+    issuance writes (Secrets, MtlsCertificates and their status, Events),
+    from its own request counter: every client's writes count, kopf's
+    bookkeeping included. Lease renewals (leader election, every 2 s) are
+    per time, not per issuance, and are left out."""
     text = kubectl("get", "--raw", "/metrics", timeout=120).stdout
     total = 0
     for line in text.splitlines():

@@ -179,6 +179,10 @@ class Kube:
     async def create(self, path: str, body: Object) -> Object:
         return await self.request("POST", path, body=body)
 
+    async def replace(self, path: str, body: Object) -> Object:
+        """PUT: fails with 409 when body's resourceVersion is not current."""
+        return await self.request("PUT", path, body=body)
+
     async def merge_patch(self, path: str, patch: Object) -> Object:
         return await self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
 

@@ -41,6 +41,7 @@ class Metrics:
         self.cas: dict[tuple[str, str], float] = {}
         self._issuances: dict[Labels, int] = {}
         self._durations: dict[Labels, _Histogram] = {}
+        self.leader: bool | None = None  # None: leader election is off
 
     def set_certificate(self, namespace: str, name: str, gauges: CertificateGauges) -> None:
         self.certificates[(namespace, name)] = gauges
@@ -108,6 +109,14 @@ class Metrics:
             "Issuance attempts by result and trigger.",
             ((labels, float(count)) for labels, count in sorted(self._issuances.items())),
         )
+        if self.leader is not None:
+            _family(
+                lines,
+                "mtls_operator_leader",
+                "gauge",
+                "1 when this replica holds the Lease and does the work, else 0.",
+                [((), 1.0 if self.leader else 0.0)],
+            )
         name = "mtls_issuance_duration_seconds"
         lines += [
             f"# HELP {name} Time to generate the key, sign and write the Secret.",

@@ -11,11 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from mtls_operator.ca_secrets import bootstrap_ca_data
 from mtls_operator.cas import CARef, CAStore
-from mtls_operator.endpoints import serve
 from mtls_operator.kube import ApiError, Kube, Login, secrets_path
 from mtls_operator.metrics import Metrics
 from mtls_operator.reconcile import Reconciler, Settings
@@ -36,6 +33,9 @@ class OperatorConfig:
     workers: int = 32
     reissue_rate: float = 20.0
     metrics_port: int = 8080
+    leader_election: bool = True
+    lease_namespace: str = "mtls-operator"
+    lease_name: str = "mtls-operator"
 
 
 def utcnow() -> datetime.datetime:
@@ -43,12 +43,12 @@ def utcnow() -> datetime.datetime:
 
 
 class Runtime:
-    def __init__(self, config: OperatorConfig) -> None:
+    def __init__(self, config: OperatorConfig, metrics: Metrics) -> None:
         self.config = config
         self.queue: WorkQueue[Key] = WorkQueue()
         self.scheduler: Scheduler[Key] = Scheduler(self.queue)
         self.store = Store(self.queue.add)
-        self.metrics = Metrics()
+        self.metrics = metrics
         self.limiter = TokenBucket(config.reissue_rate, burst=max(1, int(config.reissue_rate)))
         # Key generation and signing run here, never on the event loop.
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mtls-crypto")
@@ -57,7 +57,6 @@ class Runtime:
         self.kube: Kube | None = None
         self.cas: CAStore | None = None
         self.reconciler: Reconciler | None = None
-        self._endpoints: web.AppRunner | None = None
 
     async def start(self, login: Login) -> None:
         """Connect, bootstrap the cluster CA if asked, and load every managed
@@ -90,8 +89,6 @@ class Runtime:
         self._spawn(self.scheduler.run(), "scheduler")
         for index in range(self.config.workers):
             self._spawn(self._work(reconciler), f"worker-{index}")
-        if self.config.metrics_port:
-            self._endpoints = await serve(self.config.metrics_port, self.metrics, self.healthy)
 
     def on_certificate_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         if event_type == "DELETED":
@@ -102,14 +99,13 @@ class Runtime:
             self.store.upsert_certificate(body)
 
     def healthy(self) -> bool:
-        return bool(self._tasks) and all(not t.done() for t in self._tasks)
+        """No task of a started runtime has died (a standby has none yet)."""
+        return all(not t.done() for t in self._tasks)
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._endpoints is not None:
-            await self._endpoints.cleanup()
         if self.cas is not None:
             await self.cas.close()
         if self.kube is not None:

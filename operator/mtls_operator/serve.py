@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import logging
 import os
+import secrets
+import signal
+import socket
+from collections.abc import Coroutine
 from pathlib import Path
 
 import kopf
 
 from mtls_operator.cas import CARef
 from mtls_operator.durations import parse_duration
+from mtls_operator.endpoints import serve
 from mtls_operator.handlers import build_registry
+from mtls_operator.kube import Kube, default_login
+from mtls_operator.leader import LeaseElection
+from mtls_operator.metrics import Metrics
 from mtls_operator.runtime import OperatorConfig, Runtime
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CA_SECRET_NAME = "mtls-operator-ca"
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -56,6 +67,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=20.0,
         help="re-issuances per second after a CA swap or a wave of renewals",
     )
+    parser.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="work only while holding a Lease, so that several replicas are safe (default: on)",
+    )
+    parser.add_argument("--lease-name", default="mtls-operator", help="name of the Lease")
+    parser.add_argument(
+        "--lease-namespace", metavar="NS", help="namespace of the Lease (default: the operator's)"
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--verbose", action="store_true", help="log every reconciliation")
 
@@ -97,6 +118,9 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
         workers=args.workers,
         reissue_rate=args.reissue_rate,
         metrics_port=args.metrics_port,
+        leader_election=args.leader_election,
+        lease_namespace=args.lease_namespace or operator_namespace(),
+        lease_name=args.lease_name,
     )
 
 
@@ -110,11 +134,86 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every raw event it hands over; the reconciler logs what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    runtime = Runtime(config)
-    kopf.run(
-        registry=build_registry(runtime),
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
-        standalone=True,
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: OperatorConfig) -> int:
+    """Serve /healthz and /metrics at once (a standby replica is healthy
+    too), wait for the Lease when leader election is on, then run kopf
+    until a signal, or until the Lease is lost."""
+    metrics = Metrics()
+    runtime = Runtime(config, metrics)
+    endpoints = (
+        await serve(config.metrics_port, metrics, runtime.healthy) if config.metrics_port else None
     )
-    return 0
+    kube = Kube(default_login)
+    election: LeaseElection | None = None
+    holding: asyncio.Task[None] | None = None
+    try:
+        if config.leader_election:
+            election = LeaseElection(kube, config.lease_namespace, config.lease_name, _identity())
+            metrics.leader = False
+            if not await _until_signal(election.acquire()):
+                return 0
+            metrics.leader = True
+            holding = asyncio.create_task(election.hold(), name="lease")
+        stop = asyncio.Event()
+        operating = asyncio.create_task(
+            kopf.operator(
+                registry=build_registry(runtime),
+                clusterwide=not config.namespaces,
+                namespaces=config.namespaces,
+                standalone=True,
+                stop_flag=stop,
+            ),
+            name="kopf",
+        )
+        done, _ = await asyncio.wait(
+            {t for t in (operating, holding) if t is not None}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if holding is not None and holding in done:
+            # Another replica may lead now: stop working at once; the
+            # Deployment restarts this one as a standby.
+            logger.error("stopping: %s", holding.exception())
+            metrics.leader = False
+            stop.set()
+            await operating
+            return 1
+        await operating
+        return 0
+    finally:
+        if holding is not None:
+            holding.cancel()
+        if election is not None:
+            await election.release()
+        await kube.close()
+        if endpoints is not None:
+            await endpoints.cleanup()
+
+
+async def _until_signal(waiting: Coroutine[None, None, None]) -> bool:
+    """Run `waiting`; False if SIGTERM or SIGINT came first (kopf installs
+    its own handlers once it runs)."""
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signalled.set)
+    task = asyncio.create_task(waiting)
+    stopper = asyncio.create_task(signalled.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        stopper.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    return False
+
+
+def _identity() -> str:
+    """The pod name (or host name) plus a random part: a restarted process
+    is a new candidate, not the old holder."""
+    return f"{socket.gethostname()}-{secrets.token_hex(3)}"

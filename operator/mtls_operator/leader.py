@@ -1,0 +1,154 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, as client-go does it:
+one replica holds the Lease and works; the others wait and take over once it
+has not been renewed for a lease duration (judged by their own clock, from
+when they last saw it change, so clock skew between nodes does not matter)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mtls_operator.kube import ApiError, Kube, leases_path
+
+logger = logging.getLogger(__name__)
+
+
+class LostLeadership(Exception):
+    """The Lease could not be renewed in time; another replica may lead now."""
+
+
+def _micro_time(value: float) -> str:
+    moment = datetime.datetime.fromtimestamp(value, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaseElection:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        name: str,
+        identity: str,
+        *,
+        lease_duration: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry_period: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._kube = kube
+        self._path = leases_path(namespace)
+        self._name = name
+        self.identity = identity
+        self._lease_duration = lease_duration
+        self._renew_deadline = renew_deadline
+        self._retry_period = retry_period
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._observed_version = ""
+        self._observed_at = 0.0
+        self.leading = False
+
+    async def acquire(self) -> None:
+        """Return once this replica leads."""
+        announced = False
+        while not await self._try_acquire_or_renew():
+            if not announced:
+                logger.info("waiting to lead: Lease %s is held by another replica", self._name)
+                announced = True
+            await asyncio.sleep(self._retry_period)
+        self.leading = True
+        logger.info("leading as %s (Lease %s)", self.identity, self._name)
+
+    async def hold(self) -> None:
+        """Renew the Lease until cancelled; raise LostLeadership when a
+        renewal has not succeeded for the renew deadline."""
+        last_renewal = self._clock()
+        while True:
+            await asyncio.sleep(self._retry_period)
+            try:
+                renewed = await self._try_acquire_or_renew()
+            except ApiError as err:
+                logger.warning("could not renew the Lease: %s", err)
+                renewed = False
+            if renewed:
+                last_renewal = self._clock()
+            elif self._clock() - last_renewal > self._renew_deadline:
+                self.leading = False
+                raise LostLeadership(
+                    f"the Lease {self._name} was not renewed for {self._renew_deadline:.0f}s"
+                )
+
+    async def release(self) -> None:
+        """Give the Lease up at once, so that a standby takes over without
+        waiting for it to expire."""
+        if not self.leading:
+            return
+        self.leading = False
+        try:
+            lease = await self._kube.get(f"{self._path}/{self._name}")
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"]["holderIdentity"] = None
+            lease["spec"]["leaseDurationSeconds"] = 1
+            await self._kube.replace(f"{self._path}/{self._name}", lease)
+        except ApiError as err:
+            logger.warning("could not release the Lease: %s", err)
+
+    async def _try_acquire_or_renew(self) -> bool:
+        now = self._wall_clock()
+        lease = await self._kube.get(f"{self._path}/{self._name}")
+        if lease is None:
+            return await self._create(now)
+        spec: dict[str, Any] = dict(lease.get("spec") or {})
+        version = (lease.get("metadata") or {}).get("resourceVersion", "")
+        if version != self._observed_version:
+            self._observed_version, self._observed_at = version, self._clock()
+        holder = spec.get("holderIdentity") or ""
+        duration = float(spec.get("leaseDurationSeconds") or self._lease_duration)
+        if holder and holder != self.identity and self._clock() < self._observed_at + duration:
+            return False
+        if holder != self.identity:
+            spec["acquireTime"] = _micro_time(now)
+            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+        spec.update(
+            holderIdentity=self.identity,
+            leaseDurationSeconds=round(self._lease_duration),
+            renewTime=_micro_time(now),
+        )
+        lease["spec"] = spec
+        try:
+            updated = await self._kube.replace(f"{self._path}/{self._name}", lease)
+        except ApiError as err:
+            if err.conflict:
+                return False  # someone else wrote it first
+            raise
+        self._observed_version = (updated.get("metadata") or {}).get("resourceVersion", "")
+        self._observed_at = self._clock()
+        return True
+
+    async def _create(self, now: float) -> bool:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self._name},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": round(self._lease_duration),
+                "acquireTime": _micro_time(now),
+                "renewTime": _micro_time(now),
+                "leaseTransitions": 0,
+            },
+        }
+        try:
+            await self._kube.create(self._path, body)
+        except ApiError as err:
+            if err.conflict:
+                return False
+            raise
+        self._observed_at = self._clock()
+        return True
