@@ -18,7 +18,7 @@ from e2e.support import (
     wait_ready,
 )
 from operator_process import OperatorProcess
-from recipe_checks import mtls_handshake, openssl_purposes, openssl_verify, pkilint
+from recipe_checks import mtls_handshake, openssl, openssl_purposes, openssl_verify, pkilint
 
 USAGES = ("server", "client", "both")
 KEYS = {
@@ -116,3 +116,58 @@ def test_key_encodings(
     )
     wait_ready(kube_api, namespace, "enc")
     assert secret_data(kube_api, namespace, "enc-tls")["tls.key"].startswith(header)
+
+
+def test_additional_formats_and_keystores(
+    operator: OperatorProcess, kube_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    client.CoreV1Api(kube_api).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="p12-pass"), string_data={"password": "changeit\n"}
+        ),
+    )
+    create_certificate(
+        kube_api,
+        namespace,
+        certificate(
+            "java",
+            "both",
+            commonName="java.shop.example",
+            additionalOutputFormats=[{"type": "CombinedPEM"}, {"type": "DER"}],
+            keystores={"pkcs12": {"passwordSecretRef": {"name": "p12-pass", "key": "password"}}},
+            secretTemplate={
+                "labels": {"team": "payments"},
+                "annotations": {"reloader.example/match": "true"},
+            },
+        ),
+    )
+    wait_ready(kube_api, namespace, "java")
+    data = secret_data(kube_api, namespace, "java-tls")
+    assert set(data) == {
+        "tls.crt",
+        "tls.key",
+        "ca.crt",
+        "tls-combined.pem",
+        "key.der",
+        "keystore.p12",
+        "truststore.p12",
+    }
+    assert data["tls-combined.pem"] == data["tls.key"] + data["tls.crt"]
+    files = mount(data, tmp_path / "java")
+    keystore = openssl(
+        "pkcs12", "-in", str(files / "keystore.p12"), "-passin", "pass:changeit", "-nodes"
+    )
+    assert "BEGIN PRIVATE KEY" in keystore.stdout
+    assert "subject=CN = java.shop.example" in keystore.stdout
+    truststore = openssl(
+        "pkcs12", "-in", str(files / "truststore.p12"), "-passin", "pass:changeit", "-nokeys"
+    )
+    assert "subject=CN = mtls-operator cluster CA" in truststore.stdout
+    assert (
+        openssl("pkey", "-inform", "DER", "-in", str(files / "key.der"), "-noout").returncode == 0
+    )
+    secret = get_secret(kube_api, namespace, "java-tls")
+    assert secret is not None
+    assert secret["metadata"]["labels"]["team"] == "payments"
+    assert secret["metadata"]["annotations"]["reloader.example/match"] == "true"
