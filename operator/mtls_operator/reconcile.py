@@ -104,7 +104,11 @@ class Reconciler:
             await self._reconcile(record)
         except Exception as err:  # one object's failure must not stop the others
             logger.exception("reconciling %s/%s failed", *key)
-            await self._fail(record, policy.ISSUANCE_FAILED, _one_line(err), retry=True)
+            try:
+                await self._fail(record, policy.ISSUANCE_FAILED, _one_line(err), retry=True)
+            except Exception:  # the API may be down too: just look again later
+                logger.exception("recording the failure of %s/%s failed", *key)
+                self._scheduler.schedule(key, time.time() + 30.0)
 
     async def _reconcile(self, record: CertificateRecord) -> None:
         # Gather.
