@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from mtls_operator import cluster_cli, names, serve
+from mtls_operator.kube import ApiError
 from mtls_operator.pki import (
     DistinguishedName,
     KeyAlgorithm,
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster_cli.ClusterCommandError,
         RecipeError,
         PKIError,
+        ApiError,
         ValueError,
     ) as err:
         print(f"{PROGRAM}: error: {err}", file=sys.stderr)

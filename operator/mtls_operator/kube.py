@@ -40,7 +40,8 @@ class ApiError(Exception):
     """A refused API request, with the status and the server's reason."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
+        # Status 0: no answer from the API server (no credentials, unreachable).
+        super().__init__(f"{status} {reason}: {message}" if status else message)
         self.status = status
         self.reason = reason
         self.message = message

@@ -56,10 +56,16 @@ class LeaseElection:
     async def acquire(self) -> None:
         """Return once this replica leads."""
         announced = False
-        while not await self._try_acquire_or_renew():
-            if not announced:
-                logger.info("waiting to lead: Lease %s is held by another replica", self._name)
-                announced = True
+        while True:
+            try:
+                if await self._try_acquire_or_renew():
+                    break
+            except ApiError as err:
+                logger.warning("could not read or take the Lease %s: %s", self._name, err)
+            else:
+                if not announced:
+                    logger.info("waiting to lead: Lease %s is held by another replica", self._name)
+                    announced = True
             await asyncio.sleep(self._retry_period)
         self.leading = True
         logger.info("leading as %s (Lease %s)", self.identity, self._name)

@@ -141,6 +141,9 @@ async def _serve(config: OperatorConfig) -> int:
     """Serve /healthz and /metrics at once (a standby replica is healthy
     too), wait for the Lease when leader election is on, then run kopf
     until a signal, or until the Lease is lost."""
+    # Missing credentials are a configuration error: say so and stop, rather
+    # than retry forever (an unreachable API server, later, is retried).
+    await default_login()
     metrics = Metrics()
     runtime = Runtime(config, metrics)
     endpoints = (
