@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CLUSTER_DIR := .cluster
 
-.PHONY: test lint unit e2e demo demo-offline bench control-plane cluster-up cluster-down tools clean
+.PHONY: test lint ship-lint lock unit e2e demo demo-offline bench control-plane cluster-up cluster-down tools clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,16 +24,24 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy operator tests hack
 
+# hadolint and checkov live in their own virtualenv (.venv-ship): checkov
+# pins packages that conflict with the development ones.
+ship-lint:
+	@bash hack/ship-lint.sh
+
+lock:
+	@bash hack/lock.sh
+
 control-plane:
 	@hack/control-plane/build.sh >/dev/null
 
-unit: $(INSTALLED) tools
+unit: $(INSTALLED) tools control-plane
 	$(BIN)/pytest -m "not e2e"
 
 e2e: $(INSTALLED) tools control-plane
 	$(BIN)/pytest -m e2e
 
-test: lint tools control-plane
+test: lint ship-lint tools control-plane
 	$(BIN)/pytest
 
 demo-offline: $(INSTALLED) tools
@@ -49,7 +57,7 @@ cluster-down: $(INSTALLED)
 	@$(BIN)/python hack/localcluster.py down --dir $(CLUSTER_DIR)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-ship .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 bench: $(INSTALLED) control-plane
 	@$(BIN)/python hack/bench.py

@@ -1,0 +1,30 @@
+"""Reading what we ship: the repository's paths and rendered Kubernetes objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+Object = dict[str, Any]
+# `render("deploy")`: what `kubectl kustomize` makes of a directory of the repository.
+Render = Callable[[str], list[Object]]
+
+
+def find(objects: list[Object], kind: str, name: str, namespace: str | None = None) -> Object:
+    """The one object of that kind and name (and namespace, if given)."""
+    matches = [
+        o
+        for o in objects
+        if o["kind"] == kind
+        and o["metadata"]["name"] == name
+        and (namespace is None or o["metadata"].get("namespace") == namespace)
+    ]
+    assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
+    return matches[0]
+
+
+def of_kind(objects: list[Object], kind: str) -> list[Object]:
+    return [o for o in objects if o["kind"] == kind]
