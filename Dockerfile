@@ -20,15 +20,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/mtls-operator
 WORKDIR /src
 # Dependencies first, in their own layer: they change less often than the code.
-COPY requirements.lock ./
+COPY requirements.lock build-requirements.lock ./
 RUN /opt/mtls-operator/bin/pip install --no-cache-dir --require-hashes --no-deps \
-        --requirement requirements.lock
+        --requirement requirements.lock --requirement build-requirements.lock
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-# --no-deps: every dependency came from the lock above. (The isolated build
-# fetches setuptools to build the wheel; nothing of it ends up in the venv.)
-# The installer itself is not needed at run time, so it goes.
-RUN /opt/mtls-operator/bin/pip install --no-cache-dir --no-deps . \
+# --no-deps: every dependency came from the lock above; --no-build-isolation:
+# the wheel is built with the pinned setuptools just installed, nothing is
+# fetched. The installer and the build backend are not needed at run time.
+RUN /opt/mtls-operator/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/mtls-operator/bin/pip uninstall --yes pip setuptools \
     && /opt/mtls-operator/bin/mtls-operator --help > /dev/null
 

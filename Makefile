@@ -10,10 +10,13 @@ CLUSTER_DIR := .cluster
 
 .PHONY: test lint ship-lint lock unit e2e demo demo-offline bench control-plane cluster-up cluster-down tools clean
 
-$(INSTALLED): pyproject.toml
+# Runtime dependencies at the versions of requirements.lock (what the image
+# runs), so that tests do not change with whatever was released today.
+$(INSTALLED): pyproject.toml requirements.lock | tools
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	sed -n 's/^\([A-Za-z0-9_.-]*==[^ ]*\).*/\1/p' requirements.lock > $(VENV)/constraints.txt
+	$(BIN)/pip install --quiet --constraint $(VENV)/constraints.txt -e '.[dev]'
 	touch $@
 
 tools:

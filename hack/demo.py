@@ -76,9 +76,10 @@ def mount_secret(kubectl: Kubectl, name: str) -> Path:
     directory = DEMO / "mounts" / name
     directory.mkdir(parents=True, exist_ok=True)
     for key, value in secret["data"].items():
-        path = directory / key
-        path.write_bytes(base64.b64decode(value))
-        path.chmod(0o600)
+        # Owner-only from the first byte: tls.key is a private key.
+        descriptor = os.open(directory / key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(base64.b64decode(value))
     return directory
 
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the system tools the tests and the demo run for real: openssl.
+# Installs the system tools the tests and the demo run for real: openssl,
+# and Python's venv module where the distribution ships it separately.
 # (Go is needed too, to build the control plane; it comes with the machine.)
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "ensure-tools: please install: ${missing[*]}" >&2

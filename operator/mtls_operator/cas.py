@@ -25,6 +25,10 @@ from mtls_operator.secrets import decode_data
 
 logger = logging.getLogger(__name__)
 
+# How long a certificate waits for a CA Secret to be read before it is
+# retried later (the watch keeps trying in the meantime).
+READ_TIMEOUT = 10.0
+
 
 @dataclass(frozen=True, order=True)
 class CARef:
@@ -58,6 +62,7 @@ class _Entry:
     secret_task: asyncio.Task[None] | None = None
     passphrase_task: asyncio.Task[None] | None = None
     watched_passphrase: str | None = None
+    last_error: str | None = None
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -96,11 +101,25 @@ class CAStore:
             entry.secret_task = asyncio.create_task(
                 self._watch(ref, ref.name, entry, passphrase=False)
             )
-        await entry.ready.wait()
-        return entry.state or CAMissing(f"CA Secret {ref} has not been read yet")
+        try:
+            await asyncio.wait_for(entry.ready.wait(), timeout=READ_TIMEOUT)
+        except TimeoutError:
+            # Its watch keeps trying; the certificate is retried with backoff.
+            return CAMissing(
+                f"CA Secret {ref} could not be read yet ({entry.last_error or 'no answer'})"
+            )
+        state = entry.state or CAMissing(f"CA Secret {ref} has not been read yet")
+        if isinstance(state, CAUnusable) and state.problem is CAProblem.NOT_YET_VALID:
+            # Validity depends on the time, not only on the Secret: look again.
+            state = entry.state = self._load(ref, entry)
+        return state
 
-    def known(self) -> dict[CARef, CAState]:
-        return {ref: e.state for ref, e in self._entries.items() if e.state is not None}
+    def forget(self, ref: CARef) -> None:
+        """Stop watching a CA no certificate uses any more."""
+        entry = self._entries.pop(ref, None)
+        if entry is not None:
+            for task in entry.tasks:
+                task.cancel()
 
     async def close(self) -> None:
         for entry in self._entries.values():
@@ -120,11 +139,15 @@ class CAStore:
                 return  # a passphrase Secret the CA Secret no longer names
             self._reload(ref, entry)
 
+        def failed(message: str) -> None:
+            entry.last_error = message
+
         reflector = Reflector(
             self._kube,
             secrets_path(ref.namespace),
             _SingleSecretSink(update),
             {"fieldSelector": f"metadata.name={name}"},
+            on_error=failed,
         )
         await reflector.run()
 

@@ -42,7 +42,6 @@ _PKCS12_KDF_ROUNDS = 100_000
 class SecretContent:
     data: Mapping[str, bytes]
     issued: IssuedCertificate
-    issued_at: datetime.datetime
 
 
 def issue_secret_content(
@@ -63,7 +62,7 @@ def issue_secret_content(
         CA_CRT: ca.trust_bundle_pem,
     }
     data.update(extra_outputs(spec, key, issued, ca, pkcs12_password))
-    return SecretContent(data, issued, now)
+    return SecretContent(data, issued)
 
 
 def extra_outputs(

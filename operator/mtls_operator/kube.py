@@ -1,9 +1,9 @@
 """The one module that talks to the Kubernetes API.
 
 A small asynchronous REST client on aiohttp (already kopf's transport) with
-the few calls the operator makes. Credentials come from kopf's login
-functions (in-cluster ServiceAccount or kubeconfig, including exec plugins
-through the kubernetes client library), and are renewed on a 401.
+the few calls the operator makes. Credentials come from the in-cluster
+ServiceAccount or the kubeconfig, through the kubernetes client library (so
+exec plugins work), and are renewed on a 401.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 _WATCH_TIMEOUT_SECONDS = 290
 _LIST_PAGE_SIZE = 500
+_REQUEST_TIMEOUT = 30.0
 
 
 class ApiError(Exception):
@@ -108,7 +109,12 @@ class Pages:
 class _Connection:
     server: str
     session: aiohttp.ClientSession
+    watch_session: aiohttp.ClientSession
     headers: dict[str, str]
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.watch_session.close()
 
 
 class Kube:
@@ -119,11 +125,10 @@ class Kube:
         self._max_connections = max_connections
         self._connection: _Connection | None = None
         self._connecting = asyncio.Lock()
-        self.requests_by_verb: dict[str, int] = {}
 
     async def close(self) -> None:
         if self._connection is not None:
-            await self._connection.session.close()
+            await self._connection.close()
             self._connection = None
 
     # --- Requests. ---
@@ -136,9 +141,14 @@ class Kube:
         params: Mapping[str, str] | None = None,
         body: object = None,
         content_type: str = "application/json",
+        retry: bool = True,
+        timeout: float = _REQUEST_TIMEOUT,
     ) -> Object:
+        """One API call. Unless `retry` is off, connection failures, 429 and
+        5xx answers are retried a few times with backoff."""
         relogged = False
-        for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
+        delays = (*_RETRY_DELAYS, None) if retry else (None,)
+        for attempt, delay in enumerate(delays):
             connection = await self._connect()
             try:
                 async with connection.session.request(
@@ -147,8 +157,8 @@ class Kube:
                     params=params,
                     data=None if body is None else json.dumps(body),
                     headers={**connection.headers, "Content-Type": content_type},
+                    timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as response:
-                    self.requests_by_verb[method] = self.requests_by_verb.get(method, 0) + 1
                     if response.status == 401 and not relogged:
                         relogged = True
                         await self._reset(connection)
@@ -169,30 +179,29 @@ class Kube:
                 await asyncio.sleep(delay)
         raise ApiError(0, "Unreachable", f"{method} {path} kept failing")
 
-    async def get(self, path: str) -> Object | None:
+    async def get(
+        self, path: str, *, retry: bool = True, timeout: float = _REQUEST_TIMEOUT
+    ) -> Object | None:
         try:
-            return await self.request("GET", path)
+            return await self.request("GET", path, retry=retry, timeout=timeout)
         except ApiError as err:
             if err.not_found:
                 return None
             raise
 
-    async def create(self, path: str, body: Object) -> Object:
-        return await self.request("POST", path, body=body)
+    async def create(
+        self, path: str, body: Object, *, retry: bool = True, timeout: float = _REQUEST_TIMEOUT
+    ) -> Object:
+        return await self.request("POST", path, body=body, retry=retry, timeout=timeout)
 
-    async def replace(self, path: str, body: Object) -> Object:
+    async def replace(
+        self, path: str, body: Object, *, retry: bool = True, timeout: float = _REQUEST_TIMEOUT
+    ) -> Object:
         """PUT: fails with 409 when body's resourceVersion is not current."""
-        return await self.request("PUT", path, body=body)
+        return await self.request("PUT", path, body=body, retry=retry, timeout=timeout)
 
     async def merge_patch(self, path: str, patch: Object) -> Object:
         return await self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
-
-    async def delete(self, path: str) -> None:
-        try:
-            await self.request("DELETE", path)
-        except ApiError as err:
-            if not err.not_found:
-                raise
 
     async def list(
         self, path: str, params: Mapping[str, str] | None = None
@@ -223,7 +232,7 @@ class Kube:
         }
         connection = await self._connect()
         timeout = aiohttp.ClientTimeout(total=None, sock_read=_WATCH_TIMEOUT_SECONDS + 30)
-        async with connection.session.get(
+        async with connection.watch_session.get(
             connection.server + path, params=query, headers=connection.headers, timeout=timeout
         ) as response:
             if response.status == 401:
@@ -254,7 +263,7 @@ class Kube:
         async with self._connecting:
             if self._connection is stale:
                 self._connection = None
-                await stale.session.close()
+                await stale.close()
 
 
 def _open(info: kopf.ConnectionInfo, max_connections: int) -> _Connection:
@@ -266,9 +275,16 @@ def _open(info: kopf.ConnectionInfo, max_connections: int) -> _Connection:
     context: ssl.SSLContext | bool = (
         _ssl_context(info) if info.server.startswith("https") else False
     )
-    connector = aiohttp.TCPConnector(ssl=context, limit=max_connections)
-    session = aiohttp.ClientSession(connector=connector, trust_env=info.trust_env)
-    return _Connection(info.server.rstrip("/"), session, headers)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context, limit=max_connections),
+        trust_env=info.trust_env,
+    )
+    # Watches hold a connection for minutes each: they get their own pool,
+    # so that however many there are, requests always find a connection.
+    watch_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context, limit=0), trust_env=info.trust_env
+    )
+    return _Connection(info.server.rstrip("/"), session, watch_session, headers)
 
 
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:

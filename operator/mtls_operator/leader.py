@@ -16,6 +16,8 @@ from mtls_operator.kube import ApiError, Kube, leases_path
 
 logger = logging.getLogger(__name__)
 
+_CALL_TIMEOUT = 5.0
+
 
 class LostLeadership(Exception):
     """The Lease could not be renewed in time; another replica may lead now."""
@@ -51,6 +53,7 @@ class LeaseElection:
         self._wall_clock = wall_clock
         self._observed_version = ""
         self._observed_at = 0.0
+        self._held_by_another = False
         self.leading = False
 
     async def acquire(self) -> None:
@@ -71,22 +74,29 @@ class LeaseElection:
         logger.info("leading as %s (Lease %s)", self.identity, self._name)
 
     async def hold(self) -> None:
-        """Renew the Lease until cancelled; raise LostLeadership when a
-        renewal has not succeeded for the renew deadline."""
+        """Renew the Lease until cancelled. Raise LostLeadership as soon as
+        another replica holds it, or when no renewal succeeded within the
+        renew deadline (shorter than the lease duration, so this replica
+        stops before a standby may start)."""
         last_renewal = self._clock()
         while True:
             await asyncio.sleep(self._retry_period)
+            remaining = self._renew_deadline - (self._clock() - last_renewal)
             try:
-                renewed = await self._try_acquire_or_renew()
-            except ApiError as err:
-                logger.warning("could not renew the Lease: %s", err)
+                renewed = await asyncio.wait_for(
+                    self._try_acquire_or_renew(), timeout=max(remaining, 0.1)
+                )
+            except (ApiError, TimeoutError) as err:
+                logger.warning("could not renew the Lease: %s", str(err) or "timed out")
                 renewed = False
             if renewed:
                 last_renewal = self._clock()
-            elif self._clock() - last_renewal > self._renew_deadline:
+            elif self._held_by_another or self._clock() - last_renewal >= self._renew_deadline:
                 self.leading = False
                 raise LostLeadership(
-                    f"the Lease {self._name} was not renewed for {self._renew_deadline:.0f}s"
+                    f"the Lease {self._name} is held by another replica"
+                    if self._held_by_another
+                    else f"the Lease {self._name} was not renewed for {self._renew_deadline:.0f}s"
                 )
 
     async def release(self) -> None:
@@ -96,18 +106,26 @@ class LeaseElection:
             return
         self.leading = False
         try:
-            lease = await self._kube.get(f"{self._path}/{self._name}")
+            lease = await self._kube.get(
+                f"{self._path}/{self._name}", retry=False, timeout=_CALL_TIMEOUT
+            )
             if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 return
             lease["spec"]["holderIdentity"] = None
             lease["spec"]["leaseDurationSeconds"] = 1
-            await self._kube.replace(f"{self._path}/{self._name}", lease)
+            await self._kube.replace(
+                f"{self._path}/{self._name}", lease, retry=False, timeout=_CALL_TIMEOUT
+            )
         except ApiError as err:
             logger.warning("could not release the Lease: %s", err)
 
     async def _try_acquire_or_renew(self) -> bool:
         now = self._wall_clock()
-        lease = await self._kube.get(f"{self._path}/{self._name}")
+        self._held_by_another = False
+        # One attempt per call, no retries: the caller's deadline decides.
+        lease = await self._kube.get(
+            f"{self._path}/{self._name}", retry=False, timeout=_CALL_TIMEOUT
+        )
         if lease is None:
             return await self._create(now)
         spec: dict[str, Any] = dict(lease.get("spec") or {})
@@ -117,6 +135,7 @@ class LeaseElection:
         holder = spec.get("holderIdentity") or ""
         duration = float(spec.get("leaseDurationSeconds") or self._lease_duration)
         if holder and holder != self.identity and self._clock() < self._observed_at + duration:
+            self._held_by_another = True
             return False
         if holder != self.identity:
             spec["acquireTime"] = _micro_time(now)
@@ -128,7 +147,9 @@ class LeaseElection:
         )
         lease["spec"] = spec
         try:
-            updated = await self._kube.replace(f"{self._path}/{self._name}", lease)
+            updated = await self._kube.replace(
+                f"{self._path}/{self._name}", lease, retry=False, timeout=_CALL_TIMEOUT
+            )
         except ApiError as err:
             if err.conflict:
                 return False  # someone else wrote it first
@@ -151,7 +172,7 @@ class LeaseElection:
             },
         }
         try:
-            await self._kube.create(self._path, body)
+            await self._kube.create(self._path, body, retry=False, timeout=_CALL_TIMEOUT)
         except ApiError as err:
             if err.conflict:
                 return False

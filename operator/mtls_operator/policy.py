@@ -25,6 +25,7 @@ from mtls_operator.secrets import (
     MANAGED_BY_LABEL,
     MANAGED_DATA_KEYS,
     RENEWAL_REQUEST_ANNOTATION,
+    SECRET_TYPE,
     SPEC_HASH_ANNOTATION,
     TEMPLATE_ANNOTATIONS_ANNOTATION,
     TEMPLATE_LABELS_ANNOTATION,
@@ -91,9 +92,16 @@ def renewal_time(
     issued_at: datetime.datetime,
     not_after: datetime.datetime,
     uid: str,
+    ca_not_after: datetime.datetime | None = None,
 ) -> datetime.datetime:
     """notAfter - renewBefore - jitter, where renewBefore defaults to a
-    third of the lifetime actually granted (after clamping to the CA)."""
+    third of the lifetime actually granted.
+
+    A certificate cut to its CA's own expiry is not renewed: the new one
+    would be cut again, shorter each time, re-issuing everything ever more
+    often. It waits for the CA to be rotated (IssuerChanged) or extended."""
+    if ca_not_after is not None and not_after >= ca_not_after:
+        return not_after
     renew_before = spec.renew_before_for(not_after - issued_at)
     return not_after - renew_before - jitter(uid, renew_before)
 
@@ -134,6 +142,18 @@ def unmanaged_secret(given: Input) -> Violation | None:
     )
 
 
+def wrong_secret_type(given: Input) -> Violation | None:
+    """The type of a Secret cannot change; one of another type cannot hold
+    a certificate the way pods expect."""
+    if given.secret is None or given.secret.secret_type in (SECRET_TYPE, ""):
+        return None
+    return Violation(
+        SECRET_CONFLICT,
+        f"Secret {given.spec.secret_name} has type {given.secret.secret_type}, not {SECRET_TYPE}; "
+        "delete it and it is created again with the right type",
+    )
+
+
 def ca_expired(given: Input) -> Violation | None:
     if given.now <= given.ca.not_after:
         return None
@@ -142,7 +162,12 @@ def ca_expired(given: Input) -> Violation | None:
     )
 
 
-BLOCKING_CHECKS: tuple[Check, ...] = (older_claimant, unmanaged_secret, ca_expired)
+BLOCKING_CHECKS: tuple[Check, ...] = (
+    older_claimant,
+    unmanaged_secret,
+    wrong_secret_type,
+    ca_expired,
+)
 
 
 # --- Issuance triggers, in the order of the specification. ---
@@ -231,7 +256,9 @@ def renewal_time_of(given: Input) -> datetime.datetime | None:
     start = issued_at(given.secret)
     if start is None:
         return None
-    return renewal_time(given.spec, start, given.secret.leaf.not_after, given.certificate.uid)
+    return renewal_time(
+        given.spec, start, given.secret.leaf.not_after, given.certificate.uid, given.ca.not_after
+    )
 
 
 def first_violation(checks: tuple[Check, ...], given: Input) -> Violation | None:

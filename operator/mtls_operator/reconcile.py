@@ -1,8 +1,10 @@
 """One reconciliation of one MtlsCertificate: gather, decide, act.
 
-Gather reads only the in-memory store and CA cache (kept current by
-watches); decide is `policy.decide`; act writes at most the Secret, the
-status and one Event. Every outcome schedules the next look at the object.
+Gather reads the in-memory store and CA cache (kept current by watches),
+and the API only for what is not kept in memory (a Secret another owner
+holds); decide is `policy.decide`; act writes at most the Secret, the status
+and one Event, reading what it needs to (the previous key when it is kept, a
+keystore password). Every outcome schedules the next look at the object.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from dataclasses import dataclass
 from mtls_operator import policy
 from mtls_operator.cas import CAMissing, CARef, CAStore, CAUnusable
 from mtls_operator.events import NORMAL, WARNING, event_body
-from mtls_operator.issuance import issue_secret_content, repaired_data
-from mtls_operator.kube import ApiError, Kube, certificates_path, events_path, secrets_path
+from mtls_operator.issuance import SecretContent, issue_secret_content, repaired_data
+from mtls_operator.kube import (
+    ApiError,
+    Kube,
+    Object,
+    certificates_path,
+    events_path,
+    secrets_path,
+)
 from mtls_operator.metrics import CertificateGauges, Metrics
-from mtls_operator.pki import CertificateAuthority, PKIError
+from mtls_operator.pki import CAProblem, CertificateAuthority, PKIError
 from mtls_operator.scheduler import Scheduler, TokenBucket
 from mtls_operator.secrets import (
     TLS_CRT,
@@ -39,7 +48,6 @@ from mtls_operator.spec import CertificateSpec, InvalidSpec, RotationPolicy
 from mtls_operator.status import (
     EXPIRED,
     ISSUED,
-    READY,
     REISSUED,
     RENEWED,
     failed_status,
@@ -52,8 +60,9 @@ from mtls_operator.store import CertificateRecord, Key, Store
 logger = logging.getLogger(__name__)
 
 # Re-issuances that may wait their turn: a CA swap or a wave of renewals
-# must not rewrite thousands of Secrets in the same second.
-RATE_LIMITED_TRIGGERS = frozenset({policy.ISSUER_CHANGED, policy.RENEWAL_DUE, policy.EXPIRED})
+# must not rewrite thousands of Secrets in the same second. (An expired
+# certificate never waits.)
+RATE_LIMITED_TRIGGERS = frozenset({policy.ISSUER_CHANGED, policy.RENEWAL_DUE})
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -96,14 +105,15 @@ class Reconciler:
     async def reconcile(self, key: Key) -> None:
         record = self._store.certificates.get(key)
         if record is None:
-            self._scheduler.cancel(key)
-            self._turns.pop(key, None)
-            self._metrics.forget_certificate(*key)
+            self._forget(key)
             return
         try:
             await self._reconcile(record)
         except Exception as err:  # one object's failure must not stop the others
-            logger.exception("reconciling %s/%s failed", *key)
+            if record.failures == 0:
+                logger.exception("reconciling %s/%s failed", *key)
+            else:
+                logger.warning("reconciling %s/%s failed again: %s", *key, _one_line(err))
             try:
                 await self._fail(record, policy.ISSUANCE_FAILED, _one_line(err), retry=True)
             except Exception:  # the API may be down too: just look again later
@@ -129,7 +139,10 @@ class Reconciler:
             await self._fail(record, policy.CA_NOT_FOUND, ca.message, retry=True)
             return
         if isinstance(ca, CAUnusable):
-            await self._fail(record, policy.CA_INVALID, ca.message, retry=False)
+            # Its watch reports edits; only "not yet valid" changes by itself.
+            await self._fail(
+                record, policy.CA_INVALID, ca.message, retry=ca.problem is CAProblem.NOT_YET_VALID
+            )
             return
         self._metrics.set_ca(ca_ref.namespace, ca_ref.name, ca.not_after.timestamp())
         secret = self._store.secrets.get(
@@ -155,7 +168,7 @@ class Reconciler:
             case policy.Repair(current, items):
                 await self._repair(record, spec, ca, current, items)
             case policy.UpToDate(current):
-                await self._confirm(record, spec, current, ca.subject)
+                await self._confirm(record, spec, current, ca)
 
     # --- Acting. ---
 
@@ -179,6 +192,60 @@ class Reconciler:
                 self._scheduler.schedule(record.key, turn)
                 return
         started = time.monotonic()
+        try:
+            written = await self._sign_and_write(record, spec, ca, secret)
+        except Exception:
+            self._metrics.observe_issuance("failure", trigger.reason, time.monotonic() - started)
+            raise
+        if written is None:
+            return  # someone else wrote the Secret first; looked at again
+        content, body, record_annotations, revision = written
+        known = KnownKeyPair(
+            content.data[TLS_CRT],
+            content.data[TLS_KEY],
+            issued_leaf_facts(content.issued.certificate, ca.subject, ca.key_identifier),
+        )
+        facts = self._store.upsert_secret(body, known, notify=False) or self._store.secrets.get(
+            (record.namespace, spec.secret_name)
+        )
+        self._metrics.observe_issuance("success", trigger.reason, time.monotonic() - started)
+        reason = (
+            ISSUED
+            if revision == 1
+            else RENEWED
+            if trigger.reason in policy.RENEWAL_TRIGGERS
+            else REISSUED
+        )
+        serial = record_annotations["mtls.dev/serial"]
+        not_after = record_annotations["mtls.dev/not-after"]
+        message = f"certificate {serial} issued by {ca.subject!r}, valid until {not_after}"
+        if content.issued.clamped_to_ca:
+            message += " (cut to the CA's own expiry)"
+        record.failures = 0
+        if facts is not None:
+            await self._write_ready_status(
+                record,
+                spec,
+                facts,
+                ca=ca,
+                reason=reason,
+                message=message,
+                revision=revision,
+            )
+        await self._event(
+            record, NORMAL, reason, f"{message}; trigger {trigger.reason}: {trigger.message}"
+        )
+
+    async def _sign_and_write(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        ca: CertificateAuthority,
+        secret: SecretFacts | None,
+    ) -> tuple[SecretContent, Object, dict[str, str], int] | None:
+        """Generate the key (or keep it), sign, and write the Secret: the
+        content, the Secret as written, its record and revision; None when
+        a concurrent write won (the certificate is looked at again)."""
         previous_key = None
         if secret is not None and spec.private_key.rotation is RotationPolicy.NEVER:
             previous_key = await self._secret_data(record.namespace, spec.secret_name, TLS_KEY)
@@ -220,48 +287,12 @@ class Reconciler:
                     secrets_path(record.namespace, spec.secret_name), patch
                 )
         except ApiError as err:
-            self._metrics.observe_issuance("failure", trigger.reason, time.monotonic() - started)
-            if err.conflict:
-                # Someone else wrote the Secret first: look again with what is there now.
-                await self._refresh_secret(record.namespace, spec.secret_name)
-                self._scheduler.schedule(record.key, time.time())
-                return
-            raise
-        known = KnownKeyPair(
-            content.data[TLS_CRT],
-            content.data[TLS_KEY],
-            issued_leaf_facts(content.issued.certificate, ca.subject, ca.key_identifier),
-        )
-        facts = self._store.upsert_secret(written, known) or self._store.secrets.get(
-            (record.namespace, spec.secret_name)
-        )
-        self._metrics.observe_issuance("success", trigger.reason, time.monotonic() - started)
-        reason = (
-            ISSUED
-            if revision == 1
-            else RENEWED
-            if trigger.reason in policy.RENEWAL_TRIGGERS
-            else REISSUED
-        )
-        serial = record_annotations["mtls.dev/serial"]
-        not_after = record_annotations["mtls.dev/not-after"]
-        message = f"certificate {serial} issued by {ca.subject!r}, valid until {not_after}"
-        if content.issued.clamped_to_ca:
-            message += " (cut to the CA's own expiry)"
-        record.failures = 0
-        if facts is not None:
-            await self._write_ready_status(
-                record,
-                spec,
-                facts,
-                issuer=ca.subject,
-                reason=reason,
-                message=message,
-                revision=revision,
-            )
-        await self._event(
-            record, NORMAL, reason, f"{message}; trigger {trigger.reason}: {trigger.message}"
-        )
+            if not err.conflict:
+                raise
+            await self._refresh_secret(record.namespace, spec.secret_name)
+            self._scheduler.schedule(record.key, time.time())
+            return None
+        return content, written, record_annotations, revision
 
     async def _repair(
         self,
@@ -300,17 +331,21 @@ class Reconciler:
                 self._scheduler.schedule(record.key, time.time())
                 return
             raise
-        facts = self._store.upsert_secret(written) or secret
+        facts = self._store.upsert_secret(written, notify=False) or secret
         await self._event(
             record,
             NORMAL,
             "SecretUpdated",
             f"Secret {spec.secret_name}: updated {', '.join(items)}",
         )
-        await self._confirm(record, spec, facts, ca.subject)
+        await self._confirm(record, spec, facts, ca)
 
     async def _confirm(
-        self, record: CertificateRecord, spec: CertificateSpec, secret: SecretFacts, issuer: str
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        secret: SecretFacts,
+        ca: CertificateAuthority,
     ) -> None:
         """Nothing to issue: make sure the status tells what the Secret holds
         (after a restart, or when a status write was lost)."""
@@ -323,7 +358,7 @@ class Reconciler:
             record,
             spec,
             secret,
-            issuer=issuer,
+            ca=ca,
             reason=reason,
             message=message,
             revision=secret.revision,
@@ -335,7 +370,7 @@ class Reconciler:
         spec: CertificateSpec,
         secret: SecretFacts,
         *,
-        issuer: str,
+        ca: CertificateAuthority,
         reason: str,
         message: str,
         revision: int,
@@ -343,7 +378,9 @@ class Reconciler:
         if secret.leaf is None:
             return
         issued_at = policy.issued_at(secret) or secret.leaf.not_before
-        renewal = policy.renewal_time(spec, issued_at, secret.leaf.not_after, record.uid)
+        renewal = policy.renewal_time(
+            spec, issued_at, secret.leaf.not_after, record.uid, ca.not_after
+        )
         status = ready_status(
             record.status,
             generation=record.generation,
@@ -351,7 +388,7 @@ class Reconciler:
             message=message,
             leaf=secret.leaf,
             renewal=renewal,
-            issuer=issuer,
+            issuer=ca.subject,
             revision=revision,
             now=self._clock(),
         )
@@ -391,13 +428,16 @@ class Reconciler:
             now=now,
             attempt_failed=attempted,
         )
+        # Counted before the status write, whose response replaces the record
+        # in the store (and carries the count over).
+        delay = RETRY_DELAYS[min(record.failures, len(RETRY_DELAYS) - 1)]
+        if retry:
+            record.failures += 1
         if is_new or attempted:
             await self._patch_status(record, status)
         if is_new:
             await self._event(record, WARNING, reason, message)
         if retry:
-            delay = RETRY_DELAYS[min(record.failures, len(RETRY_DELAYS) - 1)]
-            record.failures += 1
             self._scheduler.schedule(record.key, time.time() + delay)
         else:
             self._scheduler.cancel(record.key)
@@ -423,9 +463,21 @@ class Reconciler:
             )
         except ApiError as err:
             if err.not_found:
-                return  # deleted meanwhile
+                # Gone, though no DELETED event said so (kopf does not report
+                # deletions that happened while its watch was re-listing).
+                self._forget(record.key)
+                self._store.remove_certificate(
+                    {
+                        "metadata": {
+                            "namespace": record.namespace,
+                            "name": record.name,
+                            "uid": record.uid,
+                        }
+                    }
+                )
+                return
             raise
-        self._store.upsert_certificate(written)
+        self._store.upsert_certificate(written, notify=False)
 
     async def _event(self, record: CertificateRecord, kind: str, reason: str, message: str) -> None:
         body = event_body(
@@ -489,10 +541,25 @@ class Reconciler:
             )
         return value.rstrip(b"\r\n")
 
+    def _forget(self, key: Key) -> None:
+        """A certificate that no longer exists: drop everything kept for it."""
+        self._scheduler.cancel(key)
+        self._turns.pop(key, None)
+        self._metrics.forget_certificate(*key)
+        for ref, keys in list(self._certificates_by_ca.items()):
+            keys.discard(key)
+            if not keys:
+                del self._certificates_by_ca[ref]
+                self._cas.forget(ref)
+
     def _track_ca(self, key: Key, ca: CARef) -> None:
-        for ref, keys in self._certificates_by_ca.items():
+        for ref, keys in list(self._certificates_by_ca.items()):
             if ref != ca:
                 keys.discard(key)
+                if not keys:
+                    # No certificate uses that CA any more: stop watching it.
+                    del self._certificates_by_ca[ref]
+                    self._cas.forget(ref)
         self._certificates_by_ca.setdefault(ca, set()).add(key)
 
 
@@ -503,6 +570,3 @@ def _one_line(err: BaseException) -> str:
         if not isinstance(err, PKIError | ApiError)
         else text[:500]
     )
-
-
-__all__ = ["READY", "Reconciler", "Settings"]

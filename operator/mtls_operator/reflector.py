@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
-from mtls_operator.kube import ApiError, Gone, Kube, Object
+from mtls_operator.kube import Gone, Kube, Object
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +38,18 @@ class PagedSink(Sink, Protocol):
 
 class Reflector:
     def __init__(
-        self, kube: Kube, path: str, sink: Sink, params: Mapping[str, str] | None = None
+        self,
+        kube: Kube,
+        path: str,
+        sink: Sink,
+        params: Mapping[str, str] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._kube = kube
         self._path = path
         self._params = dict(params or {})
         self._sink = sink
+        self._on_error = on_error
         self.synced = asyncio.Event()
 
     async def run(self) -> None:
@@ -65,10 +71,15 @@ class Reflector:
                         self._sink.apply(event_type, obj)
             except Gone:
                 resource_version = ""
-            except (ApiError, OSError, ValueError) as err:
+            except Exception as err:  # a watch outlives any failure; only cancellation ends it
                 delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
                 failures += 1
-                logger.warning("watch of %s failed (%s); retrying in %.1fs", self._path, err, delay)
+                message = str(err) or type(err).__name__
+                logger.warning(
+                    "watch of %s failed (%s); retrying in %.1fs", self._path, message, delay
+                )
+                if self._on_error is not None:
+                    self._on_error(message)
                 await asyncio.sleep(delay)
 
     async def _relist(self) -> str:

@@ -61,34 +61,43 @@ class Runtime:
     async def start(self, login: Login) -> None:
         """Connect, bootstrap the cluster CA if asked, and load every managed
         Secret before the first certificate is looked at, so that a restart
-        never mistakes an existing Secret for a missing one."""
-        self.kube = kube = Kube(login)
-        self.cas = CAStore(kube, self._ca_changed, utcnow)
-        self.reconciler = reconciler = Reconciler(
-            kube=kube,
-            store=self.store,
-            cas=self.cas,
-            scheduler=self.scheduler,
-            limiter=self.limiter,
-            executor=self.executor,
-            metrics=self.metrics,
-            settings=Settings(self.config.cluster_ca, self.config.min_duration),
-            clock=utcnow,
-        )
+        never mistakes an existing Secret for a missing one.
+
+        Safe to call again after a failure (kopf retries start-up handlers):
+        what was started is kept, not started twice."""
+        if self.kube is None:
+            self.kube = Kube(login)
+            self.cas = CAStore(self.kube, self._ca_changed, utcnow)
+            self.reconciler = Reconciler(
+                kube=self.kube,
+                store=self.store,
+                cas=self.cas,
+                scheduler=self.scheduler,
+                limiter=self.limiter,
+                executor=self.executor,
+                metrics=self.metrics,
+                settings=Settings(self.config.cluster_ca, self.config.min_duration),
+                clock=utcnow,
+            )
+        kube, reconciler = self.kube, self.reconciler
+        if reconciler is None:
+            raise RuntimeError("the reconciler is created together with the client")
         if self.config.bootstrap_ca:
             await ensure_cluster_ca(kube, self.config.cluster_ca)
-        selector = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
-        for namespace in self.config.namespaces or (None,):
-            reflector = Reflector(
-                kube, secrets_path(namespace), SecretSink(self.store, namespace), selector
-            )
-            self._reflectors.append(reflector)
-            self._spawn(reflector.run(), f"secrets-{namespace or 'all'}")
+        if not self._reflectors:
+            selector = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
+            for namespace in self.config.namespaces or (None,):
+                reflector = Reflector(
+                    kube, secrets_path(namespace), SecretSink(self.store, namespace), selector
+                )
+                self._reflectors.append(reflector)
+                self._spawn(reflector.run(), f"secrets-{namespace or 'all'}")
         await asyncio.gather(*(r.synced.wait() for r in self._reflectors))
         logger.info("loaded %d managed Secrets", len(self.store.secrets))
-        self._spawn(self.scheduler.run(), "scheduler")
-        for index in range(self.config.workers):
-            self._spawn(self._work(reconciler), f"worker-{index}")
+        if not self._tasks[len(self._reflectors) :]:
+            self._spawn(self.scheduler.run(), "scheduler")
+            for index in range(self.config.workers):
+                self._spawn(self._work(reconciler), f"worker-{index}")
 
     def on_certificate_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         if event_type == "DELETED":

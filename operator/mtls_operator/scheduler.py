@@ -68,10 +68,19 @@ class Scheduler(Generic[Key]):
         self._due[key] = at
         self._sequence += 1
         heapq.heappush(self._heap, (at, self._sequence, key))
+        self._compact()
         self._wake.set()
 
     def cancel(self, key: Key) -> None:
         self._due.pop(key, None)
+        self._compact()
+
+    def _compact(self) -> None:
+        """Drop replaced and cancelled entries once they outnumber the live
+        ones, so the heap stays the size of the certificates."""
+        if len(self._heap) > 2 * len(self._due) + 64:
+            self._heap = [entry for entry in self._heap if self._due.get(entry[2]) == entry[0]]
+            heapq.heapify(self._heap)
 
     def due_at(self, key: Key) -> float | None:
         return self._due.get(key)

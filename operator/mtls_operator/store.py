@@ -96,7 +96,11 @@ class Store:
 
     # --- Certificates. ---
 
-    def upsert_certificate(self, body: Mapping[str, Any]) -> CertificateRecord | None:
+    def upsert_certificate(
+        self, body: Mapping[str, Any], *, notify: bool = True
+    ) -> CertificateRecord | None:
+        """Record a certificate; `notify=False` for the response to the
+        operator's own write, which needs no second look."""
         record = certificate_record(body)
         previous = self.certificates.get(record.key)
         if previous is not None:
@@ -113,7 +117,8 @@ class Store:
             self._claimants.setdefault((record.namespace, record.secret_name), set()).add(
                 record.name
             )
-        self._on_change(record.key)
+        if notify:
+            self._on_change(record.key)
         if previous is not None and previous.secret_name != record.secret_name:
             self._notify_claimants(previous)
         return record
@@ -158,7 +163,7 @@ class Store:
     # --- Secrets. ---
 
     def upsert_secret(
-        self, body: Mapping[str, Any], known: KnownKeyPair | None = None
+        self, body: Mapping[str, Any], known: KnownKeyPair | None = None, *, notify: bool = True
     ) -> SecretFacts | None:
         metadata = body.get("metadata") or {}
         key = (metadata.get("namespace", ""), metadata.get("name", ""))
@@ -169,7 +174,8 @@ class Store:
             return None
         facts = read_secret(body, known)
         self.secrets[key] = facts
-        self._notify_secret(key, facts)
+        if notify:
+            self._notify_secret(key, facts)
         return facts
 
     def remove_secret(self, body: Mapping[str, Any]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import time
 from typing import Any
 
 from cryptography import x509
@@ -98,14 +97,12 @@ def test_sigkill_during_a_burst_loses_nothing_and_issues_nothing_twice(
     )
 
     operator.start()
-    started = time.monotonic()
     wait_for(
         lambda: len(ready_names(kube_api, namespace)) == VALID + BURST or None,
         timeout=120,
         interval=0.5,
         what="every certificate Ready",
     )
-    recovery = time.monotonic() - started
 
     secrets = managed_secrets(kube_api, namespace)
     bodies = certificates(kube_api, namespace)
@@ -132,4 +129,3 @@ def test_sigkill_during_a_burst_loses_nothing_and_issues_nothing_twice(
         assert secrets[name]["metadata"]["annotations"]["mtls.dev/serial"] == serial, (
             f"{name} was valid and must not be re-issued"
         )
-    assert recovery < 60

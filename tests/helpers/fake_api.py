@@ -28,11 +28,13 @@ class FakeKube(Kube):
         self.objects[path] = stored
         return copy.deepcopy(stored)
 
-    async def get(self, path: str) -> Object | None:
+    async def get(self, path: str, *, retry: bool = True, timeout: float = 30.0) -> Object | None:
         found = self.objects.get(path)
         return copy.deepcopy(found) if found is not None else None
 
-    async def create(self, path: str, body: Object) -> Object:
+    async def create(
+        self, path: str, body: Object, *, retry: bool = True, timeout: float = 30.0
+    ) -> Object:
         self.writes.append(("POST", path))
         name = body["metadata"].get("name") or f"{body['metadata'].get('generateName', '')}x"
         target = f"{path}/{name}"
@@ -61,8 +63,8 @@ class FixedCAs(CAStore):
     async def get(self, ref: CARef) -> CAState:
         return self._states.get(ref, CAMissing(f"CA Secret {ref} does not exist"))
 
-    def known(self) -> dict[CARef, CAState]:
-        return dict(self._states)
+    def forget(self, ref: CARef) -> None:
+        """Nothing is watched here."""
 
 
 def written_paths(kube: FakeKube, verb: str = "PATCH") -> list[str]:

@@ -22,7 +22,13 @@ from ship.manifests import REPO_ROOT
 LOCK = REPO_ROOT / "requirements.lock"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 # What the image's build context holds (.dockerignore) and the Dockerfile copies.
-BUILD_CONTEXT = ("requirements.lock", "pyproject.toml", "README.md", "operator")
+BUILD_CONTEXT = (
+    "requirements.lock",
+    "build-requirements.lock",
+    "pyproject.toml",
+    "README.md",
+    "operator",
+)
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)$")
 HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
 RUN_FLAGS = (
@@ -132,8 +138,16 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
     install = [*pip, "install", "--quiet", "--no-cache-dir"]
     for step in (
-        [*install, "--require-hashes", "--no-deps", "--requirement", "requirements.lock"],
-        [*install, "--no-deps", "."],
+        [
+            *install,
+            "--require-hashes",
+            "--no-deps",
+            "--requirement",
+            "requirements.lock",
+            "--requirement",
+            "build-requirements.lock",
+        ],
+        [*install, "--no-deps", "--no-build-isolation", "."],
         # Every locked package's own requirements are in the lock too.
         [*pip, "check"],
         # The image drops the installer; the operator must not need it at run time.

@@ -469,6 +469,7 @@ def test_triggers_are_checked_in_the_order_of_the_specification() -> None:
     assert [check.__name__ for check in policy.BLOCKING_CHECKS] == [
         "older_claimant",
         "unmanaged_secret",
+        "wrong_secret_type",
         "ca_expired",
     ]
 
@@ -655,10 +656,18 @@ def test_certificate_cut_short_by_the_ca_is_not_due_right_after_issuance() -> No
     assert facts.leaf.not_after == NOW + td(days=10)
     given = policy.Input(CERTIFICATE, spec, facts, ca, NOW + td(minutes=1))
     assert policy.decide(given) == policy.UpToDate(facts)
-    # Renewal falls back to a third of the granted lifetime: 80h before notAfter.
+    # Without the CA's limit, renewal falls back to a third of the granted
+    # lifetime: 80h before notAfter.
     due = policy.renewal_time(spec, NOW, facts.leaf.not_after, CERTIFICATE.uid)
     assert NOW + td(hours=160) - td(hours=1) < due <= NOW + td(hours=160)
-    assert policy.renewal_due(policy.Input(CERTIFICATE, spec, facts, ca, due)) == Violation(
+    # With it, a renewal would be cut again, shorter each time: none is due
+    # until the CA is rotated or extended.
+    assert policy.renewal_time_of(given) == facts.leaf.not_after
+    for moment in (due, facts.leaf.not_after - td(seconds=1)):
+        assert policy.renewal_due(policy.Input(CERTIFICATE, spec, facts, ca, moment)) is None
+    extended = make_ca(common_name="Ending CA", lifetime=td(days=100))
+    later = policy.Input(CERTIFICATE, spec, facts, extended, due)
+    assert policy.renewal_due(later) == Violation(
         policy.RENEWAL_DUE, f"renewal was due at {due.isoformat()}"
     )
 
@@ -900,3 +909,19 @@ def test_secret_recording_another_certificate_is_drift(world: World) -> None:
 )
 def test_expected_data_keys(fields: dict[str, Any], keys: set[str]) -> None:
     assert policy.expected_data_keys(certificate_spec(**fields)) == keys
+
+
+def test_a_secret_of_another_type_blocks_issuance() -> None:
+    ca = make_ca()
+    spec = certificate_spec()
+    body = secret_body(spec, ca)
+    body["type"] = "Opaque"
+    facts = read_secret(body)
+    decision = policy.decide(policy.Input(CERTIFICATE, spec, facts, ca, NOW))
+    assert decision == policy.Blocked(
+        Violation(
+            policy.SECRET_CONFLICT,
+            "Secret payments-tls has type Opaque, not kubernetes.io/tls; "
+            "delete it and it is created again with the right type",
+        )
+    )
