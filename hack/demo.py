@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from mtls_operator.recipe import write_private_file
+
 from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
 from operator_process import OperatorProcess
 from recipe_checks import mtls_handshake, openssl_verify
@@ -76,10 +78,7 @@ def mount_secret(kubectl: Kubectl, name: str) -> Path:
     directory = DEMO / "mounts" / name
     directory.mkdir(parents=True, exist_ok=True)
     for key, value in secret["data"].items():
-        # Owner-only from the first byte: tls.key is a private key.
-        descriptor = os.open(directory / key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(base64.b64decode(value))
+        write_private_file(directory / key, base64.b64decode(value))
     return directory
 
 

@@ -34,12 +34,11 @@ from mtls_operator.recipe import (
     load_ca_dir,
     read_passphrase,
 )
-from mtls_operator.report import render_chain_report
+from mtls_operator.report import EXIT_CHAIN_INVALID, render_chain_report
+from mtls_operator.spec import MAX_COMMON_NAME
 
 PROGRAM = "mtls-operator"
-MAX_COMMON_NAME = 64
 EXIT_USAGE = 2
-EXIT_CHAIN_INVALID = 3
 _T = TypeVar("_T")
 
 

@@ -19,11 +19,9 @@ from mtls_operator.kube import (
     secrets_path,
 )
 from mtls_operator.pki import CertificateLoadError, inspect_chain, load_certificates
-from mtls_operator.report import render_chain_report
+from mtls_operator.report import EXIT_CHAIN_INVALID, render_chain_report
 from mtls_operator.resources import RENEW_REQUESTED_ANNOTATION
 from mtls_operator.secrets import CA_CRT, TLS_CRT, decode_data, parse_timestamp, read_secret
-
-EXIT_CHAIN_INVALID = 3
 
 
 class ClusterCommandError(Exception):

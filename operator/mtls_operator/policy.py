@@ -33,7 +33,6 @@ from mtls_operator.secrets import (
     TLS_KEY,
     TRUSTSTORE_P12,
     SecretFacts,
-    sha256_hex,
 )
 from mtls_operator.spec import CertificateSpec, OutputFormat
 
@@ -289,7 +288,7 @@ def drift(given: Input) -> tuple[str, ...]:
     if secret is None:
         return ()
     found = []
-    if secret.trust_bundle_sha256 != sha256_hex(given.ca.trust_bundle_pem):
+    if secret.trust_bundle_sha256 != given.ca.trust_bundle_sha256:
         found.append(TRUST_BUNDLE_DRIFT)
     if _metadata_drifted(given.certificate, given.spec, secret):
         found.append(TEMPLATE_DRIFT)

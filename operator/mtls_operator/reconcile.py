@@ -96,6 +96,7 @@ class Reconciler:
         self._settings = settings
         self._clock = clock
         self._certificates_by_ca: dict[CARef, set[Key]] = {}
+        self._ca_of: dict[Key, CARef] = {}
         self._foreign_secrets: dict[Key, SecretFacts] = {}
         self._turns: dict[Key, float] = {}  # granted re-issuance turns (rate limit)
 
@@ -546,21 +547,28 @@ class Reconciler:
         self._scheduler.cancel(key)
         self._turns.pop(key, None)
         self._metrics.forget_certificate(*key)
-        for ref, keys in list(self._certificates_by_ca.items()):
-            keys.discard(key)
-            if not keys:
-                del self._certificates_by_ca[ref]
-                self._cas.forget(ref)
+        previous = self._ca_of.pop(key, None)
+        if previous is not None:
+            self._release_ca(key, previous)
 
     def _track_ca(self, key: Key, ca: CARef) -> None:
-        for ref, keys in list(self._certificates_by_ca.items()):
-            if ref != ca:
-                keys.discard(key)
-                if not keys:
-                    # No certificate uses that CA any more: stop watching it.
-                    del self._certificates_by_ca[ref]
-                    self._cas.forget(ref)
+        previous = self._ca_of.get(key)
+        if previous == ca:
+            return
+        self._ca_of[key] = ca
         self._certificates_by_ca.setdefault(ca, set()).add(key)
+        if previous is not None:
+            self._release_ca(key, previous)
+
+    def _release_ca(self, key: Key, ca: CARef) -> None:
+        keys = self._certificates_by_ca.get(ca)
+        if keys is None:
+            return
+        keys.discard(key)
+        if not keys:
+            # No certificate uses that CA any more: stop watching it.
+            del self._certificates_by_ca[ca]
+            self._cas.forget(ca)
 
 
 def _one_line(err: BaseException) -> str:

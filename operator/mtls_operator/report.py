@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from mtls_operator.pki import CertificateReport, ChainReport
 
+# The exit status of `inspect` when the chain does not verify.
+EXIT_CHAIN_INVALID = 3
+
 
 def render_certificate(report: CertificateReport) -> str:
     usages = ", ".join((*report.key_usages, *report.extended_key_usages)) or "none"

@@ -202,7 +202,9 @@ def _examine_key_pair(data: Mapping[str, bytes]) -> tuple[str | None, LeafFacts 
     except CertificateLoadError as err:
         return f"{TLS_CRT} is not a certificate: {err}", None, False
     try:
-        key = load_private_key(key_pem)
+        # Read on the event loop for every Secret event: only the public half
+        # is compared, so the slow RSA consistency check is skipped.
+        key = load_private_key(key_pem, check_rsa=False)
     except KeyLoadError as err:
         return f"{TLS_KEY} is unusable: {err}", leaf_facts(leaf), False
     spki = leaf.public_key().public_bytes(

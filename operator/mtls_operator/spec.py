@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeVar
 
 from mtls_operator import names
@@ -105,6 +106,11 @@ class CertificateSpec:
     def issuance_hash(self) -> str:
         """A digest of everything that goes into the certificate and key, so
         that a change of any of it (and nothing else) means re-issuance."""
+        return self._issuance_hash
+
+    @cached_property
+    def _issuance_hash(self) -> str:
+        # Computed once per parsed spec (once per generation), not at every look.
         request = self.request
         material = {
             "usage": request.usage.value,

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from mtls_operator.recipe import write_private_file
+
 GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
 OPERATOR_NAMESPACE = "mtls-operator"
 CLUSTER_CA_SECRET = "mtls-operator-ca"
@@ -149,9 +151,7 @@ def mount(data: Mapping[str, bytes], directory: Path) -> Path:
     """Write a Secret's keys as files, the way a pod's volume mount shows them."""
     directory.mkdir(parents=True, exist_ok=True)
     for key, value in data.items():
-        path = directory / key
-        path.write_bytes(value)
-        path.chmod(0o600)
+        write_private_file(directory / key, value)
     return directory
 
 

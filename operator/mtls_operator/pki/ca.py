@@ -5,6 +5,7 @@ with precise reasons when it cannot sign."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -47,6 +48,11 @@ class CertificateAuthority:
     @cached_property
     def trust_bundle_pem(self) -> bytes:
         return certificates_to_pem(self.trust_bundle)
+
+    @cached_property
+    def trust_bundle_sha256(self) -> str:
+        """What a leaf Secret's `ca.crt` hashes to when it is current."""
+        return hashlib.sha256(self.trust_bundle_pem).hexdigest()
 
     @cached_property
     def key_identifier(self) -> bytes:
