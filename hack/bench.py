@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from mtls_operator.kube import Kube, certificates_path, default_login, events_path, secrets_path
+from mtls_operator.api.resources import certificates_path
+from mtls_operator.runtime.kube import Kube, default_login, events_path, secrets_path
 
 from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
 from operator_process import OperatorProcess

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from mtls_operator.recipe import write_private_file
+from mtls_operator.cli.recipe import write_private_file
 
 from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
 from operator_process import OperatorProcess

@@ -1,5 +1,5 @@
 import sys
 
-from mtls_operator.cli import main
+from mtls_operator.cli.main import main
 
 sys.exit(main())

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from mtls_operator.recipe import write_private_file
+from mtls_operator.cli.recipe import write_private_file
 
 GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
 OPERATOR_NAMESPACE = "mtls-operator"

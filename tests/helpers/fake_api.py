@@ -1,15 +1,21 @@
-"""An in-memory stand-in for the operator's API client and CA cache, for
-unit tests of one reconciliation. Only the calls the reconciler makes for
-Secrets, status and Events are served; end-to-end tests use a real API server."""
+"""An in-memory stand-in for the operator's API client and CA store, and a
+certificate controller built on them, for unit tests of reconciliations.
+Only the calls the controller makes for Secrets, status and Events are
+served; end-to-end tests use a real API server."""
 
 from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from mtls_operator.cas import CAMissing, CARef, CAState, CAStore
-from mtls_operator.kube import ApiError, Kube, Object
+from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CAState
+from mtls_operator.certificates.controller import CertificateController, Settings
+from mtls_operator.runtime.core import Runtime
+from mtls_operator.runtime.kube import ApiError, Kube, Object
+from mtls_operator.runtime.metrics import Metrics
 
 from helpers.objects import apply_merge_patch
 
@@ -54,17 +60,45 @@ class FakeKube(Kube):
         return self.put(target, apply_merge_patch(current, patch))
 
 
-class FixedCAs(CAStore):
-    """Every CA reference resolves to the CA given."""
+class FixedCAs(AuthorityStore):
+    """Every CA reference resolves to the CA given; nothing is watched."""
 
     def __init__(self, states: dict[CARef, CAState]) -> None:  # no watches, deliberately
         self._states = states
 
-    async def get(self, ref: CARef) -> CAState:
+    def use(self, ref: CARef, notify: Callable[[Any], None], key: Hashable) -> None:
+        """Nothing to watch."""
+
+    def release(self, notify: Callable[[Any], None], key: Hashable) -> None:
+        """Nothing was watched."""
+
+    async def state(self, ref: CARef) -> CAState:
         return self._states.get(ref, CAMissing(f"CA Secret {ref} does not exist"))
 
-    def forget(self, ref: CARef) -> None:
-        """Nothing is watched here."""
+
+CLUSTER_CA = CARef("mtls-system", "mtls-operator-ca")
+
+
+@contextmanager
+def certificate_controller(
+    kube: FakeKube,
+    cas: dict[CARef, CAState],
+    clock: Any,
+    *,
+    min_duration: Any,
+    reissue_rate: float = 20.0,
+) -> Iterator[tuple[Runtime, CertificateController]]:
+    """A controller over `kube` whose cluster CA is CLUSTER_CA."""
+    runtime = Runtime(kube, clock, Metrics(), workers=1, crypto_threads=1)
+    controller = CertificateController(
+        runtime,
+        FixedCAs(cas),
+        Settings(CLUSTER_CA, min_duration, reissue_rate=reissue_rate),
+    )
+    try:
+        yield runtime, controller
+    finally:
+        runtime.executor.shutdown(wait=True)
 
 
 def written_paths(kube: FakeKube, verb: str = "PATCH") -> list[str]:

@@ -29,7 +29,11 @@ from mtls_operator.pki import (
 from mtls_operator.pki.keys import key_spec_of, private_key_to_der
 
 FIXTURE = Path(__file__).parent.parent / "data" / "v0_1_0" / "secrets.json"
-_CURVES = {256: ec.SECP256R1, 384: ec.SECP384R1, 521: ec.SECP521R1}
+_CURVES: dict[int, type[ec.EllipticCurve]] = {
+    256: ec.SECP256R1,
+    384: ec.SECP384R1,
+    521: ec.SECP521R1,
+}
 
 
 def derived_key(seed: str, spec: KeySpec) -> PrivateKey:
@@ -93,7 +97,7 @@ def load_golden() -> Golden:
 def _rebuilt_secret(
     case: dict[str, Any], ca: CertificateAuthority, password: bytes
 ) -> dict[str, Any]:
-    secret = copy.deepcopy(case["secret"])
+    secret: dict[str, Any] = copy.deepcopy(case["secret"])
     data = secret["data"]
     chain_pem = base64.b64decode(data["tls.crt"])
     leaf = load_certificates(chain_pem)[0]

@@ -11,20 +11,19 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mtls_operator.issuance import issue_secret_content
-from mtls_operator.pki import CertificateAuthority, load_ca
-from mtls_operator.pki.certs import certificates_to_pem
-from mtls_operator.pki.keys import private_key_to_pem
-from mtls_operator.resources import CertificateRef
-from mtls_operator.secrets import (
+from mtls_operator.api.managed_secret import (
     SecretFacts,
-    decode_data,
-    encode_data,
     issuance_record,
     new_secret,
     read_secret,
 )
-from mtls_operator.spec import CertificateSpec, parse_spec
+from mtls_operator.api.resources import CertificateRef
+from mtls_operator.api.secret_data import decode_data, encode_data
+from mtls_operator.api.spec import CertificateSpec, parse_spec
+from mtls_operator.certificates.content import issue_secret_content
+from mtls_operator.pki import CertificateAuthority, load_ca
+from mtls_operator.pki.certs import certificates_to_pem
+from mtls_operator.pki.keys import private_key_to_pem
 
 from conftest import NOW, make_ca
 from helpers.authorities import intermediate_ca

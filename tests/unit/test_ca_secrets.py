@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from mtls_operator.ca_secrets import (
-    BOOTSTRAP_COMMON_NAME,
+from mtls_operator.authorities.bootstrap import BOOTSTRAP_COMMON_NAME, bootstrap_ca_data
+from mtls_operator.authorities.layouts import (
     PASSPHRASE_ANNOTATION,
-    bootstrap_ca_data,
     ca_from_secret_data,
     passphrase_from_secret_data,
     passphrase_secret_name,
@@ -150,9 +149,7 @@ def test_ca_layout(
     assert subjects(ca.trust_bundle) == bundle
 
 
-NO_CA = (
-    "the Secret holds no CA: expected tls.crt + tls.key, ca.crt + ca.key, ca-crt.pem + ca-key.pem"
-)
+NO_CA = "no CA found: expected tls.crt + tls.key, ca.crt + ca.key, ca-crt.pem + ca-key.pem"
 
 
 @pytest.mark.parametrize(

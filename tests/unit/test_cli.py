@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mtls_operator.cli import main
+from mtls_operator.cli.main import main
 from mtls_operator.pki import load_certificates, load_private_key
 from mtls_operator.pki.keys import key_spec_of
 
@@ -163,7 +163,7 @@ def test_missing_ca_directory_is_one_line(
     assert status == 1
     assert (
         err
-        == f"mtls-operator: error: no CA found in {tmp_path}: expected ca-crt.pem + ca-key.pem or ca.crt + ca.key or tls.crt + tls.key\n"
+        == f"mtls-operator: error: {tmp_path}: no CA found: expected tls.crt + tls.key, ca.crt + ca.key, ca-crt.pem + ca-key.pem\n"
     )
 
 

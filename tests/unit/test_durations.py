@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mtls_operator.durations import format_duration, parse_duration
+from mtls_operator.api.durations import format_duration, parse_duration
 
 td = datetime.timedelta
 

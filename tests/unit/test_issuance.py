@@ -8,7 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from mtls_operator.issuance import issue_secret_content, repaired_data
+from mtls_operator.api.managed_secret import read_secret
+from mtls_operator.certificates.content import issue_secret_content, repaired_data
 from mtls_operator.pki import (
     CertificateAuthority,
     KeyAlgorithm,
@@ -19,7 +20,6 @@ from mtls_operator.pki import (
     load_private_key,
 )
 from mtls_operator.pki.keys import key_spec_of, private_key_to_pem, public_key_der
-from mtls_operator.secrets import read_secret
 
 from conftest import NOW
 from helpers.objects import (

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mtls_operator.metrics import DURATION_BUCKETS, CertificateGauges, Metrics
+from mtls_operator.runtime.metrics import DURATION_BUCKETS, CertificateGauges, Metrics
 
 from helpers.prometheus_text import ExpositionError, Family, parse
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mtls_operator.names import (
+from mtls_operator.pki.names import (
     is_dns_name,
     parse_dns_name,
     parse_email_address,

@@ -7,13 +7,7 @@ from typing import Any
 
 import pytest
 
-from mtls_operator import policy
-from mtls_operator.pki import CertificateAuthority, KeySpec, create_root_ca, load_ca
-from mtls_operator.pki.certs import certificates_to_pem
-from mtls_operator.pki.keys import private_key_to_pem
-from mtls_operator.policy import Violation
-from mtls_operator.resources import CertificateRef
-from mtls_operator.secrets import (
+from mtls_operator.api.managed_secret import (
     CERTIFICATE_ANNOTATION,
     CERTIFICATE_UID_ANNOTATION,
     ISSUED_AT_ANNOTATION,
@@ -23,7 +17,15 @@ from mtls_operator.secrets import (
     TEMPLATE_LABELS_ANNOTATION,
     read_secret,
 )
-from mtls_operator.spec import CertificateSpec
+from mtls_operator.api.resources import CertificateRef
+from mtls_operator.api.spec import CertificateSpec
+from mtls_operator.api.status import Reason
+from mtls_operator.pki import CertificateAuthority, KeySpec, create_root_ca, load_ca
+from mtls_operator.pki.certs import certificates_to_pem
+from mtls_operator.pki.keys import private_key_to_pem
+from mtls_operator.policy import certificate as policy
+from mtls_operator.policy import renewal
+from mtls_operator.policy.certificate import Violation
 
 from conftest import NOW, make_ca
 from helpers.objects import (
@@ -115,7 +117,7 @@ OLDER_CLAIMANT_CASES: list[tuple[str, Case, Violation | None]] = [
         "older-claimant",
         lambda w: w.given(w.body, older_claimant="payments-old"),
         Violation(
-            policy.SECRET_CONFLICT,
+            Reason.SECRET_CONFLICT,
             "Secret payments-tls is also named by the older certificate payments-old, which owns it",
         ),
     ),
@@ -123,16 +125,18 @@ OLDER_CLAIMANT_CASES: list[tuple[str, Case, Violation | None]] = [
         "older-claimant-without-secret",
         lambda w: w.given(None, older_claimant="payments-old"),
         Violation(
-            policy.SECRET_CONFLICT,
+            Reason.SECRET_CONFLICT,
             "Secret payments-tls is also named by the older certificate payments-old, which owns it",
         ),
     ),
 ]
 
 UNMANAGED = Violation(
-    policy.SECRET_CONFLICT,
+    Reason.SECRET_CONFLICT,
     "Secret payments-tls exists and is not managed by mtls-operator; it is left untouched "
     "(delete it or choose another secretName)",
+    # Foreign Secrets are not watched: looked at again until it is gone.
+    retry=True,
 )
 UNMANAGED_SECRET_CASES: list[tuple[str, Case, Violation | None]] = [
     ("no-secret", lambda w: w.given(None), None),
@@ -160,7 +164,7 @@ CA_EXPIRED_CASES: list[tuple[str, Case, Violation | None]] = [
     (
         "after-not-after",
         lambda w: w.given(None, ca=short_lived_ca(), now=NOW + td(days=1, seconds=1)),
-        Violation(policy.CA_INVALID, "the CA 'CN=Short CA' expired at 2026-11-29T12:00:00+00:00"),
+        Violation(Reason.CA_INVALID, "the CA 'CN=Short CA' expired at 2026-11-29T12:00:00+00:00"),
     ),
 ]
 
@@ -195,7 +199,7 @@ SECRET_MISSING_CASES: list[tuple[str, Case, Violation | None]] = [
     (
         "absent",
         lambda w: w.given(None),
-        Violation(policy.SECRET_MISSING, "Secret payments-tls does not exist"),
+        Violation(policy.Trigger.SECRET_MISSING, "Secret payments-tls does not exist"),
     ),
 ]
 
@@ -205,23 +209,27 @@ SECRET_INVALID_CASES: list[tuple[str, Case, Violation | None]] = [
     (
         "no-certificate",
         lambda w: w.given(with_data(w.body, {"tls.crt": None})),
-        Violation(policy.SECRET_INVALID, "Secret payments-tls: tls.crt is missing or empty"),
+        Violation(
+            policy.Trigger.SECRET_INVALID, "Secret payments-tls: tls.crt is missing or empty"
+        ),
     ),
     (
         "no-key",
         lambda w: w.given(with_data(w.body, {"tls.key": b""})),
-        Violation(policy.SECRET_INVALID, "Secret payments-tls: tls.key is missing or empty"),
+        Violation(
+            policy.Trigger.SECRET_INVALID, "Secret payments-tls: tls.key is missing or empty"
+        ),
     ),
     (
         "no-bundle",
         lambda w: w.given(with_data(w.body, {"ca.crt": None})),
-        Violation(policy.SECRET_INVALID, "Secret payments-tls: ca.crt is missing or empty"),
+        Violation(policy.Trigger.SECRET_INVALID, "Secret payments-tls: ca.crt is missing or empty"),
     ),
     (
         "garbage-certificate",
         lambda w: w.given(with_data(w.body, {"tls.crt": b"hello"})),
         Violation(
-            policy.SECRET_INVALID,
+            policy.Trigger.SECRET_INVALID,
             "Secret payments-tls: tls.crt is not a certificate: the data is neither a PEM nor a DER certificate",
         ),
     ),
@@ -233,7 +241,9 @@ KEY_MISMATCH_CASES: list[tuple[str, Case, Violation | None]] = [
     (
         "another-key",
         lambda w: w.given(with_data(w.body, {"tls.key": another_key_pem()})),
-        Violation(policy.KEY_MISMATCH, "tls.key does not belong to the certificate in tls.crt"),
+        Violation(
+            policy.Trigger.KEY_MISMATCH, "tls.key does not belong to the certificate in tls.crt"
+        ),
     ),
 ]
 
@@ -257,7 +267,7 @@ ISSUER_CHANGED_CASES: list[tuple[str, Case, Violation | None]] = [
         "other-ca",
         lambda w: w.given(w.issued_by(w.other_ca)),
         Violation(
-            policy.ISSUER_CHANGED,
+            policy.Trigger.ISSUER_CHANGED,
             "the certificate was not issued by the current CA 'CN=Test Root CA'",
         ),
     ),
@@ -265,13 +275,13 @@ ISSUER_CHANGED_CASES: list[tuple[str, Case, Violation | None]] = [
         "same-subject-other-key",
         lambda w: w.given(w.body, ca=w.same_name_ca),
         Violation(
-            policy.ISSUER_CHANGED,
+            policy.Trigger.ISSUER_CHANGED,
             "the certificate was not issued by the current CA 'CN=Test Root CA'",
         ),
     ),
 ]
 
-SPEC_CHANGED = Violation(policy.SPEC_CHANGED, "the certificate no longer matches the spec")
+SPEC_CHANGED = Violation(policy.Trigger.SPEC_CHANGED, "the certificate no longer matches the spec")
 SPEC_CHANGED_CASES: list[tuple[str, Case, Violation | None]] = [
     ("same-spec", lambda w: w.given(w.body), None),
     ("absent", lambda w: w.given(None), None),
@@ -309,13 +319,13 @@ EXPIRED_CASES: list[tuple[str, Case, Violation | None]] = [
     (
         "at-not-after",
         lambda w: w.given(w.body, now=NOT_AFTER),
-        Violation(policy.EXPIRED, "the certificate expired at 2027-02-26T12:00:00+00:00"),
+        Violation(policy.Trigger.EXPIRED, "the certificate expired at 2027-02-26T12:00:00+00:00"),
     ),
 ]
 
 
 def due(world: World) -> datetime.datetime:
-    return policy.renewal_time(world.spec, NOW, NOT_AFTER, CERTIFICATE.uid)
+    return policy.renewal_due_at(world.spec, NOW, NOT_AFTER, CERTIFICATE.uid)
 
 
 RENEWAL_DUE_CASES: list[tuple[str, Case, Violation | None]] = [
@@ -332,7 +342,7 @@ def test_renewal_due_from_renewal_time(world: World, offset: td) -> None:
     at = due(world)
     assert NOT_AFTER - RENEW_BEFORE - td(hours=1) < at <= NOT_AFTER - RENEW_BEFORE
     assert policy.renewal_due(world.given(world.body, now=at + offset)) == Violation(
-        policy.RENEWAL_DUE, f"renewal was due at {at.isoformat()}"
+        policy.Trigger.RENEWAL_DUE, f"renewal was due at {at.isoformat()}"
     )
 
 
@@ -343,7 +353,7 @@ MANUAL_RENEWAL_CASES: list[tuple[str, Case, Violation | None]] = [
     (
         "requested",
         lambda w: w.given(w.body, certificate=requesting(REQUEST)),
-        Violation(policy.MANUAL_RENEWAL, "renewal was requested at 2026-11-28T13:00:00Z"),
+        Violation(policy.Trigger.MANUAL_RENEWAL, "renewal was requested at 2026-11-28T13:00:00Z"),
     ),
     (
         "honoured",
@@ -353,14 +363,14 @@ MANUAL_RENEWAL_CASES: list[tuple[str, Case, Violation | None]] = [
     (
         "another-request-honoured",
         lambda w: w.given(honouring(w.body, EARLIER_REQUEST), certificate=requesting(REQUEST)),
-        Violation(policy.MANUAL_RENEWAL, "renewal was requested at 2026-11-28T13:00:00Z"),
+        Violation(policy.Trigger.MANUAL_RENEWAL, "renewal was requested at 2026-11-28T13:00:00Z"),
     ),
     # Not a time comparison: a request dated before the issuance that did not
     # honour it still asks for one...
     (
         "dated-before-issuance-not-honoured",
         lambda w: w.given(w.body, certificate=requesting(EARLIER_REQUEST)),
-        Violation(policy.MANUAL_RENEWAL, "renewal was requested at 2026-11-28T11:00:00Z"),
+        Violation(policy.Trigger.MANUAL_RENEWAL, "renewal was requested at 2026-11-28T11:00:00Z"),
     ),
     # ...and one dated in the future is honoured once, not until that time.
     (
@@ -373,7 +383,7 @@ MANUAL_RENEWAL_CASES: list[tuple[str, Case, Violation | None]] = [
     (
         "not-a-timestamp",
         lambda w: w.given(w.body, certificate=requesting("please")),
-        Violation(policy.MANUAL_RENEWAL, "renewal was requested at please"),
+        Violation(policy.Trigger.MANUAL_RENEWAL, "renewal was requested at please"),
     ),
     (
         "not-a-timestamp-honoured",
@@ -398,7 +408,7 @@ def test_a_request_dated_in_the_future_means_one_reissuance(world: World) -> Non
     certificate = requesting(FUTURE_REQUEST)
     before = world.given(world.body, certificate=certificate)
     assert policy.decide(before) == policy.Issue(
-        Violation(policy.MANUAL_RENEWAL, "renewal was requested at 2027-01-01T00:00:00Z")
+        Violation(policy.Trigger.MANUAL_RENEWAL, "renewal was requested at 2027-01-01T00:00:00Z")
     )
     reissued = secret_body(
         world.spec, world.ca, now=NOW + td(minutes=1), revision=2, renewal_request=FUTURE_REQUEST
@@ -411,7 +421,7 @@ def test_a_request_dated_in_the_future_means_one_reissuance(world: World) -> Non
     # A new request is a new re-issuance.
     again = world.given(reissued, certificate=requesting("2027-01-01T00:00:01Z"), now=NOW)
     assert policy.decide(again) == policy.Issue(
-        Violation(policy.MANUAL_RENEWAL, "renewal was requested at 2027-01-01T00:00:01Z")
+        Violation(policy.Trigger.MANUAL_RENEWAL, "renewal was requested at 2027-01-01T00:00:01Z")
     )
 
 
@@ -501,7 +511,7 @@ DECIDE_CASES: list[tuple[str, Case, tuple[str, str]]] = [
         lambda w: w.given(
             None, spec=certificate_spec(usage="both"), certificate=LATER, now=NOT_AFTER
         ),
-        ("Issue", policy.SECRET_MISSING),
+        ("Issue", policy.Trigger.SECRET_MISSING),
     ),
     (
         "invalid-secret-beats-key-issuer-spec-and-manual",
@@ -510,81 +520,81 @@ DECIDE_CASES: list[tuple[str, Case, tuple[str, str]]] = [
             spec=certificate_spec(usage="both"),
             certificate=LATER,
         ),
-        ("Issue", policy.SECRET_INVALID),
+        ("Issue", policy.Trigger.SECRET_INVALID),
     ),
     (
         "key-mismatch-beats-issuer-changed",
         lambda w: w.given(with_data(w.issued_by(w.other_ca), {"tls.key": another_key_pem()})),
-        ("Issue", policy.KEY_MISMATCH),
+        ("Issue", policy.Trigger.KEY_MISMATCH),
     ),
     (
         "issuer-changed-beats-spec-changed",
         lambda w: w.given(w.issued_by(w.other_ca), spec=certificate_spec(usage="both")),
-        ("Issue", policy.ISSUER_CHANGED),
+        ("Issue", policy.Trigger.ISSUER_CHANGED),
     ),
     (
         "spec-changed-beats-renewal-due",
         lambda w: w.given(
             w.body, spec=certificate_spec(usage="both"), now=NOT_AFTER - RENEW_BEFORE
         ),
-        ("Issue", policy.SPEC_CHANGED),
+        ("Issue", policy.Trigger.SPEC_CHANGED),
     ),
     (
         "spec-changed-beats-expired",
         lambda w: w.given(w.body, spec=certificate_spec(usage="both"), now=NOT_AFTER),
-        ("Issue", policy.SPEC_CHANGED),
+        ("Issue", policy.Trigger.SPEC_CHANGED),
     ),
     (
         "expired-beats-renewal-due-and-manual",
         lambda w: w.given(w.body, now=NOT_AFTER, certificate=LATER),
-        ("Issue", policy.EXPIRED),
+        ("Issue", policy.Trigger.EXPIRED),
     ),
     (
         "renewal-due-beats-manual",
         lambda w: w.given(w.body, now=NOT_AFTER - RENEW_BEFORE, certificate=LATER),
-        ("Issue", policy.RENEWAL_DUE),
+        ("Issue", policy.Trigger.RENEWAL_DUE),
     ),
     (
         "manual-renewal",
         lambda w: w.given(w.body, certificate=LATER),
-        ("Issue", policy.MANUAL_RENEWAL),
+        ("Issue", policy.Trigger.MANUAL_RENEWAL),
     ),
     (
         "trigger-beats-drift",
         lambda w: w.given(
             w.body, spec=certificate_spec(usage="both", secretDeletionPolicy="Retain")
         ),
-        ("Issue", policy.SPEC_CHANGED),
+        ("Issue", policy.Trigger.SPEC_CHANGED),
     ),
     (
         "drift-only",
         lambda w: w.given(w.body, spec=certificate_spec(secretDeletionPolicy="Retain")),
-        ("Repair", policy.OWNER_REFERENCE_DRIFT),
+        ("Repair", policy.Drift.OWNER_REFERENCE),
     ),
     (
         "older-claimant-beats-unmanaged-secret",
         lambda w: w.given(unmanaged(w.body), older_claimant="payments-old"),
-        ("Blocked", policy.SECRET_CONFLICT),
+        ("Blocked", Reason.SECRET_CONFLICT),
     ),
     (
         "older-claimant-beats-missing-secret",
         lambda w: w.given(None, older_claimant="payments-old"),
-        ("Blocked", policy.SECRET_CONFLICT),
+        ("Blocked", Reason.SECRET_CONFLICT),
     ),
     (
         "unmanaged-secret-beats-key-mismatch",
         lambda w: w.given(unmanaged(with_data(w.body, {"tls.key": another_key_pem()}))),
-        ("Blocked", policy.SECRET_CONFLICT),
+        ("Blocked", Reason.SECRET_CONFLICT),
     ),
     (
         "unmanaged-secret-beats-expired-ca",
         lambda w: w.given(unmanaged(w.body), ca=short_lived_ca(), now=NOW + td(days=2)),
-        ("Blocked", policy.SECRET_CONFLICT),
+        ("Blocked", Reason.SECRET_CONFLICT),
     ),
     (
         "expired-ca-beats-missing-secret",
         lambda w: w.given(None, ca=short_lived_ca(), now=NOW + td(days=2)),
-        ("Blocked", policy.CA_INVALID),
+        ("Blocked", Reason.CA_INVALID),
     ),
 ]
 
@@ -598,11 +608,11 @@ def test_decide_first_violation_wins(world: World, case: Case, expected: tuple[s
 
 def test_decide_carries_the_violation_and_the_secret(world: World) -> None:
     assert policy.decide(world.given(None)) == policy.Issue(
-        Violation(policy.SECRET_MISSING, "Secret payments-tls does not exist")
+        Violation(policy.Trigger.SECRET_MISSING, "Secret payments-tls does not exist")
     )
     assert policy.decide(world.given(world.body, older_claimant="a")) == policy.Blocked(
         Violation(
-            policy.SECRET_CONFLICT,
+            Reason.SECRET_CONFLICT,
             "Secret payments-tls is also named by the older certificate a, which owns it",
         )
     )
@@ -610,7 +620,7 @@ def test_decide_carries_the_violation_and_the_secret(world: World) -> None:
     assert policy.decide(world.given(world.body)) == policy.UpToDate(facts)
     retain = certificate_spec(secretDeletionPolicy="Retain")
     assert policy.decide(world.given(world.body, spec=retain)) == policy.Repair(
-        facts, (policy.OWNER_REFERENCE_DRIFT,)
+        facts, (policy.Drift.OWNER_REFERENCE,)
     )
 
 
@@ -620,8 +630,8 @@ def test_decide_carries_the_violation_and_the_secret(world: World) -> None:
 def test_renewal_time_is_not_after_minus_renew_before_minus_jitter() -> None:
     spec = certificate_spec(renewBefore="100h", duration="1000h")
     not_after = NOW + td(hours=1000)
-    expected = not_after - td(hours=100) - policy.jitter("uid-1", td(hours=100))
-    assert policy.renewal_time(spec, NOW, not_after, "uid-1") == expected
+    expected = not_after - td(hours=100) - renewal.jitter("uid-1", td(hours=100))
+    assert policy.renewal_due_at(spec, NOW, not_after, "uid-1") == expected
 
 
 @pytest.mark.parametrize(
@@ -641,7 +651,7 @@ def test_renewal_time_uses_the_granted_lifetime(
     fields: dict[str, Any], granted: td, renew_before: td
 ) -> None:
     spec = certificate_spec(**fields)
-    renewal = policy.renewal_time(spec, NOW, NOW + granted, "uid-1")
+    renewal = policy.renewal_due_at(spec, NOW, NOW + granted, "uid-1")
     cap = min(renew_before / 10, td(hours=1))
     assert NOW + granted - renew_before - cap < renewal <= NOW + granted - renew_before
 
@@ -658,28 +668,31 @@ def test_certificate_cut_short_by_the_ca_is_not_due_right_after_issuance() -> No
     assert policy.decide(given) == policy.UpToDate(facts)
     # Without the CA's limit, renewal falls back to a third of the granted
     # lifetime: 80h before notAfter.
-    due = policy.renewal_time(spec, NOW, facts.leaf.not_after, CERTIFICATE.uid)
+    due = policy.renewal_due_at(spec, NOW, facts.leaf.not_after, CERTIFICATE.uid)
     assert NOW + td(hours=160) - td(hours=1) < due <= NOW + td(hours=160)
     # With it, a renewal would be cut again, shorter each time: none is due
     # until the CA is rotated or extended.
-    assert policy.renewal_time_of(given) == facts.leaf.not_after
+    assert (
+        policy.secret_renewal_time(spec, CERTIFICATE.uid, facts, ca.not_after)
+        == facts.leaf.not_after
+    )
     for moment in (due, facts.leaf.not_after - td(seconds=1)):
         assert policy.renewal_due(policy.Input(CERTIFICATE, spec, facts, ca, moment)) is None
     extended = make_ca(common_name="Ending CA", lifetime=td(days=100))
     later = policy.Input(CERTIFICATE, spec, facts, extended, due)
     assert policy.renewal_due(later) == Violation(
-        policy.RENEWAL_DUE, f"renewal was due at {due.isoformat()}"
+        policy.Trigger.RENEWAL_DUE, f"renewal was due at {due.isoformat()}"
     )
 
 
 def test_jitter_is_pinned_to_the_uid() -> None:
     # Derived from a digest of the uid, never from Python's per-process
     # hash(): the schedule must survive a restart.
-    assert policy.jitter("uid-payments", td(hours=720)) == td(seconds=1207, microseconds=987458)
-    assert policy.jitter("uid-payments", td(hours=720)) == policy.jitter(
+    assert renewal.jitter("uid-payments", td(hours=720)) == td(seconds=1207, microseconds=987458)
+    assert renewal.jitter("uid-payments", td(hours=720)) == renewal.jitter(
         "uid-payments", td(hours=720)
     )
-    assert policy.jitter("uid-payments", td(hours=720)) != policy.jitter(
+    assert renewal.jitter("uid-payments", td(hours=720)) != renewal.jitter(
         "uid-orders", td(hours=720)
     )
 
@@ -695,7 +708,7 @@ def test_jitter_is_pinned_to_the_uid() -> None:
     ids=["10m", "5h", "10h", "720h"],
 )
 def test_jitter_is_bounded_and_spread(renew_before: td, cap: td) -> None:
-    jitters = [policy.jitter(f"uid-{index}", renew_before) for index in range(1000)]
+    jitters = [renewal.jitter(f"uid-{index}", renew_before) for index in range(1000)]
     assert all(td(0) <= j < cap for j in jitters)
     assert len(set(jitters)) == 1000
     # Certificates created together spread over the whole window.
@@ -706,11 +719,11 @@ def test_jitter_is_bounded_and_spread(renew_before: td, cap: td) -> None:
 
 def test_issued_at_prefers_the_record_and_falls_back_to_not_before(world: World) -> None:
     recorded = with_metadata(world.body, annotations={ISSUED_AT_ANNOTATION: "2026-11-28T13:00:00Z"})
-    assert policy.issued_at(read_secret(recorded)) == NOW + td(hours=1)
+    assert renewal.issued_at(read_secret(recorded)) == NOW + td(hours=1)
     unrecorded = with_metadata(world.body, annotations={ISSUED_AT_ANNOTATION: None})
-    assert policy.issued_at(read_secret(unrecorded)) == NOW
+    assert renewal.issued_at(read_secret(unrecorded)) == NOW
     unreadable = with_data(unrecorded, {"tls.crt": None})
-    assert policy.issued_at(read_secret(unreadable)) is None
+    assert renewal.issued_at(read_secret(unreadable)) is None
 
 
 # --- drift ---
@@ -726,7 +739,7 @@ DRIFT_CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     (
         "trust-bundle",
         lambda w: w.given(w.body, ca=with_next_root(w.ca)),
-        (policy.TRUST_BUNDLE_DRIFT,),
+        (policy.Drift.TRUST_BUNDLE,),
     ),
     (
         "foreign-labels-and-annotations",
@@ -738,7 +751,7 @@ DRIFT_CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     (
         "template-added",
         lambda w: w.given(w.body, spec=certificate_spec(**TEAM)),
-        (policy.TEMPLATE_DRIFT,),
+        (policy.Drift.SECRET_TEMPLATE,),
     ),
     (
         "template-in-place",
@@ -753,7 +766,7 @@ DRIFT_CASES: list[tuple[str, Case, tuple[str, ...]]] = [
             with_metadata(secret_body(certificate_spec(**TEAM), w.ca), labels={"team": "orders"}),
             spec=certificate_spec(**TEAM),
         ),
-        (policy.TEMPLATE_DRIFT,),
+        (policy.Drift.SECRET_TEMPLATE,),
     ),
     (
         "template-annotation-removed-by-someone",
@@ -763,33 +776,33 @@ DRIFT_CASES: list[tuple[str, Case, tuple[str, ...]]] = [
             ),
             spec=certificate_spec(**TEAM),
         ),
-        (policy.TEMPLATE_DRIFT,),
+        (policy.Drift.SECRET_TEMPLATE,),
     ),
     (
         "template-key-dropped-from-spec",
         lambda w: w.given(secret_body(certificate_spec(**TEAM), w.ca)),
-        (policy.TEMPLATE_DRIFT,),
+        (policy.Drift.SECRET_TEMPLATE,),
     ),
     (
         # The label is gone already, but the record still lists it.
         "template-record-stale",
         lambda w: w.given(with_metadata(w.body, annotations={TEMPLATE_LABELS_ANNOTATION: "team"})),
-        (policy.TEMPLATE_DRIFT,),
+        (policy.Drift.SECRET_TEMPLATE,),
     ),
     (
         "certificate-annotation-missing",
         lambda w: w.given(with_metadata(w.body, annotations={CERTIFICATE_ANNOTATION: None})),
-        (policy.TEMPLATE_DRIFT,),
+        (policy.Drift.SECRET_TEMPLATE,),
     ),
     (
         "owner-reference-missing-under-delete",
         lambda w: w.given(with_metadata(w.body, owner_references=[])),
-        (policy.OWNER_REFERENCE_DRIFT,),
+        (policy.Drift.OWNER_REFERENCE,),
     ),
     (
         "owner-reference-present-under-retain",
         lambda w: w.given(w.body, spec=certificate_spec(**RETAIN)),
-        (policy.OWNER_REFERENCE_DRIFT,),
+        (policy.Drift.OWNER_REFERENCE,),
     ),
     (
         "no-owner-reference-under-retain",
@@ -803,24 +816,24 @@ DRIFT_CASES: list[tuple[str, Case, tuple[str, ...]]] = [
         # old uid and is owned by it.
         "previous-incarnation",
         lambda w: w.given(w.body, certificate=replace(CERTIFICATE, uid="uid-recreated")),
-        (policy.TEMPLATE_DRIFT, policy.OWNER_REFERENCE_DRIFT),
+        (policy.Drift.SECRET_TEMPLATE, policy.Drift.OWNER_REFERENCE),
     ),
     (
         "certificate-annotation-names-another",
         lambda w: w.given(with_metadata(w.body, annotations={CERTIFICATE_ANNOTATION: "orders"})),
-        (policy.TEMPLATE_DRIFT,),
+        (policy.Drift.SECRET_TEMPLATE,),
     ),
     (
         "certificate-uid-annotation-missing",
         lambda w: w.given(with_metadata(w.body, annotations={CERTIFICATE_UID_ANNOTATION: None})),
-        (policy.TEMPLATE_DRIFT,),
+        (policy.Drift.SECRET_TEMPLATE,),
     ),
     (
         "certificate-uid-annotation-of-another",
         lambda w: w.given(
             with_metadata(w.body, annotations={CERTIFICATE_UID_ANNOTATION: "uid-other"})
         ),
-        (policy.TEMPLATE_DRIFT,),
+        (policy.Drift.SECRET_TEMPLATE,),
     ),
     (
         "foreign-data-key",
@@ -833,19 +846,19 @@ DRIFT_CASES: list[tuple[str, Case, tuple[str, ...]]] = [
             with_data(w.body, {"app.properties": b"x"}),
             spec=certificate_spec(additionalOutputFormats=["DER"]),
         ),
-        (policy.OUTPUTS_DRIFT,),
+        (policy.Drift.OUTPUT_FORMATS,),
     ),
     (
         "output-format-added",
         lambda w: w.given(w.body, spec=certificate_spec(additionalOutputFormats=["DER"])),
-        (policy.OUTPUTS_DRIFT,),
+        (policy.Drift.OUTPUT_FORMATS,),
     ),
     (
         "output-format-dropped",
         lambda w: w.given(
             secret_body(certificate_spec(additionalOutputFormats=["CombinedPEM"]), w.ca)
         ),
-        (policy.OUTPUTS_DRIFT,),
+        (policy.Drift.OUTPUT_FORMATS,),
     ),
     (
         "keystore-added",
@@ -853,7 +866,7 @@ DRIFT_CASES: list[tuple[str, Case, tuple[str, ...]]] = [
             w.body,
             spec=certificate_spec(keystores={"pkcs12": {"passwordSecretRef": {"name": "p12"}}}),
         ),
-        (policy.OUTPUTS_DRIFT,),
+        (policy.Drift.OUTPUT_FORMATS,),
     ),
     (
         "everything-in-a-fixed-order",
@@ -863,10 +876,10 @@ DRIFT_CASES: list[tuple[str, Case, tuple[str, ...]]] = [
             ca=with_next_root(w.ca),
         ),
         (
-            policy.TRUST_BUNDLE_DRIFT,
-            policy.TEMPLATE_DRIFT,
-            policy.OWNER_REFERENCE_DRIFT,
-            policy.OUTPUTS_DRIFT,
+            policy.Drift.TRUST_BUNDLE,
+            policy.Drift.SECRET_TEMPLATE,
+            policy.Drift.OWNER_REFERENCE,
+            policy.Drift.OUTPUT_FORMATS,
         ),
     ),
 ]
@@ -885,9 +898,9 @@ def test_secret_recording_another_certificate_is_drift(world: World) -> None:
     body = secret_body(retain, world.ca, owner=previous_owner)
     assert read_secret(body).annotations[CERTIFICATE_ANNOTATION] == "payments-old"
     assert read_secret(body).annotations[CERTIFICATE_UID_ANNOTATION] == "uid-old"
-    assert policy.drift(world.given(body, spec=retain)) == (policy.TEMPLATE_DRIFT,)
+    assert policy.drift(world.given(body, spec=retain)) == (policy.Drift.SECRET_TEMPLATE,)
     assert policy.decide(world.given(body, spec=retain)) == policy.Repair(
-        read_secret(body), (policy.TEMPLATE_DRIFT,)
+        read_secret(body), (policy.Drift.SECRET_TEMPLATE,)
     )
 
 
@@ -908,7 +921,7 @@ def test_secret_recording_another_certificate_is_drift(world: World) -> None:
     ids=["plain", "combined", "der", "pkcs12"],
 )
 def test_expected_data_keys(fields: dict[str, Any], keys: set[str]) -> None:
-    assert policy.expected_data_keys(certificate_spec(**fields)) == keys
+    assert certificate_spec(**fields).data_keys == keys
 
 
 def test_a_secret_of_another_type_blocks_issuance() -> None:
@@ -920,7 +933,7 @@ def test_a_secret_of_another_type_blocks_issuance() -> None:
     decision = policy.decide(policy.Input(CERTIFICATE, spec, facts, ca, NOW))
     assert decision == policy.Blocked(
         Violation(
-            policy.SECRET_CONFLICT,
+            Reason.SECRET_CONFLICT,
             "Secret payments-tls has type Opaque, not kubernetes.io/tls; "
             "delete it and it is created again with the right type",
         )

@@ -1,48 +1,29 @@
-"""A certificate whose issuance keeps failing, through one real Reconciler,
-Store, WorkQueue and Scheduler over an in-memory API: each failure writes the
-status once, is not queued again at once, and waits longer each time."""
+"""A certificate whose issuance keeps failing, through one real controller,
+store, work queue and scheduler over an in-memory API: each failure writes
+the status once, is not queued again at once, and waits longer each time."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
-from mtls_operator import reconcile
-from mtls_operator.cas import CARef
-from mtls_operator.kube import certificates_path
-from mtls_operator.metrics import Metrics
+from mtls_operator.api.resources import certificates_path
+from mtls_operator.certificates.controller import NAME
 from mtls_operator.pki import CertificateAuthority
-from mtls_operator.reconcile import RETRY_DELAYS, Reconciler, Settings
-from mtls_operator.scheduler import Scheduler, TokenBucket, WorkQueue
-from mtls_operator.store import Key, Store
+from mtls_operator.runtime import backoff
 
 from conftest import NOW
-from helpers.fake_api import FakeKube, FixedCAs, written_paths
+from helpers.clock import FakeClock
+from helpers.fake_api import CLUSTER_CA, FakeKube, certificate_controller, written_paths
 from helpers.objects import MIN_DURATION, NAMESPACE, spec_dict
 
-CLUSTER_CA = CARef("mtls-system", "mtls-operator-ca")
 KEY = (NAMESPACE, "java")
 
 
-@pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        yield pool
-
-
 def test_a_failing_issuance_backs_off_and_writes_once_per_attempt(
-    ecdsa_ca: CertificateAuthority, executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+    ecdsa_ca: CertificateAuthority,
 ) -> None:
-    now = 1000.0
-    monkeypatch.setattr(reconcile, "time", SimpleNamespace(time=lambda: now, monotonic=lambda: now))
-    queue: WorkQueue[Key] = WorkQueue()
-    scheduler: Scheduler[Key] = Scheduler(queue, clock=lambda: now)
-    store = Store(queue.add)
+    clock = FakeClock(NOW)
     kube = FakeKube()
     # The keystore password Secret does not exist: every attempt fails.
     body: dict[str, Any] = {
@@ -53,38 +34,32 @@ def test_a_failing_issuance_backs_off_and_writes_once_per_attempt(
             secretName="java-tls", keystores={"pkcs12": {"passwordSecretRef": {"name": "missing"}}}
         ),
     }
-    store.upsert_certificate(kube.put(certificates_path(NAMESPACE, "java"), body))
-    reconciler = Reconciler(
-        kube=kube,
-        store=store,
-        cas=FixedCAs({CLUSTER_CA: ecdsa_ca}),
-        scheduler=scheduler,
-        limiter=TokenBucket(1.0, burst=1),
-        executor=executor,
-        metrics=Metrics(),
-        settings=Settings(CLUSTER_CA, MIN_DURATION),
-        clock=lambda: NOW,
-    )
+    with certificate_controller(kube, {CLUSTER_CA: ecdsa_ca}, clock, min_duration=MIN_DURATION) as (
+        runtime,
+        controller,
+    ):
+        controller.store.upsert_certificate(kube.put(certificates_path(NAMESPACE, "java"), body))
+        lane = runtime.lane(NAME)
 
-    async def attempts(count: int) -> list[float | None]:
-        due = []
-        for _ in range(count):
-            taken = await queue.get()
-            assert taken == KEY
-            await reconciler.reconcile(KEY)
-            queue.done(KEY)
-            assert len(queue) == 0, "a failure must not queue the certificate again at once"
-            due.append(scheduler.due_at(KEY))
-            queue.add(KEY)  # the scheduler's turn, without waiting for it
-        return due
+        async def attempts(count: int) -> list[float | None]:
+            due = []
+            for _ in range(count):
+                taken = await runtime.queue.get()
+                assert taken == (NAME, KEY)
+                await controller.reconcile(KEY)
+                runtime.queue.done(taken)
+                assert len(runtime.queue) == 0, "a failure must not queue it again at once"
+                due.append(lane.due_at(KEY))
+                lane.add(KEY)  # the scheduler's turn, without waiting for it
+            return due
 
-    due = asyncio.run(attempts(4))
+        due = asyncio.run(attempts(4))
 
-    assert due == [now + delay for delay in RETRY_DELAYS[:4]]
+    assert due == [clock.time() + delay for delay in backoff.RECONCILE[:4]]
     assert len(written_paths(kube)) == 4, "one status write per failed attempt"
     status = kube.objects[certificates_path(NAMESPACE, "java")]["status"]
     assert status["failedIssuanceAttempts"] == 4
     [ready] = status["conditions"]
     assert (ready["status"], ready["reason"]) == ("False", "IssuanceFailed")
     assert "keystore password Secret shop/missing" in ready["message"]
-    assert store.certificates[KEY].failures == 4
+    assert controller.store.certificates[KEY].failures == 4

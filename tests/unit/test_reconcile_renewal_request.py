@@ -7,22 +7,20 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from mtls_operator.cas import CARef
-from mtls_operator.kube import certificates_path, secrets_path
-from mtls_operator.metrics import Metrics
+from mtls_operator.api.managed_secret import RENEWAL_REQUEST_ANNOTATION, read_secret
+from mtls_operator.api.resources import certificates_path
+from mtls_operator.certificates.controller import CertificateController
+from mtls_operator.certificates.store import Store
 from mtls_operator.pki import CertificateAuthority
-from mtls_operator.reconcile import Reconciler, Settings
-from mtls_operator.scheduler import Scheduler, TokenBucket, WorkQueue
-from mtls_operator.secrets import RENEWAL_REQUEST_ANNOTATION, read_secret
-from mtls_operator.store import Store
+from mtls_operator.runtime.kube import secrets_path
 
 from conftest import NOW
-from helpers.fake_api import FakeKube, FixedCAs, status_of
+from helpers.clock import FakeClock
+from helpers.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of
 from helpers.objects import (
     CERTIFICATE,
     MIN_DURATION,
@@ -33,26 +31,11 @@ from helpers.objects import (
     spec_dict,
 )
 
-CLUSTER_CA = CARef("mtls-system", "mtls-operator-ca")
 CERTIFICATE_PATH = certificates_path(NAMESPACE, CERTIFICATE.name)
 SECRET_PATH = secrets_path(NAMESPACE, SECRET_NAME)
 KEY = CERTIFICATE.key
 # A request dated weeks after the operator's clock.
 FUTURE_REQUEST = "2027-01-01T00:00:00Z"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime.datetime:
-        return self.now
-
-
-@pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        yield pool
 
 
 def certificate_body(request: str | None) -> dict[str, Any]:
@@ -72,26 +55,22 @@ def certificate_body(request: str | None) -> dict[str, Any]:
     }
 
 
-def world(
-    ca: CertificateAuthority, executor: ThreadPoolExecutor, clock: Clock
-) -> tuple[FakeKube, Store, Reconciler]:
+World = tuple[FakeKube, Store, CertificateController, FakeClock]
+
+
+@pytest.fixture
+def world(ecdsa_ca: CertificateAuthority) -> Iterator[World]:
     """The certificate and the Secret the operator issued for it at NOW."""
     kube = FakeKube()
-    store = Store(lambda key: None)
-    store.upsert_certificate(kube.put(CERTIFICATE_PATH, certificate_body(None)))
-    store.upsert_secret(kube.put(SECRET_PATH, secret_body(certificate_spec(), ca)))
-    reconciler = Reconciler(
-        kube=kube,
-        store=store,
-        cas=FixedCAs({CLUSTER_CA: ca}),
-        scheduler=Scheduler(WorkQueue()),
-        limiter=TokenBucket(1.0, burst=5),
-        executor=executor,
-        metrics=Metrics(),
-        settings=Settings(CLUSTER_CA, MIN_DURATION),
-        clock=clock,
-    )
-    return kube, store, reconciler
+    clock = FakeClock(NOW)
+    with certificate_controller(kube, {CLUSTER_CA: ecdsa_ca}, clock, min_duration=MIN_DURATION) as (
+        _,
+        controller,
+    ):
+        store = controller.store
+        store.upsert_certificate(kube.put(CERTIFICATE_PATH, certificate_body(None)))
+        store.upsert_secret(kube.put(SECRET_PATH, secret_body(certificate_spec(), ecdsa_ca)))
+        yield kube, store, controller, clock
 
 
 def request_renewal(kube: FakeKube, store: Store, request: str) -> None:
@@ -108,16 +87,13 @@ def secret_facts(kube: FakeKube) -> tuple[int, str | None, str | None]:
     return facts.revision, facts.annotations.get(RENEWAL_REQUEST_ANNOTATION), serial
 
 
-def test_a_request_dated_in_the_future_is_honoured_once(
-    ecdsa_ca: CertificateAuthority, executor: ThreadPoolExecutor
-) -> None:
-    clock = Clock()
-    kube, store, reconciler = world(ecdsa_ca, executor, clock)
+def test_a_request_dated_in_the_future_is_honoured_once(world: World) -> None:
+    kube, store, reconciler, clock = world
     _, _, first_serial = secret_facts(kube)
 
     async def scenario() -> None:
         request_renewal(kube, store, FUTURE_REQUEST)
-        clock.now = NOW + datetime.timedelta(minutes=1)
+        clock.set(NOW + datetime.timedelta(minutes=1))
         kube.writes.clear()
         await reconciler.reconcile(KEY)
         assert kube.writes == [
@@ -134,7 +110,7 @@ def test_a_request_dated_in_the_future_is_honoured_once(
         # Looked at again, long before the time the request names: nothing
         # more to issue.
         for minutes in (2, 3, 60 * 24):
-            clock.now = NOW + datetime.timedelta(minutes=minutes)
+            clock.set(NOW + datetime.timedelta(minutes=minutes))
             kube.writes.clear()
             await reconciler.reconcile(KEY)
             assert ("PATCH", SECRET_PATH) not in kube.writes
@@ -143,11 +119,8 @@ def test_a_request_dated_in_the_future_is_honoured_once(
     asyncio.run(scenario())
 
 
-def test_every_new_request_is_one_more_reissuance(
-    ecdsa_ca: CertificateAuthority, executor: ThreadPoolExecutor
-) -> None:
-    clock = Clock()
-    kube, store, reconciler = world(ecdsa_ca, executor, clock)
+def test_every_new_request_is_one_more_reissuance(world: World) -> None:
+    kube, store, reconciler, clock = world
 
     async def scenario() -> list[tuple[int, str | None]]:
         seen = []
@@ -155,7 +128,7 @@ def test_every_new_request_is_one_more_reissuance(
         for request in ("2026-11-28T12:05:00Z", "2026-11-28T11:00:00Z"):
             request_renewal(kube, store, request)
             for _ in range(2):
-                clock.now += datetime.timedelta(minutes=1)
+                clock.advance(60)
                 await reconciler.reconcile(KEY)
             revision, honoured, _ = secret_facts(kube)
             seen.append((revision, honoured))

@@ -1,5 +1,5 @@
-"""The work queue, the due-time heap and the token bucket. pytest-asyncio is
-not used: each test runs its own event loop with asyncio.run."""
+"""The work queue, the due-time heap and the controllers' lanes.
+pytest-asyncio is not used: each test runs its own event loop with asyncio.run."""
 
 from __future__ import annotations
 
@@ -8,19 +8,11 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-import pytest
+from mtls_operator.runtime.scheduler import Lane, Scheduler, WorkQueue
 
-from mtls_operator.scheduler import Scheduler, TokenBucket, WorkQueue
+from helpers.clock import FakeClock
 
 T = TypeVar("T")
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def run(test: Callable[[], Awaitable[T]]) -> T:
@@ -56,7 +48,6 @@ def test_queue_hands_out_each_key_once_in_order() -> None:
         assert len(queue) == 3
         taken = [await queue.get() for _ in range(3)]
         assert len(queue) == 0
-        assert queue.busy == 3
         assert await nothing_queued(queue)
         return taken
 
@@ -77,7 +68,6 @@ def test_key_added_while_processing_is_requeued_after_done() -> None:
         # ...but right after, once.
         assert await queue.get() == "a"
         queue.done("a")
-        assert queue.busy == 0
         assert await nothing_queued(queue)
 
     run(scenario)
@@ -88,7 +78,7 @@ def test_done_without_new_work_does_not_requeue() -> None:
         queue: WorkQueue[str] = WorkQueue()
         queue.add("a")
         queue.done(await queue.get())
-        assert (len(queue), queue.busy) == (0, 0)
+        assert len(queue) == 0
         assert await nothing_queued(queue)
 
     run(scenario)
@@ -158,7 +148,7 @@ async def take(queue: WorkQueue[str], count: int) -> list[str]:
 
 def test_due_keys_are_released_in_due_order() -> None:
     async def scenario() -> list[str]:
-        clock = FakeClock(100.0)
+        clock = FakeClock.at(100.0)
         async with running(clock) as (scheduler, queue):
             scheduler.schedule("c", 30.0)
             scheduler.schedule("a", 10.0)
@@ -173,13 +163,13 @@ def test_due_keys_are_released_in_due_order() -> None:
 
 def test_a_key_is_held_until_due() -> None:
     async def scenario() -> None:
-        clock = FakeClock(100.0)
+        clock = FakeClock.at(100.0)
         async with running(clock) as (scheduler, queue):
             scheduler.schedule("later", 500.0)
             await settle()
             assert await nothing_queued(queue)
             assert scheduler.due_at("later") == 500.0
-            clock.now = 500.0
+            clock.set_time(500.0)
             # Any schedule() wakes the loop, which then sees the new time.
             scheduler.schedule("far", 10_000.0)
             assert await take(queue, 1) == ["later"]
@@ -190,7 +180,7 @@ def test_a_key_is_held_until_due() -> None:
 
 def test_schedule_replaces_the_due_time() -> None:
     async def scenario() -> None:
-        clock = FakeClock(100.0)
+        clock = FakeClock.at(100.0)
         async with running(clock) as (scheduler, queue):
             scheduler.schedule("a", 50.0)
             scheduler.schedule("a", 500.0)  # postponed before the loop saw it
@@ -200,7 +190,7 @@ def test_schedule_replaces_the_due_time() -> None:
             scheduler.schedule("a", 90.0)  # brought forward
             assert await take(queue, 1) == ["a"]
             # The replaced due times are gone: nothing more when they pass.
-            clock.now = 1_000.0
+            clock.set_time(1_000.0)
             scheduler.schedule("poke", 5_000.0)
             await settle()
             assert await nothing_queued(queue)
@@ -210,7 +200,7 @@ def test_schedule_replaces_the_due_time() -> None:
 
 def test_cancel_forgets_the_key() -> None:
     async def scenario() -> None:
-        clock = FakeClock(100.0)
+        clock = FakeClock.at(100.0)
         async with running(clock) as (scheduler, queue):
             scheduler.schedule("a", 500.0)
             scheduler.schedule("b", 600.0)
@@ -218,7 +208,7 @@ def test_cancel_forgets_the_key() -> None:
             scheduler.cancel("never-scheduled")
             assert scheduler.due_at("a") is None
             assert len(scheduler) == 1
-            clock.now = 700.0
+            clock.set_time(700.0)
             scheduler.schedule("c", 650.0)
             assert await take(queue, 2) == ["b", "c"]
             await settle()
@@ -229,7 +219,7 @@ def test_cancel_forgets_the_key() -> None:
 
 def test_rescheduling_after_release_queues_again() -> None:
     async def scenario() -> list[str]:
-        clock = FakeClock(100.0)
+        clock = FakeClock.at(100.0)
         async with running(clock) as (scheduler, queue):
             scheduler.schedule("a", 10.0)
             first = await take(queue, 1)
@@ -241,7 +231,7 @@ def test_rescheduling_after_release_queues_again() -> None:
 
 def test_scheduling_a_key_that_is_being_processed_does_not_hand_it_out_twice() -> None:
     async def scenario() -> None:
-        clock = FakeClock(100.0)
+        clock = FakeClock.at(100.0)
         async with running(clock) as (scheduler, queue):
             scheduler.schedule("a", 10.0)
             key = await asyncio.wait_for(queue.get(), timeout=1)
@@ -254,29 +244,22 @@ def test_scheduling_a_key_that_is_being_processed_does_not_hand_it_out_twice() -
     run(scenario)
 
 
-# --- TokenBucket ---
+# --- Lane ---
 
 
-def test_bucket_allows_a_burst_then_spaces_requests() -> None:
-    clock = FakeClock(0.0)
-    bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
-    assert [bucket.reserve() for _ in range(6)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.5]
+def test_lanes_share_the_queue_without_mixing_their_keys() -> None:
+    async def scenario() -> list[tuple[str, str]]:
+        queue: WorkQueue[tuple[str, str]] = WorkQueue()
+        scheduler = Scheduler(queue, FakeClock.at(100.0))
+        certificates: Lane[str] = Lane("certificates", scheduler, queue)
+        pods: Lane[str] = Lane("pods", scheduler, queue)
+        certificates.add("a")
+        pods.add("a")
+        certificates.schedule("b", 500.0)
+        pods.schedule("b", 600.0)
+        assert (certificates.due_at("b"), pods.due_at("b")) == (500.0, 600.0)
+        pods.cancel("b")
+        assert (certificates.due_at("b"), pods.due_at("b")) == (500.0, None)
+        return [await queue.get() for _ in range(2)]
 
-
-def test_bucket_refills_with_time_up_to_the_burst() -> None:
-    clock = FakeClock(0.0)
-    bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
-    for _ in range(4):
-        bucket.reserve()
-    clock.now = 1.0  # one token owed, two earned
-    assert bucket.reserve() == 0.0
-    assert bucket.reserve() == pytest.approx(0.5)
-    clock.now = 1_000.0  # refilled, but never above the burst
-    assert [bucket.reserve() for _ in range(4)] == [0.0, 0.0, 0.0, 0.5]
-
-
-def test_bucket_reservations_are_spaced_by_the_rate() -> None:
-    clock = FakeClock(50.0)
-    bucket = TokenBucket(rate=20.0, burst=1, clock=clock)
-    waits = [bucket.reserve() for _ in range(5)]
-    assert waits == pytest.approx([0.0, 0.05, 0.10, 0.15, 0.20])
+    assert run(scenario) == [("certificates", "a"), ("pods", "a")]

@@ -11,25 +11,23 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from mtls_operator.issuance import issue_secret_content
-from mtls_operator.pki import CertificateAuthority, KeySpec, load_private_key
-from mtls_operator.pki.keys import private_key_to_pem
-from mtls_operator.policy import expected_data_keys
-from mtls_operator.resources import CertificateRef
-from mtls_operator.secrets import (
-    MANAGED_DATA_KEYS,
+from mtls_operator.api.managed_secret import (
     RENEWAL_REQUEST_ANNOTATION,
     KnownKeyPair,
     LeafFacts,
     SecretFacts,
-    format_timestamp,
     issuance_record,
     issued_leaf_facts,
     new_secret,
-    parse_timestamp,
     read_secret,
     secret_patch,
 )
+from mtls_operator.api.outputs import MANAGED_DATA_KEYS
+from mtls_operator.api.resources import CertificateRef
+from mtls_operator.api.timestamps import format_timestamp, parse_timestamp
+from mtls_operator.certificates.content import issue_secret_content
+from mtls_operator.pki import CertificateAuthority, KeySpec, load_private_key
+from mtls_operator.pki.keys import private_key_to_pem
 
 from conftest import NOW
 from helpers.objects import (
@@ -85,7 +83,7 @@ def test_read_secret_of_a_good_secret(body: dict[str, Any], ecdsa_ca: Certificat
     assert facts.problem is None
     assert facts.key_matches is True
     assert facts.managed is True
-    assert facts.owner_certificate == "payments"
+    assert facts.annotations["mtls.dev/certificate"] == "payments"
     assert facts.owner_uids == {"uid-payments"}
     assert facts.revision == 1
     assert facts.issued_at == NOW
@@ -455,7 +453,6 @@ def repair(lived_in: dict[str, Any], **fields: Any) -> tuple[dict[str, Any], dic
         spec,
         data={},
         record=None,
-        expected_keys=expected_data_keys(spec),
     )
     return patch, apply_merge_patch(lived_in, patch)
 
@@ -545,7 +542,6 @@ def test_patch_of_an_issuance_writes_data_and_record(
         spec,
         data=content.data,
         record=record,
-        expected_keys=expected_data_keys(spec),
     )
     result = apply_merge_patch(lived_in, patch)
     assert secret_data(result) == content.data
@@ -578,7 +574,6 @@ def test_patch_of_an_issuance_records_the_honoured_request_and_a_repair_keeps_it
             spec,
             data=content.data,
             record=record,
-            expected_keys=expected_data_keys(spec),
         ),
     )
     assert issued["metadata"]["annotations"][RENEWAL_REQUEST_ANNOTATION] == "r-1"

@@ -8,6 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mtls_operator.api.outputs import OutputFormat
+from mtls_operator.api.spec import (
+    DEFAULT_DURATION,
+    CertificateSpec,
+    InvalidSpec,
+    PrivateKeyPolicy,
+    RotationPolicy,
+    SecretKeyRef,
+    parse_spec,
+)
 from mtls_operator.pki import (
     DistinguishedName,
     KeyAlgorithm,
@@ -16,16 +26,6 @@ from mtls_operator.pki import (
     LeafRequest,
     SubjectAltNames,
     Usage,
-)
-from mtls_operator.spec import (
-    DEFAULT_DURATION,
-    CertificateSpec,
-    InvalidSpec,
-    OutputFormat,
-    PrivateKeyPolicy,
-    RotationPolicy,
-    SecretKeyRef,
-    parse_spec,
 )
 
 from helpers.objects import MIN_DURATION, spec_dict

@@ -5,14 +5,11 @@ from typing import Any
 
 import pytest
 
-from mtls_operator import policy
-from mtls_operator.secrets import LeafFacts
-from mtls_operator.status import (
-    EXPIRED,
-    ISSUED,
+from mtls_operator.api.managed_secret import LeafFacts
+from mtls_operator.api.status import (
     READY,
-    RENEWED,
     STALLED,
+    Reason,
     condition,
     failed_status,
     ready_condition,
@@ -35,7 +32,7 @@ LEAF = LeafFacts(
 )
 
 
-def ready(status: str, reason: str = ISSUED, since: str = EARLIER) -> dict[str, Any]:
+def ready(status: str, reason: str = Reason.ISSUED, since: str = EARLIER) -> dict[str, Any]:
     return {
         "type": READY,
         "status": status,
@@ -94,8 +91,8 @@ def test_last_transition_time_moves_only_with_the_status(
 def test_ready_status_layout() -> None:
     previous = {
         "conditions": [
-            ready("False", policy.INVALID_SPEC),
-            {**ready("True", policy.INVALID_SPEC), "type": STALLED},
+            ready("False", Reason.INVALID_SPEC),
+            {**ready("True", Reason.INVALID_SPEC), "type": STALLED},
         ],
         "failedIssuanceAttempts": 3,
         "lastFailureTime": EARLIER,
@@ -103,7 +100,7 @@ def test_ready_status_layout() -> None:
     status = ready_status(
         previous,
         generation=5,
-        reason=RENEWED,
+        reason=Reason.RENEWED,
         message="certificate 1f2e3d issued",
         leaf=LEAF,
         renewal=NOW + td(hours=1440),
@@ -116,7 +113,7 @@ def test_ready_status_layout() -> None:
             {
                 "type": READY,
                 "status": "True",
-                "reason": RENEWED,
+                "reason": Reason.RENEWED,
                 "message": "certificate 1f2e3d issued",
                 "observedGeneration": 5,
                 "lastTransitionTime": NOW_TEXT,
@@ -140,7 +137,7 @@ def test_ready_again_keeps_the_transition_time() -> None:
     status = ready_status(
         {"conditions": [ready("True")]},
         generation=1,
-        reason=ISSUED,
+        reason=Reason.ISSUED,
         message="m",
         leaf=LEAF,
         renewal=NOW,
@@ -167,12 +164,12 @@ ISSUED_STATUS: dict[str, Any] = {
 @pytest.mark.parametrize(
     ("reason", "stalled"),
     [
-        (policy.INVALID_SPEC, True),
-        (policy.CA_INVALID, True),
-        (policy.SECRET_CONFLICT, True),
-        (policy.CA_NOT_FOUND, False),
-        (policy.ISSUANCE_FAILED, False),
-        (EXPIRED, False),
+        (Reason.INVALID_SPEC, True),
+        (Reason.CA_INVALID, True),
+        (Reason.SECRET_CONFLICT, True),
+        (Reason.CA_NOT_FOUND, False),
+        (Reason.ISSUANCE_FAILED, False),
+        (Reason.EXPIRED, False),
     ],
 )
 def test_stalled_only_for_what_retrying_cannot_fix(reason: str, stalled: bool) -> None:
@@ -199,7 +196,7 @@ def test_failure_keeps_the_facts_of_the_certificate_in_the_secret() -> None:
     status = failed_status(
         ISSUED_STATUS,
         generation=2,
-        reason=policy.CA_NOT_FOUND,
+        reason=Reason.CA_NOT_FOUND,
         message="CA Secret x/y does not exist",
         now=NOW,
         attempt_failed=False,
@@ -230,7 +227,7 @@ def test_failed_issuance_attempts_are_counted(
     status = failed_status(
         previous,
         generation=1,
-        reason=policy.ISSUANCE_FAILED,
+        reason=Reason.ISSUANCE_FAILED,
         message="m",
         now=NOW,
         attempt_failed=attempt_failed,
@@ -241,12 +238,12 @@ def test_failed_issuance_attempts_are_counted(
 
 def test_stalled_keeps_its_transition_time_while_stalled() -> None:
     previous = {
-        "conditions": [ready("False", policy.INVALID_SPEC), {**ready("True"), "type": STALLED}]
+        "conditions": [ready("False", Reason.INVALID_SPEC), {**ready("True"), "type": STALLED}]
     }
     status = failed_status(
         previous,
         generation=3,
-        reason=policy.INVALID_SPEC,
+        reason=Reason.INVALID_SPEC,
         message="m",
         now=NOW,
         attempt_failed=False,
@@ -278,7 +275,7 @@ WANTED: dict[str, Any] = {
         ({**WANTED, "notAfter": "2027-02-26T12:00:00Z"}, True),
         ({k: v for k, v in WANTED.items() if k != "lastFailureTime"}, True),
         ({**WANTED, "conditions": [{**ready("True"), "message": "other"}]}, False),
-        ({**WANTED, "conditions": [ready("True", reason=RENEWED)]}, False),
+        ({**WANTED, "conditions": [ready("True", reason=Reason.RENEWED)]}, False),
         ({**WANTED, "conditions": [ready("False")]}, False),
         ({**WANTED, "conditions": [ready("True"), {**ready("True"), "type": STALLED}]}, False),
         ({**WANTED, "conditions": []}, False),

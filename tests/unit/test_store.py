@@ -4,9 +4,10 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.resources import CertificateRef
-from mtls_operator.spec import InvalidSpec
-from mtls_operator.store import Key, SecretSink, Store, certificate_record, newer
+from mtls_operator.api.resources import CertificateRef
+from mtls_operator.api.spec import InvalidSpec
+from mtls_operator.certificates.store import SecretSink, Store, certificate_record, newer
+from mtls_operator.runtime.kube import ObjectKey
 
 from helpers.objects import MIN_DURATION, spec_dict
 
@@ -63,12 +64,12 @@ def secret(
 
 class Recorder:
     def __init__(self) -> None:
-        self.keys: list[Key] = []
+        self.keys: list[ObjectKey] = []
 
-    def __call__(self, key: Key) -> None:
+    def __call__(self, key: ObjectKey) -> None:
         self.keys.append(key)
 
-    def take(self) -> list[Key]:
+    def take(self) -> list[ObjectKey]:
         keys, self.keys = self.keys, []
         return keys
 
@@ -433,7 +434,14 @@ def test_a_newer_incarnation_replaces_the_stored_secret(store: Store, changes: R
     assert changes.take() == [(NS, "payments")]
 
 
-def test_replace_secrets_forgets_vanished_ones_of_its_namespace_only(
+def relist(sink: SecretSink, *pages: list[dict[str, Any]]) -> None:
+    sink.begin_relist()
+    for page in pages:
+        sink.add_page(page)
+    sink.end_relist()
+
+
+def test_a_relist_forgets_vanished_secrets_of_its_namespace_only(
     store: Store, changes: Recorder
 ) -> None:
     for name in ("a", "b", "gone"):
@@ -441,16 +449,18 @@ def test_replace_secrets_forgets_vanished_ones_of_its_namespace_only(
         store.upsert_secret(secret(f"{name}-tls", owner=name))
     store.upsert_secret(secret("x-tls", namespace="other"))
     changes.take()
-    store.replace_secrets([secret("a-tls", owner="a"), secret("b-tls", rv="2", owner="b")], NS)
+    relist(
+        SecretSink(store, NS), [secret("a-tls", owner="a")], [secret("b-tls", rv="2", owner="b")]
+    )
     assert set(store.secrets) == {(NS, "a-tls"), (NS, "b-tls"), ("other", "x-tls")}
     # b changed, gone vanished; a is unchanged.
     assert sorted(changes.take()) == [(NS, "b"), (NS, "gone")]
 
 
-def test_replace_secrets_of_all_namespaces(store: Store) -> None:
+def test_a_relist_of_all_namespaces(store: Store) -> None:
     store.upsert_secret(secret("a-tls"))
     store.upsert_secret(secret("x-tls", namespace="other"))
-    store.replace_secrets([secret("a-tls")], None)
+    relist(SecretSink(store, None), [secret("a-tls")])
     assert set(store.secrets) == {(NS, "a-tls")}
 
 
@@ -458,7 +468,7 @@ def test_secret_sink_feeds_the_store(store: Store, changes: Recorder) -> None:
     store.upsert_certificate(certificate("payments"))
     store.upsert_secret(secret("stale-tls", owner="payments"))
     sink = SecretSink(store, NS)
-    sink.replace([secret("payments-tls", owner="payments")])
+    relist(sink, [secret("payments-tls", owner="payments")])
     assert set(store.secrets) == {(NS, "payments-tls")}
     sink.apply("MODIFIED", secret("payments-tls", rv="2", owner="payments"))
     assert store.secrets[(NS, "payments-tls")].resource_version == "2"

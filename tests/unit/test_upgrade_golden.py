@@ -13,10 +13,10 @@ import json
 
 import pytest
 
-from mtls_operator import policy
-from mtls_operator.resources import CertificateRef
-from mtls_operator.secrets import read_secret
-from mtls_operator.spec import parse_spec
+from mtls_operator.api.managed_secret import read_secret
+from mtls_operator.api.resources import CertificateRef
+from mtls_operator.api.spec import parse_spec
+from mtls_operator.policy import certificate as policy
 
 from helpers.golden import FIXTURE, Golden, GoldenCase, load_golden
 

@@ -164,14 +164,7 @@ def load_ca(
 
     path = _path_to_top(signing, certificates)
     intermediates = tuple(c for c in path if not is_self_issued(c))
-    if trust_bundle_pem and trust_bundle_pem.strip():
-        try:
-            bundle = tuple(load_certificates(trust_bundle_pem))
-        except CertificateLoadError as err:
-            raise CAError(CAProblem.NOT_PEM, f"the CA trust bundle is unreadable: {err}") from err
-    else:
-        roots = tuple(c for c in certificates if is_self_issued(c))
-        bundle = roots or (path[-1],)
+    bundle = _trust_bundle(trust_bundle_pem, certificates, path)
     # A bundle that cannot verify our own chain would break every relying
     # party after the next issuance; refuse it instead of issuing.
     problem = chain_problem(path, bundle, now)
@@ -181,6 +174,21 @@ def load_ca(
             f"the trust bundle does not verify the CA {subject!r}: {problem}",
         )
     return CertificateAuthority(signing, key, intermediates, bundle)
+
+
+def _trust_bundle(
+    trust_bundle_pem: bytes | None,
+    certificates: Sequence[x509.Certificate],
+    path: Sequence[x509.Certificate],
+) -> tuple[x509.Certificate, ...]:
+    """The bundle given, else every root given with the CA, else the top of its chain."""
+    if trust_bundle_pem and trust_bundle_pem.strip():
+        try:
+            return tuple(load_certificates(trust_bundle_pem))
+        except CertificateLoadError as err:
+            raise CAError(CAProblem.NOT_PEM, f"the CA trust bundle is unreadable: {err}") from err
+    roots = tuple(c for c in certificates if is_self_issued(c))
+    return roots or (path[-1],)
 
 
 def _certificate_for_key(

@@ -11,10 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mtls_operator.names import IPAddress, is_dns_name, parse_ip_address
 from mtls_operator.pki.ca import CertificateAuthority
 from mtls_operator.pki.certs import certificates_to_pem
 from mtls_operator.pki.keys import PublicKey, signature_hash
+from mtls_operator.pki.names import IPAddress, is_dns_name, parse_ip_address
 from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
 
 
@@ -123,6 +123,21 @@ class IssuedCertificate:
         return certificates_to_pem((self.certificate, *self.intermediates))
 
 
+def _leaf_key_usage(is_rsa: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        # RSA key transport only; RFC 5480 and 8410 forbid it for EC and Ed25519 keys.
+        key_encipherment=is_rsa,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def issue_leaf(
     ca: CertificateAuthority,
     request: LeafRequest,
@@ -150,21 +165,7 @@ def issue_leaf(
         .not_valid_before(now - CLOCK_SKEW_BACKDATE)
         .not_valid_after(ca.not_after if clamped else wanted_not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                # RSA key transport only; RFC 5480 and 8410 forbid it for EC and Ed25519 keys.
-                key_encipherment=is_rsa,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_leaf_key_usage(is_rsa), critical=True)
         .add_extension(x509.ExtendedKeyUsage(request.usage.extended_key_usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(

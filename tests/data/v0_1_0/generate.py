@@ -59,65 +59,170 @@ def b64(data: bytes) -> str:
 
 # (name, spec): what users write, from the minimal form to every field.
 SPECS: list[tuple[str, dict[str, Any]]] = [
-    ("minimal-server", {"secretName": "minimal-server-tls", "usage": "server",
-                        "dnsNames": ["minimal.golden.svc"]}),
-    ("common-name-only", {"secretName": "common-name-only-tls", "usage": "client",
-                          "commonName": "billing-client"}),
-    ("both-usages", {"secretName": "both-usages-tls", "usage": "both",
-                     "commonName": "api.golden.svc",
-                     "dnsNames": ["api.golden.svc", "api.golden.svc.cluster.local"]}),
-    ("uppercase-and-duplicates", {"secretName": "uppercase-tls", "usage": "server",
-                                  "dnsNames": ["B.golden.svc", "a.golden.svc", "b.golden.svc"]}),
-    ("every-san", {"secretName": "every-san-tls", "usage": "server",
-                   "commonName": "web.golden.svc",
-                   "dnsNames": ["web.golden.svc", "*.web.golden.svc"],
-                   "ipAddresses": ["10.0.0.12", "fd00::12"],
-                   "uris": ["spiffe://cluster.local/ns/golden/sa/web"],
-                   "emailAddresses": ["ops@example.com"]}),
-    ("subject-fields", {"secretName": "subject-fields-tls", "usage": "client",
-                        "commonName": "reporting",
-                        "subject": {"organizations": ["Golden Corp"],
-                                    "organizationalUnits": ["Platform"],
-                                    "countries": ["de"], "provinces": ["Berlin"],
-                                    "localities": ["Berlin"]}}),
-    ("durations", {"secretName": "durations-tls", "usage": "server",
-                   "dnsNames": ["durations.golden.svc"], "duration": "720h",
-                   "renewBefore": "240h"}),
-    ("percentage", {"secretName": "percentage-tls", "usage": "server",
-                    "dnsNames": ["percentage.golden.svc"], "duration": "90m",
-                    "renewBeforePercentage": 25}),
-    ("ecdsa-384-pkcs1", {"secretName": "ecdsa-384-tls", "usage": "server",
-                         "dnsNames": ["p384.golden.svc"],
-                         "privateKey": {"algorithm": "ECDSA", "size": 384, "encoding": "PKCS1"}}),
-    ("ecdsa-521", {"secretName": "ecdsa-521-tls", "usage": "client", "commonName": "p521",
-                   "privateKey": {"algorithm": "ecdsa", "size": 521}}),
-    ("ed25519-never", {"secretName": "ed25519-tls", "usage": "both",
-                       "dnsNames": ["ed.golden.svc"],
-                       "privateKey": {"algorithm": "Ed25519", "rotationPolicy": "Never"}}),
-    ("template-and-retain", {"secretName": "template-tls", "usage": "server",
-                             "dnsNames": ["template.golden.svc"],
-                             "secretTemplate": {"labels": {"team": "golden"},
-                                                "annotations": {"reloader/watch": "true"}},
-                             "secretDeletionPolicy": "Retain"}),
-    ("output-formats", {"secretName": "outputs-tls", "usage": "server",
-                        "dnsNames": ["outputs.golden.svc"],
-                        "additionalOutputFormats": [{"type": "CombinedPEM"}, {"type": "DER"}]}),
-    ("keystores", {"secretName": "keystores-tls", "usage": "client", "commonName": "java-client",
-                   "keystores": {"pkcs12": {"passwordSecretRef": {"name": "p12-pass"}}}}),
-    ("namespace-ca", {"secretName": "namespace-ca-tls", "usage": "server",
-                      "dnsNames": ["own.golden.svc"], "caSecretName": "golden-ca"}),
+    (
+        "minimal-server",
+        {"secretName": "minimal-server-tls", "usage": "server", "dnsNames": ["minimal.golden.svc"]},
+    ),
+    (
+        "common-name-only",
+        {"secretName": "common-name-only-tls", "usage": "client", "commonName": "billing-client"},
+    ),
+    (
+        "both-usages",
+        {
+            "secretName": "both-usages-tls",
+            "usage": "both",
+            "commonName": "api.golden.svc",
+            "dnsNames": ["api.golden.svc", "api.golden.svc.cluster.local"],
+        },
+    ),
+    (
+        "uppercase-and-duplicates",
+        {
+            "secretName": "uppercase-tls",
+            "usage": "server",
+            "dnsNames": ["B.golden.svc", "a.golden.svc", "b.golden.svc"],
+        },
+    ),
+    (
+        "every-san",
+        {
+            "secretName": "every-san-tls",
+            "usage": "server",
+            "commonName": "web.golden.svc",
+            "dnsNames": ["web.golden.svc", "*.web.golden.svc"],
+            "ipAddresses": ["10.0.0.12", "fd00::12"],
+            "uris": ["spiffe://cluster.local/ns/golden/sa/web"],
+            "emailAddresses": ["ops@example.com"],
+        },
+    ),
+    (
+        "subject-fields",
+        {
+            "secretName": "subject-fields-tls",
+            "usage": "client",
+            "commonName": "reporting",
+            "subject": {
+                "organizations": ["Golden Corp"],
+                "organizationalUnits": ["Platform"],
+                "countries": ["de"],
+                "provinces": ["Berlin"],
+                "localities": ["Berlin"],
+            },
+        },
+    ),
+    (
+        "durations",
+        {
+            "secretName": "durations-tls",
+            "usage": "server",
+            "dnsNames": ["durations.golden.svc"],
+            "duration": "720h",
+            "renewBefore": "240h",
+        },
+    ),
+    (
+        "percentage",
+        {
+            "secretName": "percentage-tls",
+            "usage": "server",
+            "dnsNames": ["percentage.golden.svc"],
+            "duration": "90m",
+            "renewBeforePercentage": 25,
+        },
+    ),
+    (
+        "ecdsa-384-pkcs1",
+        {
+            "secretName": "ecdsa-384-tls",
+            "usage": "server",
+            "dnsNames": ["p384.golden.svc"],
+            "privateKey": {"algorithm": "ECDSA", "size": 384, "encoding": "PKCS1"},
+        },
+    ),
+    (
+        "ecdsa-521",
+        {
+            "secretName": "ecdsa-521-tls",
+            "usage": "client",
+            "commonName": "p521",
+            "privateKey": {"algorithm": "ecdsa", "size": 521},
+        },
+    ),
+    (
+        "ed25519-never",
+        {
+            "secretName": "ed25519-tls",
+            "usage": "both",
+            "dnsNames": ["ed.golden.svc"],
+            "privateKey": {"algorithm": "Ed25519", "rotationPolicy": "Never"},
+        },
+    ),
+    (
+        "template-and-retain",
+        {
+            "secretName": "template-tls",
+            "usage": "server",
+            "dnsNames": ["template.golden.svc"],
+            "secretTemplate": {
+                "labels": {"team": "golden"},
+                "annotations": {"reloader/watch": "true"},
+            },
+            "secretDeletionPolicy": "Retain",
+        },
+    ),
+    (
+        "output-formats",
+        {
+            "secretName": "outputs-tls",
+            "usage": "server",
+            "dnsNames": ["outputs.golden.svc"],
+            "additionalOutputFormats": [{"type": "CombinedPEM"}, {"type": "DER"}],
+        },
+    ),
+    (
+        "keystores",
+        {
+            "secretName": "keystores-tls",
+            "usage": "client",
+            "commonName": "java-client",
+            "keystores": {"pkcs12": {"passwordSecretRef": {"name": "p12-pass"}}},
+        },
+    ),
+    (
+        "namespace-ca",
+        {
+            "secretName": "namespace-ca-tls",
+            "usage": "server",
+            "dnsNames": ["own.golden.svc"],
+            "caSecretName": "golden-ca",
+        },
+    ),
 ]
 
 # Specs whose hash is pinned but that have no Secret fixture (RSA keys
 # cannot be derived from a seed cheaply).
 HASH_ONLY: list[tuple[str, dict[str, Any]]] = [
-    (f"rsa-{size}", {"secretName": f"rsa-{size}-tls", "usage": "server",
-                     "dnsNames": [f"rsa{size}.golden.svc"],
-                     "privateKey": {"algorithm": "RSA", "size": size}})
+    (
+        f"rsa-{size}",
+        {
+            "secretName": f"rsa-{size}-tls",
+            "usage": "server",
+            "dnsNames": [f"rsa{size}.golden.svc"],
+            "privateKey": {"algorithm": "RSA", "size": size},
+        },
+    )
     for size in (2048, 3072, 4096)
 ] + [
-    ("rsa-default-pkcs1", {"secretName": "rsa-pkcs1-tls", "usage": "client", "commonName": "rsa",
-                           "privateKey": {"algorithm": "RSA", "encoding": "PKCS1"}}),
+    (
+        "rsa-default-pkcs1",
+        {
+            "secretName": "rsa-pkcs1-tls",
+            "usage": "client",
+            "commonName": "rsa",
+            "privateKey": {"algorithm": "RSA", "encoding": "PKCS1"},
+        },
+    ),
 ]
 
 
@@ -152,24 +257,35 @@ def main(out: Path) -> None:
         leaf = issued_leaf_facts(content.issued.certificate, ca.subject, ca.key_identifier)
         renewal = renewal_time(spec, NOW, leaf.not_after, uid, ca.not_after)
         status = ready_status(
-            {}, generation=1, reason=ISSUED,
+            {},
+            generation=1,
+            reason=ISSUED,
             message=f"certificate {leaf.serial_number} issued by {ca.subject!r}",
-            leaf=leaf, renewal=renewal, issuer=ca.subject, revision=1, now=NOW,
+            leaf=leaf,
+            renewal=renewal,
+            issuer=ca.subject,
+            revision=1,
+            now=NOW,
         )
-        cases.append({
-            "name": name,
-            "uid": uid,
-            "spec": spec_body,
-            "specHash": spec.issuance_hash(),
-            "keySeed": seed,
-            "keyEncoding": spec.private_key.encoding.value,
-            "rebuilt": sorted(k for k in KEY_BEARING if k in content.data),
-            "secret": secret,
-            "status": status,
-        })
+        cases.append(
+            {
+                "name": name,
+                "uid": uid,
+                "spec": spec_body,
+                "specHash": spec.issuance_hash(),
+                "keySeed": seed,
+                "keyEncoding": spec.private_key.encoding.value,
+                "rebuilt": sorted(k for k in KEY_BEARING if k in content.data),
+                "secret": secret,
+                "status": status,
+            }
+        )
     hash_only = [
-        {"name": name, "spec": body,
-         "specHash": parse_spec(body, datetime.timedelta(hours=1)).issuance_hash()}
+        {
+            "name": name,
+            "spec": body,
+            "specHash": parse_spec(body, datetime.timedelta(hours=1)).issuance_hash(),
+        }
         for name, body in HASH_ONLY
     ]
     document = {

@@ -1,0 +1,412 @@
+"""The MtlsCertificate spec, parsed into a typed, validated value.
+
+The CRD schema rejects what a schema can express; this module checks the
+rest (name syntax, durations, key combinations) and names the field and
+the bad value in a one-line error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, TypeVar
+
+from mtls_operator.api.durations import format_duration, parse_duration
+from mtls_operator.api.outputs import OutputFormat, expected_data_keys
+from mtls_operator.pki import (
+    DistinguishedName,
+    KeyAlgorithm,
+    KeyEncoding,
+    KeySpec,
+    LeafRequest,
+    SubjectAltNames,
+    Usage,
+    names,
+)
+
+DEFAULT_DURATION = datetime.timedelta(hours=2160)
+MAX_COMMON_NAME = 64
+_SUBJECT_LIMITS = {  # RFC 5280 upper bounds
+    "organizations": 64,
+    "organizationalUnits": 64,
+    "provinces": 128,
+    "localities": 128,
+}
+_COUNTRY_LENGTH = 2
+_T = TypeVar("_T")
+
+
+class InvalidSpec(ValueError):
+    """A spec the operator cannot issue from; the message names the field."""
+
+    def __init__(self, field_path: str, value: object, reason: str) -> None:
+        shown = json.dumps(value) if isinstance(value, str | int | float) else repr(value)
+        super().__init__(f"spec.{field_path} {shown}: {reason}")
+        self.field_path = field_path
+
+
+class RotationPolicy(enum.Enum):
+    ALWAYS = "Always"
+    NEVER = "Never"
+
+
+DEFAULT_KEY = KeySpec()
+
+
+@dataclass(frozen=True)
+class PrivateKeyPolicy:
+    key: KeySpec = DEFAULT_KEY
+    encoding: KeyEncoding = KeyEncoding.PKCS8
+    rotation: RotationPolicy = RotationPolicy.ALWAYS
+
+
+DEFAULT_PRIVATE_KEY_POLICY = PrivateKeyPolicy()
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class CertificateSpec:
+    secret_name: str
+    request: LeafRequest
+    private_key: PrivateKeyPolicy = DEFAULT_PRIVATE_KEY_POLICY
+    renew_before: datetime.timedelta | None = None
+    renew_before_percentage: int | None = None
+    ca_secret_name: str | None = None
+    secret_labels: tuple[tuple[str, str], ...] = ()
+    secret_annotations: tuple[tuple[str, str], ...] = ()
+    retain_secret: bool = False
+    output_formats: frozenset[OutputFormat] = frozenset()
+    pkcs12_password: SecretKeyRef | None = None
+
+    @property
+    def data_keys(self) -> frozenset[str]:
+        """The data keys the Secret must hold, no more and no fewer."""
+        return expected_data_keys(self.output_formats, self.pkcs12_password is not None)
+
+    def renew_before_for(self, lifetime: datetime.timedelta) -> datetime.timedelta:
+        """How long before notAfter to renew a certificate of `lifetime`."""
+        if self.renew_before is not None and self.renew_before < lifetime:
+            return self.renew_before
+        if self.renew_before_percentage is not None:
+            return lifetime * self.renew_before_percentage / 100
+        # Also when the CA cut the lifetime below renewBefore: renewing at
+        # once would loop, a third of what was granted does not.
+        return lifetime / 3
+
+    def issuance_hash(self) -> str:
+        """A digest of everything that goes into the certificate and key, so
+        that a change of any of it (and nothing else) means re-issuance."""
+        return self._issuance_hash
+
+    @cached_property
+    def _issuance_hash(self) -> str:
+        # Computed once per parsed spec (once per generation), not at every look.
+        request = self.request
+        material = {
+            "usage": request.usage.value,
+            "subject": request.subject.to_x509().rfc4514_string(),
+            # Sets: reordering names in the spec is not a change.
+            "dns": sorted(request.alt_names.dns_names),
+            "ip": sorted(str(ip) for ip in request.alt_names.ip_addresses),
+            "uri": sorted(request.alt_names.uris),
+            "email": sorted(request.alt_names.email_addresses),
+            "duration": format_duration(request.lifetime),
+            "key": str(self.private_key.key),
+            "encoding": self.private_key.encoding.value,
+        }
+        encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+        return "v1:" + hashlib.sha256(encoded).hexdigest()[:32]
+
+
+def parse_spec(spec: Mapping[str, Any], min_duration: datetime.timedelta) -> CertificateSpec:
+    """Validate and type a `.spec`; raises InvalidSpec on the first problem."""
+    secret_name = _string(spec, "secretName", required=True)
+    usage_text = _string(spec, "usage", required=True)
+    try:
+        usage = Usage(usage_text)
+    except ValueError:
+        raise InvalidSpec("usage", usage_text, "must be server, client or both") from None
+    request = _request(spec, usage, min_duration)
+    renew_before, percentage = _renewal(spec, request.lifetime)
+    labels, annotations = _secret_template(spec.get("secretTemplate") or {})
+    deletion = spec.get("secretDeletionPolicy") or "Delete"
+    if deletion not in ("Delete", "Retain"):
+        raise InvalidSpec("secretDeletionPolicy", deletion, "must be Delete or Retain")
+    ca_secret_name = _string(spec, "caSecretName") or None
+    if ca_secret_name is not None:
+        _check_object_name("caSecretName", ca_secret_name)
+    _check_object_name("secretName", secret_name)
+
+    return CertificateSpec(
+        secret_name=secret_name,
+        request=request,
+        private_key=_private_key(spec.get("privateKey") or {}),
+        renew_before=renew_before,
+        renew_before_percentage=percentage,
+        ca_secret_name=ca_secret_name,
+        secret_labels=labels,
+        secret_annotations=annotations,
+        retain_secret=deletion == "Retain",
+        output_formats=_output_formats(spec.get("additionalOutputFormats") or []),
+        pkcs12_password=_pkcs12(spec.get("keystores") or {}),
+    )
+
+
+def _request(
+    spec: Mapping[str, Any], usage: Usage, min_duration: datetime.timedelta
+) -> LeafRequest:
+    """What to certify: the names, the subject and the lifetime."""
+    common_name = _string(spec, "commonName") or None
+    if common_name is not None and len(common_name) > MAX_COMMON_NAME:
+        raise InvalidSpec("commonName", common_name, f"is longer than {MAX_COMMON_NAME} characters")
+    alt_names = SubjectAltNames(
+        dns_names=_unique(_each(spec, "dnsNames", names.parse_dns_name)),
+        ip_addresses=_unique(_each(spec, "ipAddresses", names.parse_ip_address)),
+        uris=_unique(_each(spec, "uris", names.parse_uri)),
+        email_addresses=_unique(_each(spec, "emailAddresses", names.parse_email_address)),
+    )
+    if not common_name and alt_names.is_empty():
+        raise InvalidSpec(
+            "commonName",
+            "",
+            "give at least one of commonName, dnsNames, ipAddresses, uris, emailAddresses",
+        )
+    subject = _subject(spec.get("subject") or {}, common_name)
+    duration = _duration(spec, "duration") or DEFAULT_DURATION
+    if duration < min_duration:
+        raise InvalidSpec(
+            "duration",
+            spec.get("duration"),
+            f"is shorter than the minimum {format_duration(min_duration)}",
+        )
+    return LeafRequest(usage, subject, alt_names, duration)
+
+
+def _renewal(
+    spec: Mapping[str, Any], duration: datetime.timedelta
+) -> tuple[datetime.timedelta | None, int | None]:
+    """renewBefore or renewBeforePercentage (at most one of them)."""
+    renew_before = _duration(spec, "renewBefore")
+    percentage = spec.get("renewBeforePercentage")
+    if renew_before is not None and percentage is not None:
+        raise InvalidSpec(
+            "renewBefore",
+            spec.get("renewBefore"),
+            "set renewBefore or renewBeforePercentage, not both",
+        )
+    if renew_before is not None and renew_before >= duration:
+        raise InvalidSpec(
+            "renewBefore",
+            spec.get("renewBefore"),
+            f"must be shorter than the duration ({format_duration(duration)})",
+        )
+    if renew_before is not None and renew_before <= datetime.timedelta(0):
+        raise InvalidSpec("renewBefore", spec.get("renewBefore"), "must be positive")
+    if percentage is not None and (
+        not isinstance(percentage, int) or isinstance(percentage, bool) or not 1 <= percentage <= 99
+    ):
+        raise InvalidSpec(
+            "renewBeforePercentage", percentage, "must be a whole number from 1 to 99"
+        )
+    return renew_before, percentage
+
+
+def _string(
+    spec: Mapping[str, Any], key: str, *, required: bool = False, path: str | None = None
+) -> str:
+    value = spec.get(key)
+    where = path or key
+    if value is None:
+        if required:
+            raise InvalidSpec(where, "", "is required")
+        return ""
+    if not isinstance(value, str):
+        raise InvalidSpec(where, value, "must be a string")
+    if required and not value:
+        raise InvalidSpec(where, value, "must not be empty")
+    return value
+
+
+def _list_of_strings(spec: Mapping[str, Any], key: str, path: str | None = None) -> list[str]:
+    where = path or key
+    values = spec.get(key) or []
+    if not isinstance(values, list):
+        raise InvalidSpec(where, values, "must be a list")
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            raise InvalidSpec(f"{where}[{index}]", value, "must be a string")
+    return values
+
+
+def _each(spec: Mapping[str, Any], key: str, parse: Callable[[str], _T]) -> list[_T]:
+    parsed = []
+    for index, value in enumerate(_list_of_strings(spec, key)):
+        try:
+            parsed.append(parse(value))
+        except ValueError as err:
+            raise InvalidSpec(f"{key}[{index}]", value, str(err)) from None
+    return parsed
+
+
+def _unique(values: Sequence[_T]) -> tuple[_T, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _subject(subject: Mapping[str, Any], common_name: str | None) -> DistinguishedName:
+    if not isinstance(subject, Mapping):
+        raise InvalidSpec("subject", subject, "must be an object")
+    fields: dict[str, tuple[str, ...]] = {}
+    for key, limit in _SUBJECT_LIMITS.items():
+        values = _list_of_strings(subject, key, f"subject.{key}")
+        for index, value in enumerate(values):
+            if not value or len(value) > limit:
+                raise InvalidSpec(
+                    f"subject.{key}[{index}]", value, f"must be 1 to {limit} characters"
+                )
+        fields[key] = tuple(values)
+    countries = _list_of_strings(subject, "countries", "subject.countries")
+    for index, country in enumerate(countries):
+        if len(country) != _COUNTRY_LENGTH or not country.isascii() or not country.isalpha():
+            raise InvalidSpec(
+                f"subject.countries[{index}]", country, "must be a two-letter ISO 3166 code"
+            )
+    return DistinguishedName(
+        common_name=common_name,
+        organizations=fields["organizations"],
+        organizational_units=fields["organizationalUnits"],
+        countries=tuple(c.upper() for c in countries),
+        provinces=fields["provinces"],
+        localities=fields["localities"],
+    )
+
+
+def _duration(spec: Mapping[str, Any], key: str) -> datetime.timedelta | None:
+    text = spec.get(key)
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidSpec(key, text, "must be a duration string such as 2160h")
+    try:
+        value = parse_duration(text)
+    except ValueError as err:
+        reason = str(err).split(": ", 1)[-1]
+        raise InvalidSpec(key, text, reason) from None
+    if value <= datetime.timedelta(0):
+        raise InvalidSpec(key, text, "must be positive")
+    return value
+
+
+def _private_key(private_key: Mapping[str, Any]) -> PrivateKeyPolicy:
+    if not isinstance(private_key, Mapping):
+        raise InvalidSpec("privateKey", private_key, "must be an object")
+    algorithm_text = _string(private_key, "algorithm", path="privateKey.algorithm") or "ECDSA"
+    try:
+        algorithm = KeyAlgorithm.parse(algorithm_text)
+    except ValueError:
+        raise InvalidSpec(
+            "privateKey.algorithm", algorithm_text, "must be ECDSA, RSA or Ed25519"
+        ) from None
+    size = private_key.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        raise InvalidSpec("privateKey.size", size, "must be a number")
+    try:
+        key = KeySpec.of(algorithm, size)
+    except ValueError as err:
+        raise InvalidSpec("privateKey.size", size, str(err)) from None
+    encoding_text = _string(private_key, "encoding", path="privateKey.encoding") or "PKCS8"
+    try:
+        encoding = KeyEncoding.parse(encoding_text)
+    except ValueError:
+        raise InvalidSpec("privateKey.encoding", encoding_text, "must be PKCS8 or PKCS1") from None
+    if encoding is KeyEncoding.PKCS1 and algorithm is KeyAlgorithm.ED25519:
+        raise InvalidSpec("privateKey.encoding", encoding_text, "Ed25519 keys can only be PKCS8")
+    rotation_text = (
+        _string(private_key, "rotationPolicy", path="privateKey.rotationPolicy") or "Always"
+    )
+    try:
+        rotation = RotationPolicy(rotation_text)
+    except ValueError:
+        raise InvalidSpec(
+            "privateKey.rotationPolicy", rotation_text, "must be Always or Never"
+        ) from None
+    return PrivateKeyPolicy(key, encoding, rotation)
+
+
+def _secret_template(
+    template: Mapping[str, Any],
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    if not isinstance(template, Mapping):
+        raise InvalidSpec("secretTemplate", template, "must be an object")
+    result = []
+    for part in ("labels", "annotations"):
+        values = template.get(part) or {}
+        if not isinstance(values, Mapping):
+            raise InvalidSpec(f"secretTemplate.{part}", values, "must be a map of strings")
+        for key, value in values.items():
+            if not isinstance(value, str):
+                raise InvalidSpec(f"secretTemplate.{part}.{key}", value, "must be a string")
+            if key.startswith(("mtls.dev/", "app.kubernetes.io/managed-by")):
+                raise InvalidSpec(
+                    f"secretTemplate.{part}.{key}", value, "is reserved for the operator"
+                )
+        result.append(tuple(sorted(values.items())))
+    return result[0], result[1]
+
+
+def _output_formats(formats: Any) -> frozenset[OutputFormat]:
+    if not isinstance(formats, list):
+        raise InvalidSpec("additionalOutputFormats", formats, "must be a list")
+    parsed = set()
+    for index, entry in enumerate(formats):
+        kind = entry.get("type") if isinstance(entry, Mapping) else entry
+        try:
+            parsed.add(OutputFormat(kind))
+        except ValueError:
+            raise InvalidSpec(
+                f"additionalOutputFormats[{index}]",
+                kind,
+                f"must be {' or '.join(f.value for f in OutputFormat)}",
+            ) from None
+    return frozenset(parsed)
+
+
+def _pkcs12(keystores: Mapping[str, Any]) -> SecretKeyRef | None:
+    if not isinstance(keystores, Mapping):
+        raise InvalidSpec("keystores", keystores, "must be an object")
+    pkcs12 = keystores.get("pkcs12")
+    if pkcs12 is None:
+        return None
+    if not isinstance(pkcs12, Mapping):
+        raise InvalidSpec("keystores.pkcs12", pkcs12, "must be an object")
+    ref = pkcs12.get("passwordSecretRef")
+    if not isinstance(ref, Mapping):
+        raise InvalidSpec("keystores.pkcs12.passwordSecretRef", ref, "is required")
+    name = _string(ref, "name", required=True, path="keystores.pkcs12.passwordSecretRef.name")
+    _check_object_name("keystores.pkcs12.passwordSecretRef.name", name)
+    key = _string(ref, "key", path="keystores.pkcs12.passwordSecretRef.key") or "password"
+    return SecretKeyRef(name, key)
+
+
+_MAX_OBJECT_NAME = 253
+
+
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _check_object_name(path: str, name: str) -> None:
+    """Kubernetes object names are DNS subdomains (RFC 1123), as the API server checks them."""
+    if len(name) > _MAX_OBJECT_NAME:
+        raise InvalidSpec(path, name, f"must be at most {_MAX_OBJECT_NAME} characters")
+    if not _OBJECT_NAME.fullmatch(name):
+        raise InvalidSpec(path, name, "must be a lower-case RFC 1123 name (a-z, 0-9, '-' and '.')")

@@ -1,0 +1,170 @@
+"""The MtlsCertificate status: the Ready condition and the facts of the
+issued certificate, laid out so that `kubectl wait --for=condition=Ready`
+and kstatus (Flux, Argo CD) read it correctly."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from mtls_operator.api.managed_secret import LeafFacts
+from mtls_operator.api.timestamps import format_timestamp
+
+READY = "Ready"
+# kstatus reads Stalled=True as "failed, waiting for a human".
+STALLED = "Stalled"
+
+
+class Reason(enum.StrEnum):
+    """Reasons of the Ready condition."""
+
+    # Ready=True.
+    ISSUED = "Issued"
+    RENEWED = "Renewed"
+    REISSUED = "Reissued"
+    # Ready=False.
+    INVALID_SPEC = "InvalidSpec"
+    CA_NOT_FOUND = "CANotFound"
+    CA_INVALID = "CAInvalid"
+    SECRET_CONFLICT = "SecretConflict"
+    ISSUANCE_FAILED = "IssuanceFailed"
+    EXPIRED = "Expired"
+
+
+# The failures that retrying cannot fix: Stalled=True, so GitOps tools stop waiting.
+STALLED_REASONS = frozenset({Reason.INVALID_SPEC, Reason.CA_INVALID, Reason.SECRET_CONFLICT})
+
+
+def condition(
+    previous: Mapping[str, Any],
+    *,
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """A condition whose lastTransitionTime moves only when status moves."""
+    old = _find(previous, kind) or {}
+    changed = old.get("status") != status
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": format_timestamp(now)
+        if changed
+        else old.get("lastTransitionTime", format_timestamp(now)),
+    }
+
+
+def ready_status(
+    previous: Mapping[str, Any],
+    *,
+    generation: int,
+    reason: str,
+    message: str,
+    leaf: LeafFacts,
+    renewal: datetime.datetime,
+    issuer: str,
+    revision: int,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    return {
+        "conditions": [
+            condition(
+                previous,
+                kind=READY,
+                status="True",
+                reason=reason,
+                message=message,
+                generation=generation,
+                now=now,
+            )
+        ],
+        "observedGeneration": generation,
+        "notBefore": format_timestamp(leaf.not_before),
+        "notAfter": format_timestamp(leaf.not_after),
+        "renewalTime": format_timestamp(renewal),
+        "serialNumber": leaf.serial_number,
+        "fingerprintSHA256": leaf.fingerprint_sha256,
+        "issuer": issuer,
+        "revision": revision,
+        "lastFailureTime": None,
+        "failedIssuanceAttempts": 0,
+    }
+
+
+def failed_status(
+    previous: Mapping[str, Any],
+    *,
+    generation: int,
+    reason: str,
+    message: str,
+    now: datetime.datetime,
+    attempt_failed: bool,
+) -> dict[str, Any]:
+    """Ready=False, keeping the facts of the certificate still in the Secret.
+    `attempt_failed` counts an issuance attempt that was made and failed."""
+    conditions = [
+        condition(
+            previous,
+            kind=READY,
+            status="False",
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+    ]
+    if reason in STALLED_REASONS:
+        conditions.append(
+            condition(
+                previous,
+                kind=STALLED,
+                status="True",
+                reason=reason,
+                message=message,
+                generation=generation,
+                now=now,
+            )
+        )
+    attempts = int(previous.get("failedIssuanceAttempts") or 0)
+    status = {**previous, "conditions": conditions, "observedGeneration": generation}
+    if attempt_failed:
+        status["failedIssuanceAttempts"] = attempts + 1
+        status["lastFailureTime"] = format_timestamp(now)
+    return status
+
+
+def ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return _find(status, READY)
+
+
+def same_status(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether writing `wanted` would change anything."""
+    for key, value in wanted.items():
+        if key == "conditions":
+            continue
+        if current.get(key) != value:
+            return False
+    current_conditions = {c.get("type"): c for c in current.get("conditions") or []}
+    wanted_conditions = {c["type"]: c for c in wanted.get("conditions") or []}
+    if current_conditions.keys() != wanted_conditions.keys():
+        return False
+    return all(
+        {k: v for k, v in current_conditions[kind].items() if k != "lastTransitionTime"}
+        == {k: v for k, v in wanted_conditions[kind].items() if k != "lastTransitionTime"}
+        for kind in wanted_conditions
+    )
+
+
+def _find(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for item in status.get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return None

@@ -1,0 +1,77 @@
+"""The operator assembled: one runtime, the CA store, and the controllers,
+fed by kopf's watches. This is the only module that knows them all."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+import kopf
+
+from mtls_operator.api.resources import GROUP, PLURAL, VERSION
+from mtls_operator.authorities.bootstrap import ensure_cluster_ca
+from mtls_operator.authorities.store import AuthorityStore, CARef
+from mtls_operator.certificates.controller import CertificateController, Settings
+from mtls_operator.runtime.clock import Clock, SystemClock
+from mtls_operator.runtime.core import Runtime
+from mtls_operator.runtime.kopf_source import WatchSource, build_registry
+from mtls_operator.runtime.kube import Kube, Login
+from mtls_operator.runtime.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...]  # empty: all namespaces
+    cluster_ca: CARef
+    bootstrap_ca: bool = False
+    min_duration: datetime.timedelta = datetime.timedelta(hours=1)
+    workers: int = 32
+    reissue_rate: float = 20.0
+    metrics_port: int = 8080
+    leader_election: bool = True
+    lease_namespace: str = "mtls-operator"
+    lease_name: str = "mtls-operator"
+
+
+class Operator:
+    def __init__(
+        self, config: OperatorConfig, login: Login, metrics: Metrics, clock: Clock | None = None
+    ) -> None:
+        self.config = config
+        self._login = login
+        clock = clock or SystemClock()
+        self.runtime = Runtime(Kube(login), clock, metrics, workers=config.workers)
+        self.authorities = AuthorityStore(self.runtime.kube, clock, metrics)
+        self.certificates = CertificateController(
+            self.runtime,
+            self.authorities,
+            Settings(
+                cluster_ca=config.cluster_ca,
+                min_duration=config.min_duration,
+                namespaces=config.namespaces,
+                reissue_rate=config.reissue_rate,
+            ),
+        )
+        self.runtime.add(self.certificates)
+
+    def registry(self) -> kopf.OperatorRegistry:
+        return build_registry(
+            [WatchSource(GROUP, VERSION, PLURAL, self.certificates.on_event)],
+            login=self._login,
+            start=self.start,
+            stop=self.stop,
+            persistence_prefix=GROUP,
+        )
+
+    async def start(self) -> None:
+        if self.config.bootstrap_ca:
+            await ensure_cluster_ca(self.runtime.kube, self.config.cluster_ca, self.runtime.clock)
+        await self.runtime.start()
+
+    def healthy(self) -> bool:
+        return self.runtime.healthy()
+
+    async def stop(self) -> None:
+        await self.runtime.stop()
+        await self.authorities.close()
+        await self.runtime.kube.close()

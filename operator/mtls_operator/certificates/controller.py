@@ -1,0 +1,262 @@
+"""The MtlsCertificate controller: MtlsCertificate in, Secret out.
+
+One reconciliation of one certificate: gather (read-only), decide (pure,
+`policy.certificate.decide`), act (write the Secret, the status, one Event).
+Every outcome schedules the next look at the object.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts
+from mtls_operator.api.spec import CertificateSpec, InvalidSpec
+from mtls_operator.api.status import Reason, ready_condition
+from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CAUnusable
+from mtls_operator.certificates.foreign_secrets import ForeignSecrets
+from mtls_operator.certificates.gather import Gatherer
+from mtls_operator.certificates.secret_writer import SecretWriter
+from mtls_operator.certificates.status_writer import StatusWriter
+from mtls_operator.certificates.store import CertificateRecord, SecretSink, Store
+from mtls_operator.pki import CAProblem, CertificateAuthority, PKIError
+from mtls_operator.policy import certificate as policy
+from mtls_operator.policy.certificate import RATE_LIMITED_TRIGGERS, RENEWAL_TRIGGERS, Drift
+from mtls_operator.runtime import backoff
+from mtls_operator.runtime.core import Runtime
+from mtls_operator.runtime.events import NORMAL
+from mtls_operator.runtime.kube import ApiError, ObjectKey, object_key, secrets_path
+from mtls_operator.runtime.rate_limit import TokenBucket, Turns
+from mtls_operator.runtime.reflector import Reflector
+
+logger = logging.getLogger(__name__)
+
+NAME = "certificates"
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster_ca: CARef
+    min_duration: datetime.timedelta
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    reissue_rate: float = 20.0
+
+
+class CertificateController:
+    name = NAME
+
+    def __init__(self, runtime: Runtime, authorities: AuthorityStore, settings: Settings) -> None:
+        self._runtime = runtime
+        self._authorities = authorities
+        self._settings = settings
+        self._lane = runtime.lane(NAME)
+        self.store = Store(self._lane.add)
+        self._foreign = ForeignSecrets(runtime.kube, self.store)
+        self._gatherer = Gatherer(self.store, self._foreign, runtime.clock)
+        self._secrets = SecretWriter(runtime, self.store, self._foreign)
+        self._status = StatusWriter(runtime, self.store, self._lane, on_gone=self._gone)
+        bucket = TokenBucket(
+            settings.reissue_rate, burst=max(1, int(settings.reissue_rate)), clock=runtime.clock
+        )
+        self._turns = Turns(bucket, runtime.clock)
+        self._reflectors: list[Reflector] = []
+
+    async def start(self) -> None:
+        """Load every managed Secret before the first certificate is looked
+        at, so that a restart never mistakes an existing Secret for a
+        missing one."""
+        selector = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
+        for namespace in self._settings.namespaces or (None,):
+            reflector = Reflector(
+                self._runtime.kube,
+                secrets_path(namespace),
+                SecretSink(self.store, namespace),
+                selector,
+            )
+            self._reflectors.append(reflector)
+            self._runtime.spawn(reflector.run(), f"secrets-{namespace or 'all'}")
+        for reflector in self._reflectors:
+            await reflector.synced.wait()
+        logger.info("loaded %d managed Secrets", len(self.store.secrets))
+
+    def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """An MtlsCertificate event from the watch."""
+        if event_type == "DELETED":
+            self.store.remove_certificate(body)
+            self._lane.add(object_key(body))
+        else:
+            self.store.upsert_certificate(body)
+
+    async def reconcile(self, key: ObjectKey) -> None:
+        record = self.store.certificates.get(key)
+        if record is None:
+            self._forget(key)
+            return
+        try:
+            await self._reconcile(record)
+        except Exception as err:  # one object's failure must not stop the others
+            if record.failures == 0:
+                logger.exception("reconciling %s/%s failed", *key)
+            else:
+                logger.warning("reconciling %s/%s failed again: %s", *key, _one_line(err))
+            try:
+                await self._status.failed(
+                    record, Reason.ISSUANCE_FAILED, _one_line(err), retry=True
+                )
+            except Exception:  # the API may be down too: just look again later
+                logger.exception("recording the failure of %s/%s failed", *key)
+                self._lane.schedule(key, self._runtime.clock.time() + backoff.UNRECORDED_FAILURE)
+
+    async def _reconcile(self, record: CertificateRecord) -> None:
+        try:
+            spec = record.parsed_spec(self._settings.min_duration)
+        except InvalidSpec as err:
+            await self._status.failed(record, Reason.INVALID_SPEC, str(err), retry=False)
+            return
+        ca_ref = (
+            CARef(record.namespace, spec.ca_secret_name)
+            if spec.ca_secret_name
+            else self._settings.cluster_ca
+        )
+        self._authorities.use(ca_ref, self._lane.add, record.key)
+        ca = await self._authorities.state(ca_ref)
+        if isinstance(ca, CAMissing):
+            # Also looked at again by the CA watch the moment the Secret appears.
+            await self._status.failed(record, Reason.CA_NOT_FOUND, ca.message, retry=True)
+            return
+        if isinstance(ca, CAUnusable):
+            # Its watch reports edits; only "not yet valid" changes by itself.
+            retry = ca.problem is CAProblem.NOT_YET_VALID
+            await self._status.failed(record, Reason.CA_INVALID, ca.message, retry=retry)
+            return
+
+        given = await self._gatherer.gather(record, spec, ca)
+        match policy.decide(given):
+            case policy.Blocked(violation):
+                await self._status.failed(
+                    record, violation.reason, violation.message, retry=violation.retry
+                )
+            case policy.Issue(trigger):
+                await self._issue(record, spec, ca, given, trigger)
+            case policy.Repair(secret, items):
+                await self._repair(record, spec, ca, secret, items)
+            case policy.UpToDate(secret):
+                await self._confirm(record, spec, ca, secret)
+
+    async def _issue(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        ca: CertificateAuthority,
+        given: policy.Input,
+        trigger: policy.Violation,
+    ) -> None:
+        if trigger.reason in RATE_LIMITED_TRIGGERS:
+            turn = self._turns.wait(record.key)
+            if turn is not None:
+                self._lane.schedule(record.key, turn)
+                return
+        else:
+            self._turns.forget(record.key)
+        started = self._runtime.clock.monotonic()
+        try:
+            written = await self._secrets.issue(record, spec, spec.request, ca, given.secret)
+        except Exception:
+            self._observe("failure", trigger, started)
+            raise
+        if written is None:
+            self._lane.add(record.key)  # someone else wrote the Secret first
+            return
+        self._observe("success", trigger, started)
+        reason = (
+            Reason.ISSUED
+            if written.revision == 1
+            else Reason.RENEWED
+            if trigger.reason in RENEWAL_TRIGGERS
+            else Reason.REISSUED
+        )
+        message = f"certificate {written.serial} issued by {ca.subject!r}"
+        message += f", valid until {written.not_after}"
+        if written.content.issued.clamped_to_ca:
+            message += " (cut to the CA's own expiry)"
+        record.failures = 0
+        if written.facts is not None:
+            await self._status.ready(
+                record,
+                spec,
+                written.facts,
+                ca,
+                reason=reason,
+                message=message,
+                revision=written.revision,
+            )
+        await self._status.event(
+            record, NORMAL, reason, f"{message}; trigger {trigger.reason}: {trigger.message}"
+        )
+
+    async def _repair(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        ca: CertificateAuthority,
+        secret: SecretFacts,
+        items: tuple[Drift, ...],
+    ) -> None:
+        rewrite_data = any(item in policy.DATA_DRIFT for item in items)
+        repaired = await self._secrets.repair(record, spec, ca, secret, rewrite_data)
+        if repaired is None:
+            self._lane.add(record.key)  # changed meanwhile, or gone: look again
+            return
+        await self._status.event(
+            record,
+            NORMAL,
+            "SecretUpdated",
+            f"Secret {spec.secret_name}: updated {', '.join(items)}",
+        )
+        await self._confirm(record, spec, ca, repaired)
+
+    async def _confirm(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        ca: CertificateAuthority,
+        secret: SecretFacts,
+    ) -> None:
+        """Nothing to issue: make sure the status tells what the Secret holds
+        (after a restart, or when a status write was lost)."""
+        current = ready_condition(record.status)
+        if current is not None and current.get("status") == "True":
+            reason, message = str(current.get("reason")), str(current.get("message"))
+        else:
+            reason, message = Reason.ISSUED, f"certificate in Secret {spec.secret_name} is valid"
+        await self._status.ready(
+            record, spec, secret, ca, reason=reason, message=message, revision=secret.revision
+        )
+
+    def _observe(self, result: str, trigger: policy.Violation, started: float) -> None:
+        elapsed = self._runtime.clock.monotonic() - started
+        self._runtime.metrics.observe_issuance(result, trigger.reason, elapsed)
+
+    def _gone(self, record: CertificateRecord) -> None:
+        self._forget(record.key)
+        self.store.remove_certificate(
+            {"metadata": {"namespace": record.namespace, "name": record.name, "uid": record.uid}}
+        )
+
+    def _forget(self, key: ObjectKey) -> None:
+        """A certificate that no longer exists: drop everything kept for it."""
+        self._lane.cancel(key)
+        self._turns.forget(key)
+        self._runtime.metrics.forget_certificate(*key)
+        self._authorities.release(self._lane.add, key)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else ""
+    return (
+        f"{type(err).__name__}: {text}"[:500]
+        if not isinstance(err, PKIError | ApiError)
+        else text[:500]
+    )

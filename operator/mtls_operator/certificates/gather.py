@@ -1,0 +1,34 @@
+"""Gather: everything the decision needs about one certificate, read from
+memory (kept current by watches) and, for a Secret the operator does not
+own, from the API. Read-only: nothing here writes or starts anything."""
+
+from __future__ import annotations
+
+from mtls_operator.api.spec import CertificateSpec
+from mtls_operator.certificates.foreign_secrets import ForeignSecrets
+from mtls_operator.certificates.store import CertificateRecord, Store
+from mtls_operator.pki import CertificateAuthority
+from mtls_operator.policy.certificate import Input
+from mtls_operator.runtime.clock import Clock
+
+
+class Gatherer:
+    def __init__(self, store: Store, foreign: ForeignSecrets, clock: Clock) -> None:
+        self._store = store
+        self._foreign = foreign
+        self._clock = clock
+
+    async def gather(
+        self, record: CertificateRecord, spec: CertificateSpec, ca: CertificateAuthority
+    ) -> Input:
+        secret = self._store.secrets.get(
+            (record.namespace, spec.secret_name)
+        ) or await self._foreign.current(record.namespace, spec.secret_name)
+        return Input(
+            certificate=record.ref,
+            spec=spec,
+            secret=secret,
+            ca=ca,
+            now=self._clock.now(),
+            older_claimant=self._store.older_claimant(record),
+        )

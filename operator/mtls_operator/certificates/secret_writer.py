@@ -1,0 +1,186 @@
+"""Act, on the Secret: write a newly issued key pair, or repair what drifted
+around a valid one. Every update is a merge patch that carries the
+resourceVersion it was computed from, so a concurrent change makes it fail
+(and the certificate is looked at again) instead of being overwritten."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from mtls_operator.api.managed_secret import (
+    NOT_AFTER_ANNOTATION,
+    SERIAL_ANNOTATION,
+    KnownKeyPair,
+    SecretFacts,
+    issuance_record,
+    issued_leaf_facts,
+    new_secret,
+    secret_patch,
+)
+from mtls_operator.api.outputs import TLS_CRT, TLS_KEY
+from mtls_operator.api.secret_data import decode_data
+from mtls_operator.api.spec import CertificateSpec, RotationPolicy
+from mtls_operator.certificates.content import SecretContent, issue_secret_content, repaired_data
+from mtls_operator.certificates.foreign_secrets import ForeignSecrets
+from mtls_operator.certificates.store import CertificateRecord, Store
+from mtls_operator.pki import CertificateAuthority, LeafRequest, PKIError
+from mtls_operator.runtime.core import Runtime
+from mtls_operator.runtime.kube import ApiError, Object, secrets_path
+
+
+@dataclass(frozen=True)
+class Written:
+    """A Secret just written with a new certificate."""
+
+    content: SecretContent
+    facts: SecretFacts | None
+    serial: str
+    not_after: str
+    revision: int
+
+
+class SecretWriter:
+    def __init__(self, runtime: Runtime, store: Store, foreign: ForeignSecrets) -> None:
+        self._kube = runtime.kube
+        self._executor = runtime.executor
+        self._clock = runtime.clock
+        self._store = store
+        self._foreign = foreign
+
+    async def issue(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        request: LeafRequest,
+        ca: CertificateAuthority,
+        secret: SecretFacts | None,
+    ) -> Written | None:
+        """Generate the key (or keep it), sign `request`, and write the
+        Secret; None when a concurrent write won."""
+        now = self._clock.now()
+        content = await self._sign(record, spec, request, ca, reuse_key=secret is not None, now=now)
+        revision = max(secret.revision if secret else 0, record.status_revision) + 1
+        annotations = issuance_record(
+            spec,
+            content.issued,
+            ca,
+            issued_at=now,
+            revision=revision,
+            renewal_request=record.ref.renewal_request,
+        )
+        data = content.data
+        path = secrets_path(record.namespace)
+        if secret is None:
+            body = new_secret(record.ref, spec, data, annotations)
+            written = await self._write(record, spec, lambda: self._kube.create(path, body))
+        else:
+            patch = secret_patch(secret, record.ref, spec, data=data, record=annotations)
+            path = secrets_path(record.namespace, spec.secret_name)
+            written = await self._write(record, spec, lambda: self._kube.merge_patch(path, patch))
+        if written is None:
+            return None
+        known = KnownKeyPair(
+            data[TLS_CRT],
+            data[TLS_KEY],
+            issued_leaf_facts(content.issued.certificate, ca.subject, ca.key_identifier),
+        )
+        facts = self._store.upsert_secret(written, known, notify=False) or self._store.secrets.get(
+            (record.namespace, spec.secret_name)
+        )
+        return Written(
+            content,
+            facts,
+            serial=annotations[SERIAL_ANNOTATION],
+            not_after=annotations[NOT_AFTER_ANNOTATION],
+            revision=revision,
+        )
+
+    async def _sign(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        request: LeafRequest,
+        ca: CertificateAuthority,
+        *,
+        reuse_key: bool,
+        now: datetime.datetime,
+    ) -> SecretContent:
+        """In a worker thread: RSA key generation takes up to seconds."""
+        previous_key = None
+        if reuse_key and spec.private_key.rotation is RotationPolicy.NEVER:
+            previous_key = await self._secret_data(record.namespace, spec.secret_name, TLS_KEY)
+        password = await self.pkcs12_password(record.namespace, spec)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor,
+            lambda: issue_secret_content(
+                spec,
+                ca,
+                now,
+                request=request,
+                previous_key_pem=previous_key,
+                pkcs12_password=password,
+            ),
+        )
+
+    async def repair(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        ca: CertificateAuthority,
+        secret: SecretFacts,
+        rewrite_data: bool,
+    ) -> SecretFacts | None:
+        """Bring metadata (and with `rewrite_data`, the trust bundle and the
+        extra formats) up to date without issuing; None when a concurrent
+        write won or the Secret is gone."""
+        data: dict[str, bytes] = {}
+        if rewrite_data:
+            current = await self._kube.get(secrets_path(record.namespace, spec.secret_name))
+            if current is None:
+                return None
+            password = await self.pkcs12_password(record.namespace, spec)
+            current_data = decode_data(current.get("data"))
+            data = await asyncio.get_running_loop().run_in_executor(
+                self._executor, lambda: repaired_data(spec, ca, current_data, password)
+            )
+        patch = secret_patch(secret, record.ref, spec, data=data, record=None)
+        written = await self._write(
+            record,
+            spec,
+            lambda: self._kube.merge_patch(secrets_path(record.namespace, spec.secret_name), patch),
+        )
+        if written is None:
+            return None
+        return self._store.upsert_secret(written, notify=False) or secret
+
+    async def pkcs12_password(self, namespace: str, spec: CertificateSpec) -> bytes | None:
+        ref = spec.pkcs12_password
+        if ref is None:
+            return None
+        value = await self._secret_data(namespace, ref.name, ref.key)
+        if not value:
+            raise PKIError(
+                f"keystore password Secret {namespace}/{ref.name} has no key {ref.key!r}"
+            )
+        return value.rstrip(b"\r\n")
+
+    async def _write(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        request: Callable[[], Awaitable[Object]],
+    ) -> Object | None:
+        try:
+            return await request()
+        except ApiError as err:
+            if not err.conflict:
+                raise
+        await self._foreign.refresh(record.namespace, spec.secret_name)
+        return None
+
+    async def _secret_data(self, namespace: str, name: str, key: str) -> bytes | None:
+        body = await self._kube.get(secrets_path(namespace, name))
+        return decode_data(body.get("data")).get(key) if body else None

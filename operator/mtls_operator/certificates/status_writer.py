@@ -1,0 +1,154 @@
+"""Act, on the MtlsCertificate: its status, the Events about it, its
+metrics, and when to look at it next. Every outcome of a reconciliation
+ends here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+from mtls_operator.api.managed_secret import SecretFacts
+from mtls_operator.api.resources import certificates_path
+from mtls_operator.api.spec import CertificateSpec
+from mtls_operator.api.status import (
+    Reason,
+    failed_status,
+    ready_condition,
+    ready_status,
+    same_status,
+)
+from mtls_operator.certificates.store import CertificateRecord, Store
+from mtls_operator.pki import CertificateAuthority
+from mtls_operator.policy.certificate import secret_renewal_time
+from mtls_operator.runtime import backoff
+from mtls_operator.runtime.core import Runtime
+from mtls_operator.runtime.events import WARNING
+from mtls_operator.runtime.kube import ApiError
+from mtls_operator.runtime.metrics import CertificateGauges
+from mtls_operator.runtime.scheduler import Lane
+
+logger = logging.getLogger(__name__)
+
+# A failure that cost an issuance attempt (counted in the status).
+_ATTEMPT_REASONS = frozenset({Reason.ISSUANCE_FAILED, Reason.EXPIRED})
+
+
+class StatusWriter:
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: Store,
+        lane: Lane[Hashable],
+        on_gone: Callable[[CertificateRecord], None],
+    ) -> None:
+        self._kube = runtime.kube
+        self._events = runtime.events
+        self._metrics = runtime.metrics
+        self._clock = runtime.clock
+        self._store = store
+        self._lane = lane
+        self._on_gone = on_gone
+
+    async def ready(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        secret: SecretFacts,
+        ca: CertificateAuthority,
+        *,
+        reason: str,
+        message: str,
+        revision: int,
+    ) -> None:
+        """Ready=True with the facts of the certificate in `secret`, and the
+        next look at its renewal time."""
+        renewal = secret_renewal_time(spec, record.uid, secret, ca.not_after)
+        if secret.leaf is None or renewal is None:
+            return
+        status = ready_status(
+            record.status,
+            generation=record.generation,
+            reason=reason,
+            message=message,
+            leaf=secret.leaf,
+            renewal=renewal,
+            issuer=ca.subject,
+            revision=revision,
+            now=self._clock.now(),
+        )
+        await self._patch(record, status)
+        self._lane.schedule(record.key, renewal.timestamp())
+        self._metrics.set_certificate(
+            record.namespace,
+            record.name,
+            CertificateGauges(
+                spec.secret_name, secret.leaf.not_after.timestamp(), renewal.timestamp(), True
+            ),
+        )
+
+    async def failed(
+        self, record: CertificateRecord, reason: str, message: str, *, retry: bool
+    ) -> None:
+        """Ready=False (written and announced once per distinct failure),
+        and a retry with backoff when `retry`."""
+        secret = self._store.secrets.get((record.namespace, record.secret_name or ""))
+        leaf = secret.leaf if secret is not None and secret.managed else None
+        now = self._clock.now()
+        if reason == Reason.ISSUANCE_FAILED and leaf is not None and now >= leaf.not_after:
+            reason = Reason.EXPIRED
+            message = f"the certificate expired at {leaf.not_after.isoformat()}; {message}"
+        previous = ready_condition(record.status)
+        is_new = (
+            previous is None
+            or previous.get("status") != "False"
+            or (previous.get("reason"), previous.get("message")) != (reason, message)
+        )
+        attempted = reason in _ATTEMPT_REASONS
+        status = failed_status(
+            record.status,
+            generation=record.generation,
+            reason=reason,
+            message=message,
+            now=now,
+            attempt_failed=attempted,
+        )
+        # Counted before the status write, whose response replaces the record
+        # in the store (and carries the count over).
+        delay = backoff.delay(backoff.RECONCILE, record.failures)
+        if retry:
+            record.failures += 1
+        if is_new or attempted:
+            await self._patch(record, status)
+        if is_new:
+            await self._events.record(record.ref.involved_object(), WARNING, reason, message)
+        if retry:
+            self._lane.schedule(record.key, self._clock.time() + delay)
+        else:
+            self._lane.cancel(record.key)
+        self._metrics.set_certificate(
+            record.namespace,
+            record.name,
+            CertificateGauges(
+                record.secret_name or "", leaf.not_after.timestamp() if leaf else None, None, False
+            ),
+        )
+
+    async def event(self, record: CertificateRecord, kind: str, reason: str, message: str) -> None:
+        await self._events.record(record.ref.involved_object(), kind, reason, message)
+
+    async def _patch(self, record: CertificateRecord, status: Mapping[str, Any]) -> None:
+        if same_status(record.status, status):
+            return
+        try:
+            written = await self._kube.merge_patch(
+                certificates_path(record.namespace, record.name, "status"), {"status": status}
+            )
+        except ApiError as err:
+            if err.not_found:
+                # Gone, though no DELETED event said so (kopf does not report
+                # deletions that happened while its watch was re-listing).
+                self._on_gone(record)
+                return
+            raise
+        self._store.upsert_certificate(written, notify=False)

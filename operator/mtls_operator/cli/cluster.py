@@ -1,0 +1,214 @@
+"""The day-2 commands that talk to a cluster: `status`, `renew` and
+`inspect secret` (also as `kubectl mtls ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mtls_operator.api.managed_secret import read_secret
+from mtls_operator.api.outputs import CA_CRT, TLS_CRT
+from mtls_operator.api.resources import RENEW_REQUESTED_ANNOTATION, certificates_path
+from mtls_operator.api.secret_data import decode_data
+from mtls_operator.api.timestamps import parse_timestamp
+from mtls_operator.cli.report import EXIT_CHAIN_INVALID, render_chain_report
+from mtls_operator.pki import CertificateLoadError, inspect_chain, load_certificates
+from mtls_operator.runtime.kube import (
+    ApiError,
+    Kube,
+    current_namespace,
+    default_login,
+    secrets_path,
+)
+
+
+class ClusterCommandError(Exception):
+    """A one-line message for the user."""
+
+
+def add_namespace_arguments(parser: argparse.ArgumentParser, *, all_allowed: bool) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", metavar="NS", help="default: the kubeconfig context's namespace"
+    )
+    if all_allowed:
+        scope.add_argument("-A", "--all-namespaces", action="store_true")
+
+
+def status(args: argparse.Namespace) -> int:
+    return _run(_status, args)
+
+
+def renew(args: argparse.Namespace) -> int:
+    if bool(args.name) == bool(args.all):
+        raise ClusterCommandError("give a certificate NAME or --all")
+    return _run(_renew, args)
+
+
+def inspect_secret(args: argparse.Namespace) -> int:
+    return _run(_inspect_secret, args)
+
+
+def _run(
+    command: Callable[[Kube, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
+) -> int:
+    async def main() -> int:
+        kube = Kube(default_login)
+        try:
+            return await command(kube, args)
+        finally:
+            await kube.close()
+
+    try:
+        return asyncio.run(main())
+    except ApiError as err:
+        if err.status == 0:
+            raise ClusterCommandError(f"cannot reach the cluster: {err.message}") from None
+        raise ClusterCommandError(
+            f"the API server refused: {err.status} {err.reason}: {err.message}"
+        ) from None
+
+
+def _namespace(args: argparse.Namespace) -> str | None:
+    if getattr(args, "all_namespaces", False):
+        return None
+    return args.namespace or current_namespace()
+
+
+async def _status(kube: Kube, args: argparse.Namespace) -> int:
+    namespace = _namespace(args)
+    items, _ = await kube.list(certificates_path(namespace))
+    now = datetime.datetime.now(datetime.UTC)
+    rows = [_status_row(item, now) for item in sorted(items, key=_sort_key)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        where = "any namespace" if namespace is None else f"namespace {namespace}"
+        print(f"No MtlsCertificates in {where}.")
+        return 0
+    columns = ["NAME", "READY", "REASON", "SECRET", "EXPIRES", "DAYS LEFT", "RENEWAL"]
+    if namespace is None:
+        columns.insert(0, "NAMESPACE")
+    keys = {
+        "NAMESPACE": "namespace",
+        "NAME": "name",
+        "READY": "ready",
+        "REASON": "reason",
+        "SECRET": "secret",
+        "EXPIRES": "notAfter",
+        "DAYS LEFT": "daysLeft",
+        "RENEWAL": "renewalTime",
+    }
+    table = [columns] + [
+        [str(row[keys[c]] if row[keys[c]] is not None else "-") for c in columns] for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def _sort_key(item: dict[str, Any]) -> tuple[str, str]:
+    metadata = item.get("metadata") or {}
+    return (metadata.get("namespace", ""), metadata.get("name", ""))
+
+
+def _status_row(item: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    metadata, spec, status = (
+        item.get("metadata") or {},
+        item.get("spec") or {},
+        item.get("status") or {},
+    )
+    ready: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    not_after = parse_timestamp(status.get("notAfter"))
+    return {
+        "namespace": metadata.get("namespace"),
+        "name": metadata.get("name"),
+        "ready": ready.get("status", "Unknown"),
+        "reason": ready.get("reason"),
+        "message": ready.get("message"),
+        "secret": spec.get("secretName"),
+        "notAfter": status.get("notAfter"),
+        "daysLeft": round((not_after - now).total_seconds() / 86400, 1) if not_after else None,
+        "renewalTime": status.get("renewalTime"),
+    }
+
+
+async def _renew(kube: Kube, args: argparse.Namespace) -> int:
+    namespace = _namespace(args)
+    if args.all:
+        items, _ = await kube.list(certificates_path(namespace))
+        targets = [
+            (
+                (i.get("metadata") or {}).get("namespace", ""),
+                (i.get("metadata") or {}).get("name", ""),
+            )
+            for i in items
+        ]
+    else:
+        if namespace is None:
+            raise ClusterCommandError("renew NAME needs a namespace, not --all-namespaces")
+        targets = [(namespace, args.name)]
+    # A new value each time: the operator honours each distinct value once.
+    requested = (
+        datetime.datetime.now(datetime.UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
+    for target_namespace, name in targets:
+        try:
+            await kube.merge_patch(
+                certificates_path(target_namespace, name),
+                {"metadata": {"annotations": {RENEW_REQUESTED_ANNOTATION: requested}}},
+            )
+        except ApiError as err:
+            if err.not_found:
+                raise ClusterCommandError(
+                    f"MtlsCertificate {target_namespace}/{name} not found"
+                ) from None
+            raise
+        print(f"renewal requested for {target_namespace}/{name}")
+    if not targets:
+        print("No MtlsCertificates to renew.")
+    return 0
+
+
+async def _inspect_secret(kube: Kube, args: argparse.Namespace) -> int:
+    namespace = _namespace(args) or "default"
+    body = await kube.get(secrets_path(namespace, args.name))
+    if body is None:
+        raise ClusterCommandError(f"Secret {namespace}/{args.name} not found")
+    data = decode_data(body.get("data"))
+    if not data.get(TLS_CRT):
+        raise ClusterCommandError(f"Secret {namespace}/{args.name} has no {TLS_CRT}")
+    try:
+        chain = load_certificates(data[TLS_CRT])
+        anchors = load_certificates(data[CA_CRT]) if data.get(CA_CRT) else None
+    except CertificateLoadError as err:
+        raise ClusterCommandError(f"Secret {namespace}/{args.name}: {err}") from None
+    report = inspect_chain(chain, anchors, datetime.datetime.now(datetime.UTC))
+    facts = read_secret(body)
+    key_state = facts.problem or (
+        "tls.key matches tls.crt" if facts.key_matches else "tls.key does NOT match tls.crt"
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {**report.to_json(), "secret": f"{namespace}/{args.name}", "key": key_state},
+                indent=2,
+            )
+        )
+    else:
+        print(f"Secret {namespace}/{args.name} ({body.get('type', '')}): {key_state}")
+        print(render_chain_report(report).replace("the given CA bundle", f"the Secret's {CA_CRT}"))
+    healthy = report.chain_valid is not False and facts.problem is None and facts.key_matches
+    return 0 if healthy else EXIT_CHAIN_INVALID

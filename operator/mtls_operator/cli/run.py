@@ -1,0 +1,227 @@
+"""`mtls-operator run`: the operator process, with leader election and the
+health and metrics endpoints around it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Coroutine
+from pathlib import Path
+
+import kopf
+
+from mtls_operator.api.durations import parse_duration
+from mtls_operator.app import Operator, OperatorConfig
+from mtls_operator.authorities.store import CARef
+from mtls_operator.runtime.clock import SystemClock
+from mtls_operator.runtime.endpoints import start_endpoints
+from mtls_operator.runtime.kube import Kube, default_login
+from mtls_operator.runtime.leader import LeaseElection
+from mtls_operator.runtime.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CA_SECRET_NAME = "mtls-operator-ca"
+_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        dest="namespaces",
+        metavar="NS",
+        help="serve only this namespace (repeatable)",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="serve every namespace (default)"
+    )
+    parser.add_argument(
+        "--cluster-ca-secret",
+        metavar="NS/NAME",
+        help=f"cluster CA Secret (default: {DEFAULT_CA_SECRET_NAME} in the operator's namespace)",
+    )
+    parser.add_argument(
+        "--bootstrap-ca", action="store_true", help="create a self-signed cluster CA if missing"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=8080, help="/metrics and /healthz port; 0 disables"
+    )
+    parser.add_argument(
+        "--min-duration", default="1h", help="shortest spec.duration accepted (Go duration)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=32, help="certificates reconciled concurrently"
+    )
+    parser.add_argument(
+        "--reissue-rate",
+        type=float,
+        default=20.0,
+        help="re-issuances per second after a CA swap or a wave of renewals",
+    )
+    parser.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="work only while holding a Lease, so that several replicas are safe (default: on)",
+    )
+    parser.add_argument("--lease-name", default="mtls-operator", help="name of the Lease")
+    parser.add_argument(
+        "--lease-namespace", metavar="NS", help="namespace of the Lease (default: the operator's)"
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument("--verbose", action="store_true", help="log every reconciliation")
+
+
+def operator_namespace() -> str:
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        return "mtls-operator"
+
+
+def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
+    if args.cluster_ca_secret:
+        namespace, slash, name = args.cluster_ca_secret.partition("/")
+        if not slash or not namespace or not name:
+            raise ValueError(
+                f"--cluster-ca-secret {args.cluster_ca_secret!r}: expected NAMESPACE/NAME"
+            )
+        cluster_ca = CARef(namespace, name)
+    else:
+        cluster_ca = CARef(operator_namespace(), DEFAULT_CA_SECRET_NAME)
+    try:
+        min_duration = parse_duration(args.min_duration)
+    except ValueError as err:
+        raise ValueError(f"--min-duration: {err}") from None
+    if min_duration <= datetime.timedelta(0):
+        raise ValueError(f"--min-duration {args.min_duration!r}: must be positive")
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: must be at least 1")
+    if args.reissue_rate <= 0:
+        raise ValueError(f"--reissue-rate {args.reissue_rate}: must be positive")
+    return OperatorConfig(
+        namespaces=tuple(args.namespaces),
+        cluster_ca=cluster_ca,
+        bootstrap_ca=args.bootstrap_ca,
+        min_duration=min_duration,
+        workers=args.workers,
+        reissue_rate=args.reissue_rate,
+        metrics_port=args.metrics_port,
+        leader_election=args.leader_election,
+        lease_namespace=args.lease_namespace or operator_namespace(),
+        lease_name=args.lease_name,
+    )
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    config = config_from_arguments(args)
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not args.verbose:
+        # kopf logs every raw event it hands over; the reconciler logs what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: OperatorConfig) -> int:
+    """Serve /healthz and /metrics at once (a standby replica is healthy
+    too), wait for the Lease when leader election is on, then run kopf
+    until a signal, or until the Lease is lost."""
+    # Missing credentials are a configuration error: say so and stop, rather
+    # than retry forever (an unreachable API server, later, is retried).
+    await default_login()
+    metrics = Metrics()
+    operator = Operator(config, default_login, metrics)
+    endpoints = (
+        await start_endpoints(config.metrics_port, metrics, operator.healthy)
+        if config.metrics_port
+        else None
+    )
+    kube = Kube(default_login)
+    election: LeaseElection | None = None
+    holding: asyncio.Task[None] | None = None
+    try:
+        if config.leader_election:
+            election = LeaseElection(
+                kube, config.lease_namespace, config.lease_name, _identity(), clock=SystemClock()
+            )
+            metrics.leader = False
+            if not await _until_signal(election.acquire()):
+                return 0
+            metrics.leader = True
+            holding = asyncio.create_task(election.hold(), name="lease")
+        stop = asyncio.Event()
+        operating = asyncio.create_task(
+            kopf.operator(
+                registry=operator.registry(),
+                clusterwide=not config.namespaces,
+                namespaces=config.namespaces,
+                standalone=True,
+                stop_flag=stop,
+            ),
+            name="kopf",
+        )
+        done, _ = await asyncio.wait(
+            {t for t in (operating, holding) if t is not None}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if holding is not None and holding in done:
+            # Another replica may lead now: stop working at once; the
+            # Deployment restarts this one as a standby.
+            logger.error("stopping: %s", holding.exception())
+            metrics.leader = False
+            stop.set()
+            await operating
+            return 1
+        await operating
+        return 0
+    finally:
+        if holding is not None:
+            holding.cancel()
+        if election is not None:
+            await election.release()
+        await kube.close()
+        if endpoints is not None:
+            await endpoints.cleanup()
+
+
+async def _until_signal(waiting: Coroutine[None, None, None]) -> bool:
+    """Run `waiting`; False if SIGTERM or SIGINT came first (kopf installs
+    its own handlers once it runs)."""
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signalled.set)
+    task = asyncio.create_task(waiting)
+    stopper = asyncio.create_task(signalled.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        stopper.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    return False
+
+
+def _identity() -> str:
+    """The pod name (or host name) plus a random part: a restarted process
+    is a new candidate, not the old holder."""
+    return f"{socket.gethostname()}-{secrets.token_hex(3)}"

@@ -1,0 +1,342 @@
+"""The decision for one MtlsCertificate: blocked, (re-)issue, repair, or
+nothing to do.
+
+One frozen input goes through ordered chains of small pure checks; each
+returns None or a Violation, and the first violation wins. Time is part of
+the input, never read inside a check.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mtls_operator.api.managed_secret import (
+    CERTIFICATE_ANNOTATION,
+    CERTIFICATE_UID_ANNOTATION,
+    MANAGED_BY_LABEL,
+    RENEWAL_REQUEST_ANNOTATION,
+    SECRET_TYPE,
+    SPEC_HASH_ANNOTATION,
+    TEMPLATE_ANNOTATIONS_ANNOTATION,
+    TEMPLATE_LABELS_ANNOTATION,
+    SecretFacts,
+)
+from mtls_operator.api.outputs import MANAGED_DATA_KEYS, TLS_CRT, TLS_KEY
+from mtls_operator.api.resources import CertificateRef
+from mtls_operator.api.spec import CertificateSpec
+from mtls_operator.api.status import Reason
+from mtls_operator.pki import CertificateAuthority
+from mtls_operator.policy.renewal import issued_at, renewal_time
+
+
+class Trigger(enum.StrEnum):
+    """Why a certificate is issued, in the order they are checked."""
+
+    SECRET_MISSING = "SecretMissing"
+    SECRET_INVALID = "SecretInvalid"
+    KEY_MISMATCH = "KeyMismatch"
+    ISSUER_CHANGED = "IssuerChanged"
+    SPEC_CHANGED = "SpecChanged"
+    EXPIRED = "Expired"
+    RENEWAL_DUE = "RenewalDue"
+    MANUAL_RENEWAL = "ManualRenewal"
+
+
+RENEWAL_TRIGGERS = frozenset({Trigger.EXPIRED, Trigger.RENEWAL_DUE, Trigger.MANUAL_RENEWAL})
+# Re-issuances that may wait their turn: a CA swap or a wave of renewals
+# must not rewrite thousands of Secrets in the same second. (An expired
+# certificate never waits.)
+RATE_LIMITED_TRIGGERS = frozenset({Trigger.ISSUER_CHANGED, Trigger.RENEWAL_DUE})
+
+
+class Drift(enum.StrEnum):
+    """What is repaired in a Secret whose certificate is fine."""
+
+    TRUST_BUNDLE = "TrustBundle"
+    SECRET_TEMPLATE = "SecretTemplate"
+    OWNER_REFERENCE = "OwnerReference"
+    OUTPUT_FORMATS = "OutputFormats"
+
+
+# Drift whose repair rewrites data (and so needs the key and a worker thread).
+DATA_DRIFT = frozenset({Drift.TRUST_BUNDLE, Drift.OUTPUT_FORMATS})
+
+
+@dataclass(frozen=True)
+class Violation:
+    reason: str
+    message: str
+    # Whether looking again later may find it resolved even if no watched
+    # object changes (a blocked certificate is otherwise looked at when
+    # its spec, Secret or CA changes).
+    retry: bool = False
+
+
+@dataclass(frozen=True)
+class Input:
+    certificate: CertificateRef
+    spec: CertificateSpec
+    secret: SecretFacts | None
+    ca: CertificateAuthority
+    now: datetime.datetime
+    # An older certificate in the namespace that names the same Secret.
+    older_claimant: str | None = None
+
+
+Check = Callable[[Input], Violation | None]
+
+
+def renewal_due_at(
+    spec: CertificateSpec,
+    issued: datetime.datetime,
+    not_after: datetime.datetime,
+    uid: str,
+    ca_not_after: datetime.datetime | None = None,
+) -> datetime.datetime:
+    """When a certificate issued at `issued` is due for renewal;
+    renewBefore defaults to a third of the lifetime actually granted."""
+    return renewal_time(spec.renew_before_for(not_after - issued), not_after, uid, ca_not_after)
+
+
+def secret_renewal_time(
+    spec: CertificateSpec, uid: str, secret: SecretFacts, ca_not_after: datetime.datetime | None
+) -> datetime.datetime | None:
+    """When the certificate in `secret` is due for renewal."""
+    start = issued_at(secret)
+    if secret.leaf is None or start is None:
+        return None
+    return renewal_due_at(spec, start, secret.leaf.not_after, uid, ca_not_after)
+
+
+# --- Blocking checks: issuance is impossible until something changes. ---
+
+
+def older_claimant(given: Input) -> Violation | None:
+    if given.older_claimant is None:
+        return None
+    return Violation(
+        Reason.SECRET_CONFLICT,
+        f"Secret {given.spec.secret_name} is also named by the older certificate "
+        f"{given.older_claimant}, which owns it",
+    )
+
+
+def unmanaged_secret(given: Input) -> Violation | None:
+    if given.secret is None or given.secret.managed:
+        return None
+    # A foreign Secret is not watched: look again later whether it is gone.
+    return Violation(
+        Reason.SECRET_CONFLICT,
+        f"Secret {given.spec.secret_name} exists and is not managed by mtls-operator; "
+        "it is left untouched (delete it or choose another secretName)",
+        retry=True,
+    )
+
+
+def wrong_secret_type(given: Input) -> Violation | None:
+    """The type of a Secret cannot change; one of another type cannot hold
+    a certificate the way pods expect."""
+    if given.secret is None or given.secret.secret_type in (SECRET_TYPE, ""):
+        return None
+    return Violation(
+        Reason.SECRET_CONFLICT,
+        f"Secret {given.spec.secret_name} has type {given.secret.secret_type}, not {SECRET_TYPE}; "
+        "delete it and it is created again with the right type",
+    )
+
+
+def ca_expired(given: Input) -> Violation | None:
+    if given.now <= given.ca.not_after:
+        return None
+    return Violation(
+        Reason.CA_INVALID,
+        f"the CA {given.ca.subject!r} expired at {given.ca.not_after.isoformat()}",
+    )
+
+
+BLOCKING_CHECKS: tuple[Check, ...] = (
+    older_claimant,
+    unmanaged_secret,
+    wrong_secret_type,
+    ca_expired,
+)
+
+
+# --- Issuance triggers, in the order of the specification. ---
+
+
+def secret_missing(given: Input) -> Violation | None:
+    if given.secret is not None:
+        return None
+    return Violation(Trigger.SECRET_MISSING, f"Secret {given.spec.secret_name} does not exist")
+
+
+def secret_invalid(given: Input) -> Violation | None:
+    if given.secret is None or given.secret.problem is None:
+        return None
+    return Violation(
+        Trigger.SECRET_INVALID, f"Secret {given.spec.secret_name}: {given.secret.problem}"
+    )
+
+
+def key_mismatch(given: Input) -> Violation | None:
+    if given.secret is None or given.secret.key_matches:
+        return None
+    return Violation(
+        Trigger.KEY_MISMATCH, f"{TLS_KEY} does not belong to the certificate in {TLS_CRT}"
+    )
+
+
+def issuer_changed(given: Input) -> Violation | None:
+    leaf = given.secret.leaf if given.secret else None
+    if leaf is None:
+        return None
+    same_issuer = leaf.issuer == given.ca.subject
+    same_key = leaf.authority_key_id in (None, given.ca.key_identifier)
+    if same_issuer and same_key:
+        return None
+    return Violation(
+        Trigger.ISSUER_CHANGED,
+        f"the certificate was not issued by the current CA {given.ca.subject!r}",
+    )
+
+
+def spec_changed(given: Input) -> Violation | None:
+    if given.secret is None:
+        return None
+    if given.secret.annotations.get(SPEC_HASH_ANNOTATION) == given.spec.issuance_hash():
+        return None
+    return Violation(Trigger.SPEC_CHANGED, "the certificate no longer matches the spec")
+
+
+def expired(given: Input) -> Violation | None:
+    leaf = given.secret.leaf if given.secret else None
+    if leaf is None or given.now < leaf.not_after:
+        return None
+    return Violation(Trigger.EXPIRED, f"the certificate expired at {leaf.not_after.isoformat()}")
+
+
+def renewal_due(given: Input) -> Violation | None:
+    if given.secret is None:
+        return None
+    due = secret_renewal_time(given.spec, given.certificate.uid, given.secret, given.ca.not_after)
+    if due is None or given.now < due:
+        return None
+    return Violation(Trigger.RENEWAL_DUE, f"renewal was due at {due.isoformat()}")
+
+
+def manual_renewal(given: Input) -> Violation | None:
+    """A renew-requested-at value that no issuance has honoured yet. Each
+    issuance records the value it saw, so one request means exactly one
+    re-issuance, whatever the clocks of the client and the operator say."""
+    requested = given.certificate.renewal_request
+    if requested is None or given.secret is None:
+        return None
+    if given.secret.annotations.get(RENEWAL_REQUEST_ANNOTATION) == requested:
+        return None
+    return Violation(Trigger.MANUAL_RENEWAL, f"renewal was requested at {requested}")
+
+
+ISSUANCE_CHECKS: tuple[Check, ...] = (
+    secret_missing,
+    secret_invalid,
+    key_mismatch,
+    issuer_changed,
+    spec_changed,
+    expired,
+    renewal_due,
+    manual_renewal,
+)
+
+
+def first_violation(checks: tuple[Check, ...], given: Input) -> Violation | None:
+    for check in checks:
+        violation = check(given)
+        if violation is not None:
+            return violation
+    return None
+
+
+# --- Drift: the certificate is fine, the Secret around it is not. ---
+
+
+def drift(given: Input) -> tuple[Drift, ...]:
+    """What to repair in an otherwise valid Secret, in a fixed order."""
+    secret, spec, certificate = given.secret, given.spec, given.certificate
+    if secret is None:
+        return ()
+    found = []
+    if secret.trust_bundle_sha256 != given.ca.trust_bundle_sha256:
+        found.append(Drift.TRUST_BUNDLE)
+    if _metadata_drifted(certificate, spec, secret):
+        found.append(Drift.SECRET_TEMPLATE)
+    owned = certificate.uid in secret.owner_uids
+    if owned == spec.retain_secret:
+        found.append(Drift.OWNER_REFERENCE)
+    if secret.data_keys & MANAGED_DATA_KEYS != spec.data_keys:
+        found.append(Drift.OUTPUT_FORMATS)
+    return tuple(found)
+
+
+def _metadata_drifted(
+    certificate: CertificateRef, spec: CertificateSpec, secret: SecretFacts
+) -> bool:
+    """Labels and annotations: ours, and those of secretTemplate (including
+    removing template keys the template no longer has)."""
+    if secret.labels.get(MANAGED_BY_LABEL) is None:
+        return True
+    if secret.annotations.get(CERTIFICATE_ANNOTATION) != certificate.name:
+        return True  # e.g. a retained Secret taken over by a new certificate
+    if secret.annotations.get(CERTIFICATE_UID_ANNOTATION) != certificate.uid:
+        return True
+    for wanted, actual, record in (
+        (dict(spec.secret_labels), secret.labels, TEMPLATE_LABELS_ANNOTATION),
+        (dict(spec.secret_annotations), secret.annotations, TEMPLATE_ANNOTATIONS_ANNOTATION),
+    ):
+        if any(actual.get(k) != v for k, v in wanted.items()):
+            return True
+        if secret.template_keys(record) != frozenset(wanted):
+            return True  # keys to remove, or to record
+    return False
+
+
+# --- The decision. ---
+
+
+@dataclass(frozen=True)
+class Blocked:
+    violation: Violation
+
+
+@dataclass(frozen=True)
+class Issue:
+    trigger: Violation
+
+
+@dataclass(frozen=True)
+class Repair:
+    secret: SecretFacts
+    items: tuple[Drift, ...]
+
+
+@dataclass(frozen=True)
+class UpToDate:
+    secret: SecretFacts
+
+
+Decision = Blocked | Issue | Repair | UpToDate
+
+
+def decide(given: Input) -> Decision:
+    blocker = first_violation(BLOCKING_CHECKS, given)
+    if blocker is not None:
+        return Blocked(blocker)
+    trigger = first_violation(ISSUANCE_CHECKS, given)
+    if trigger is not None or given.secret is None:
+        # (No trigger fires only for an existing Secret with a valid key pair.)
+        return Issue(trigger or Violation(Trigger.SECRET_MISSING, "no Secret"))
+    items = drift(given)
+    return Repair(given.secret, items) if items else UpToDate(given.secret)

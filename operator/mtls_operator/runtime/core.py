@@ -1,0 +1,106 @@
+"""The runtime every controller shares: the API client, the clock, the work
+queue and scheduler, the worker pool, the crypto threads and the metrics.
+Controllers register here; the runtime starts them, then hands each key
+that is due to the controller it belongs to."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from mtls_operator.runtime.clock import Clock
+from mtls_operator.runtime.events import EventRecorder
+from mtls_operator.runtime.kube import Kube
+from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.runtime.scheduler import Lane, Scheduler, WorkQueue
+
+logger = logging.getLogger(__name__)
+
+WorkKey = tuple[str, Any]  # (controller name, the controller's own key)
+
+
+class Controller(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Load what must be known before the first reconciliation (and
+        start the watches that keep it current)."""
+
+    async def reconcile(self, key: Any) -> None:
+        """Look at one object; never raises for that object's own problems."""
+
+
+class Runtime:
+    def __init__(
+        self,
+        kube: Kube,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        workers: int = 32,
+        crypto_threads: int = 4,
+    ) -> None:
+        self.kube = kube
+        self.clock = clock
+        self.metrics = metrics
+        self.events = EventRecorder(kube, clock)
+        self.queue: WorkQueue[WorkKey] = WorkQueue()
+        self.scheduler: Scheduler[WorkKey] = Scheduler(self.queue, clock)
+        # Key generation and signing run here, never on the event loop.
+        self.executor = ThreadPoolExecutor(
+            max_workers=crypto_threads, thread_name_prefix="mtls-crypto"
+        )
+        self._workers = workers
+        self._controllers: dict[str, Controller] = {}
+        self._started: set[str] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._working = False
+
+    def lane(self, name: str) -> Lane[Hashable]:
+        return Lane(name, self.scheduler, self.queue)
+
+    def add(self, controller: Controller) -> None:
+        self._controllers[controller.name] = controller
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        """A task that runs as long as the runtime does; its end is a failure."""
+        self._tasks.append(asyncio.create_task(coroutine, name=name))
+
+    async def start(self) -> None:
+        """Start every controller, then the scheduler and the workers.
+
+        Safe to call again after a failure (kopf retries start-up handlers):
+        what was started is kept, not started twice."""
+        for name, controller in self._controllers.items():
+            if name not in self._started:
+                await controller.start()
+                self._started.add(name)
+        if not self._working:
+            self._working = True
+            self.spawn(self.scheduler.run(), "scheduler")
+            for index in range(self._workers):
+                self.spawn(self._work(), f"worker-{index}")
+
+    def healthy(self) -> bool:
+        """No task of a started runtime has died (a standby has none yet)."""
+        return all(not t.done() for t in self._tasks)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            name, own_key = key
+            try:
+                await self._controllers[name].reconcile(own_key)
+            except Exception:  # a controller's bug must not end a worker
+                logger.exception("reconciling %s %s failed", name, own_key)
+            finally:
+                self.queue.done(key)

@@ -1,0 +1,29 @@
+"""The HTTP endpoints for Prometheus and the kubelet: /metrics, /healthz."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from mtls_operator.runtime.metrics import Metrics
+
+
+async def start_endpoints(
+    port: int, metrics: Metrics, healthy: Callable[[], bool]
+) -> web.AppRunner:
+    async def metrics_handler(_: web.Request) -> web.Response:
+        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def health_handler(_: web.Request) -> web.Response:
+        if healthy():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="a watch, the scheduler or a worker has stopped\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", health_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host="0.0.0.0", port=port).start()  # noqa: S104 - scraped from the pod network
+    return runner

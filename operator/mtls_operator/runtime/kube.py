@@ -1,0 +1,406 @@
+"""The one module that talks to the Kubernetes API.
+
+A small asynchronous REST client on aiohttp (already kopf's transport) with
+the few calls the operator makes. Credentials come from the in-cluster
+ServiceAccount or the kubeconfig, through the kubernetes client library (so
+exec plugins work), and are renewed on a 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kopf
+
+from mtls_operator.runtime import backoff
+
+logger = logging.getLogger(__name__)
+
+Login = Callable[[], Awaitable[kopf.ConnectionInfo]]
+Object = dict[str, Any]
+ObjectKey = tuple[str, str]  # (namespace, name)
+
+MERGE_PATCH = "application/merge-patch+json"
+_RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_WATCH_TIMEOUT_SECONDS = 290
+_LIST_PAGE_SIZE = 500
+_REQUEST_TIMEOUT = 30.0
+
+
+class ApiError(Exception):
+    """A refused API request, with the status and the server's reason."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        # Status 0: no answer from the API server (no credentials, unreachable).
+        super().__init__(f"{status} {reason}: {message}" if status else message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        """A failed precondition (resourceVersion) or an existing name."""
+        return self.status == 409
+
+
+class Gone(ApiError):
+    """The requested resourceVersion is too old; the caller must re-list."""
+
+
+def object_key(body: Mapping[str, Any]) -> ObjectKey:
+    metadata = body.get("metadata") or {}
+    return (metadata.get("namespace", ""), metadata.get("name", ""))
+
+
+def secrets_path(namespace: str | None, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{namespace}/secrets" if namespace else "/api/v1/secrets"
+    return f"{base}/{name}" if name else base
+
+
+def events_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/events"
+
+
+def leases_path(namespace: str, name: str | None = None) -> str:
+    base = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    return f"{base}/{name}" if name else base
+
+
+class Pages:
+    def __init__(self, kube: Kube, path: str, params: dict[str, str]) -> None:
+        self._kube, self._path, self._params = kube, path, params
+        self.resource_version = ""
+
+    def __aiter__(self) -> AsyncIterator[list[Object]]:
+        return self._pages()
+
+    async def _pages(self) -> AsyncIterator[list[Object]]:
+        query = {**self._params, "limit": str(_LIST_PAGE_SIZE)}
+        while True:
+            page = await self._kube.request("GET", self._path, params=query)
+            yield page.get("items") or []
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue")
+            if not token:
+                self.resource_version = str(metadata.get("resourceVersion", ""))
+                return
+            query["continue"] = token
+
+
+@dataclass
+class _Connection:
+    server: str
+    session: aiohttp.ClientSession
+    watch_session: aiohttp.ClientSession
+    headers: dict[str, str]
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.watch_session.close()
+
+
+class Kube:
+    """The API client. One instance per process; safe for concurrent use."""
+
+    def __init__(self, login: Login, *, max_connections: int = 64) -> None:
+        self._login = login
+        self._max_connections = max_connections
+        self._connection: _Connection | None = None
+        self._connecting = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    # --- Requests. ---
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+        retry: bool = True,
+        timeout: float = _REQUEST_TIMEOUT,
+    ) -> Object:
+        """One API call. Unless `retry` is off, connection failures, 429 and
+        5xx answers are retried a few times with backoff."""
+        relogged = False
+        delays = (*backoff.REQUEST, None) if retry else (None,)
+        for attempt, delay in enumerate(delays):
+            connection = await self._connect()
+            try:
+                async with connection.session.request(
+                    method,
+                    connection.server + path,
+                    params=params,
+                    data=None if body is None else json.dumps(body),
+                    headers={**connection.headers, "Content-Type": content_type},
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as response:
+                    if response.status == 401 and not relogged:
+                        relogged = True
+                        await self._reset(connection)
+                        continue
+                    if response.status in _RETRIABLE_STATUSES and delay is not None:
+                        await asyncio.sleep(_retry_after(response, delay))
+                        continue
+                    payload = await response.read()
+                    if response.status >= 400:
+                        raise _api_error(response.status, payload)
+                    return json.loads(payload) if payload else {}
+            except (aiohttp.ClientConnectionError, TimeoutError) as err:
+                if delay is None:
+                    raise ApiError(0, "Unreachable", f"{type(err).__name__}: {err}") from err
+                logger.debug(
+                    "API request %s %s failed (attempt %d): %s", method, path, attempt, err
+                )
+                await asyncio.sleep(delay)
+        raise ApiError(0, "Unreachable", f"{method} {path} kept failing")
+
+    async def get(
+        self, path: str, *, retry: bool = True, timeout: float = _REQUEST_TIMEOUT
+    ) -> Object | None:
+        try:
+            return await self.request("GET", path, retry=retry, timeout=timeout)
+        except ApiError as err:
+            if err.not_found:
+                return None
+            raise
+
+    async def create(
+        self, path: str, body: Object, *, retry: bool = True, timeout: float = _REQUEST_TIMEOUT
+    ) -> Object:
+        return await self.request("POST", path, body=body, retry=retry, timeout=timeout)
+
+    async def replace(
+        self, path: str, body: Object, *, retry: bool = True, timeout: float = _REQUEST_TIMEOUT
+    ) -> Object:
+        """PUT: fails with 409 when body's resourceVersion is not current."""
+        return await self.request("PUT", path, body=body, retry=retry, timeout=timeout)
+
+    async def merge_patch(self, path: str, patch: Object) -> Object:
+        return await self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+    async def list(
+        self, path: str, params: Mapping[str, str] | None = None
+    ) -> tuple[list[Object], str]:
+        """Every item, and the resourceVersion to watch from."""
+        items: list[Object] = []
+        pages = self.list_pages(path, params)
+        async for page in pages:
+            items.extend(page)
+        return items, pages.resource_version
+
+    def list_pages(self, path: str, params: Mapping[str, str] | None = None) -> Pages:
+        """The items in pages, so that a large collection is never held in
+        memory at once; `resource_version` is set after the last page."""
+        return Pages(self, path, dict(params or {}))
+
+    async def watch(
+        self, path: str, resource_version: str, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[tuple[str, Object]]:
+        """Events after `resource_version`, until the server ends the stream.
+        Raises Gone when the version is too old to continue from."""
+        query = {
+            **(params or {}),
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(_WATCH_TIMEOUT_SECONDS),
+        }
+        connection = await self._connect()
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=_WATCH_TIMEOUT_SECONDS + 30)
+        async with connection.watch_session.get(
+            connection.server + path, params=query, headers=connection.headers, timeout=timeout
+        ) as response:
+            if response.status == 401:
+                await self._reset(connection)
+            if response.status >= 400:
+                raise _api_error(response.status, await response.read())
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    raise _api_error(int(obj.get("code", 500)), json.dumps(obj).encode())
+                yield kind, obj
+
+    # --- Connection. ---
+
+    async def _connect(self) -> _Connection:
+        if self._connection is not None:
+            return self._connection
+        async with self._connecting:
+            if self._connection is None:
+                info = await self._login()
+                self._connection = _open(info, self._max_connections)
+            return self._connection
+
+    async def _reset(self, stale: _Connection) -> None:
+        async with self._connecting:
+            if self._connection is stale:
+                self._connection = None
+                await stale.close()
+
+
+def _open(info: kopf.ConnectionInfo, max_connections: int) -> _Connection:
+    headers: dict[str, str] = {"Accept": "application/json"}
+    if info.token:
+        headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+    elif info.username and info.password:
+        headers["Authorization"] = aiohttp.BasicAuth(info.username, info.password).encode()
+    context: ssl.SSLContext | bool = (
+        _ssl_context(info) if info.server.startswith("https") else False
+    )
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context, limit=max_connections),
+        trust_env=info.trust_env,
+    )
+    # Watches hold a connection for minutes each: they get their own pool,
+    # so that however many there are, requests always find a connection.
+    watch_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context, limit=0), trust_env=info.trust_env
+    )
+    return _Connection(info.server.rstrip("/"), session, watch_session, headers)
+
+
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
+    if info.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif info.ca_data:
+        data = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
+        context = ssl.create_default_context(cadata=_pem_text(data))
+    else:
+        context = ssl.create_default_context(
+            cafile=os.fsdecode(info.ca_path) if info.ca_path else None
+        )
+    certificate, key = info.certificate_path, info.private_key_path
+    if info.certificate_data or info.private_key_data:
+        # The ssl module reads client credentials only from files: write them
+        # to owner-only temporary files for the duration of the load.
+        with (
+            _temporary_file(info.certificate_data) as cert_file,
+            _temporary_file(info.private_key_data) as key_file,
+        ):
+            context.load_cert_chain(cert_file or os.fsdecode(certificate or ""), key_file or None)
+    elif certificate:
+        context.load_cert_chain(os.fsdecode(certificate), os.fsdecode(key) if key else None)
+    return context
+
+
+def _pem_text(data: str) -> str:
+    """kopf hands CA data either as PEM or as base64 of PEM (kubeconfig style)."""
+    if "-----BEGIN" in data:
+        return data
+    import base64  # noqa: PLC0415 - only for this rare form
+
+    return base64.b64decode(data).decode()
+
+
+@contextlib.contextmanager
+def _temporary_file(data: str | bytes | None) -> Iterator[str | None]:
+    if not data:
+        yield None
+        return
+    content = data.encode() if isinstance(data, str) else data
+    descriptor, path = tempfile.mkstemp(prefix="mtls-operator-")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+        yield path
+    finally:
+        os.unlink(path)
+
+
+def _retry_after(response: aiohttp.ClientResponse, default: float) -> float:
+    try:
+        return min(float(response.headers.get("Retry-After", default)), 10.0)
+    except ValueError:
+        return default
+
+
+def _api_error(status: int, payload: bytes) -> ApiError:
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    reason = str(body.get("reason") or "Error")
+    message = str(body.get("message") or payload[:200].decode(errors="replace"))
+    error_type = Gone if status == 410 else ApiError
+    return error_type(status, reason, message)
+
+
+async def default_login() -> kopf.ConnectionInfo:
+    """Credentials the way kubectl finds them: the in-cluster ServiceAccount,
+    else $KUBECONFIG (read now, not at import) or ~/.kube/config, through the
+    kubernetes client library so that exec plugins and auth providers work."""
+    return await asyncio.to_thread(login)
+
+
+def login() -> kopf.ConnectionInfo:
+    import kubernetes.client  # noqa: PLC0415 - heavy; only needed to log in
+    import kubernetes.config  # noqa: PLC0415
+
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        try:
+            kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)  # type: ignore[no-untyped-call]
+        except (kubernetes.config.ConfigException, OSError) as err:
+            raise ApiError(
+                0, "NoCredentials", f"no in-cluster ServiceAccount and no usable kubeconfig: {err}"
+            ) from None
+    config = kubernetes.client.Configuration.get_default_copy()
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
+
+
+def current_namespace() -> str:
+    """The namespace commands default to, as kubectl picks it: the
+    kubeconfig context's namespace, else `default`."""
+    import kubernetes.config  # noqa: PLC0415 - heavy; only the CLI needs it
+
+    try:
+        _, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None
+        )
+    except (kubernetes.config.ConfigException, OSError, ValueError):
+        return "default"
+    namespace = ((active or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else "default"

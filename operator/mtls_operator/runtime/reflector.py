@@ -1,0 +1,97 @@
+"""A local, always-current view of a server-side filtered collection:
+list, then watch from the listed version, and list again when the watch
+cannot continue (410 Gone) or the connection drops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
+
+from mtls_operator.runtime import backoff
+from mtls_operator.runtime.kube import Gone, Kube, Object
+
+logger = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    def apply(self, event_type: str, obj: Object) -> None:
+        """One change: ADDED, MODIFIED or DELETED."""
+
+
+class Sink(EventSink, Protocol):
+    def replace(self, items: list[Object]) -> None:
+        """The full collection, after a (re-)list: drop what is not in it."""
+
+
+@runtime_checkable
+class PagedSink(EventSink, Protocol):
+    """A sink that takes a (re-)list page by page, so that thousands of
+    objects are never all in memory at once."""
+
+    def begin_relist(self) -> None: ...
+
+    def add_page(self, items: list[Object]) -> None: ...
+
+    def end_relist(self) -> None:
+        """Drop what no page contained."""
+
+
+class Reflector:
+    def __init__(
+        self,
+        kube: Kube,
+        path: str,
+        sink: Sink | PagedSink,
+        params: Mapping[str, str] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self._kube = kube
+        self._path = path
+        self._params = dict(params or {})
+        self._sink = sink
+        self._on_error = on_error
+        self.synced = asyncio.Event()
+
+    async def run(self) -> None:
+        failures = 0
+        resource_version = ""
+        while True:
+            try:
+                if not resource_version:
+                    resource_version = await self._relist()
+                    self.synced.set()
+                async for event_type, obj in self._kube.watch(
+                    self._path, resource_version, self._params
+                ):
+                    failures = 0
+                    resource_version = (obj.get("metadata") or {}).get(
+                        "resourceVersion", resource_version
+                    )
+                    if event_type != "BOOKMARK":
+                        self._sink.apply(event_type, obj)
+            except Gone:
+                resource_version = ""
+            except Exception as err:  # a watch outlives any failure; only cancellation ends it
+                delay = backoff.delay(backoff.WATCH, failures)
+                failures += 1
+                message = str(err) or type(err).__name__
+                logger.warning(
+                    "watch of %s failed (%s); retrying in %.1fs", self._path, message, delay
+                )
+                if self._on_error is not None:
+                    self._on_error(message)
+                await asyncio.sleep(delay)
+
+    async def _relist(self) -> str:
+        if not isinstance(self._sink, PagedSink):
+            items, resource_version = await self._kube.list(self._path, self._params)
+            self._sink.replace(items)
+            return resource_version
+        pages = self._kube.list_pages(self._path, self._params)
+        self._sink.begin_relist()
+        async for page in pages:
+            self._sink.add_page(page)
+        self._sink.end_relist()
+        return pages.resource_version

@@ -1,0 +1,34 @@
+"""A clock that moves only when a test moves it."""
+
+from __future__ import annotations
+
+import datetime
+
+
+class FakeClock:
+    def __init__(self, now: datetime.datetime) -> None:
+        self._now = now
+        self._start = now
+
+    def now(self) -> datetime.datetime:
+        return self._now
+
+    def time(self) -> float:
+        return self._now.timestamp()
+
+    def monotonic(self) -> float:
+        return (self._now - self._start).total_seconds()
+
+    @classmethod
+    def at(cls, seconds: float) -> FakeClock:
+        """A clock reading `seconds` as its Unix time."""
+        return cls(datetime.datetime.fromtimestamp(seconds, datetime.UTC))
+
+    def set_time(self, seconds: float) -> None:
+        self._now = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+
+    def set(self, now: datetime.datetime) -> None:
+        self._now = now
+
+    def advance(self, seconds: float) -> None:
+        self._now += datetime.timedelta(seconds=seconds)
