@@ -99,11 +99,12 @@ async def project_client(task: str, count: int, prefix: str) -> dict[str, float]
 async def library_client(task: str, count: int, prefix: str) -> dict[str, float]:
     from kubernetes.aio import client, config  # noqa: PLC0415
 
-    await config.load_kube_config(config_file=os.environ["KUBECONFIG"])
+    await config.load_kube_config(config_file=os.environ["KUBECONFIG"])  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = CONCURRENCY * 2
     async with client.ApiClient(configuration) as api:
-        v1 = client.CoreV1Api(api)
+        # Any: the bodies are passed as dicts, as users of the library write them.
+        v1: Any = client.CoreV1Api(api)
         if task == "burst":
 
             async def issue(index: int) -> None:
