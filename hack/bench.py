@@ -254,8 +254,9 @@ class Bench:
         )
 
     async def prepare(self) -> None:
-        self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mtlscertificates.yaml"))
-        self.kubectl("wait", "--for=condition=Established", "crd/mtlscertificates.mtls.dev")
+        self.kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
+        for crd in ("mtlscertificates.mtls.dev", "mtlspolicies.mtls.dev"):
+            self.kubectl("wait", "--for=condition=Established", f"crd/{crd}")
         for namespace in (NAMESPACE, BASELINE_NAMESPACE, OPERATOR_NAMESPACE):
             self.kubectl("create", "namespace", namespace)
         await asyncio.sleep(2)  # discovery of the new kind

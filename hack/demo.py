@@ -136,17 +136,10 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupted)
     try:
         kubectl, cluster = connect(bin_dir)
-        say("installing the MtlsCertificate CRD")
-        kubectl(
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(ROOT / "crds" / "mtlscertificates.yaml"),
-        )
-        kubectl(
-            "wait", "--for=condition=Established", "crd/mtlscertificates.mtls.dev", "--timeout=60s"
-        )
+        say("installing the CRDs (MtlsCertificate, MtlsPolicy)")
+        kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
+        for crd in ("mtlscertificates.mtls.dev", "mtlspolicies.mtls.dev"):
+            kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
         for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
             kubectl("create", "namespace", namespace, check=False)
         say("starting the operator (bootstraps the cluster CA)")

@@ -12,11 +12,15 @@ from mtls_operator.api.resources import GROUP, PLURAL, VERSION
 from mtls_operator.authorities.bootstrap import ensure_cluster_ca
 from mtls_operator.authorities.store import AuthorityStore, CARef
 from mtls_operator.certificates.controller import CertificateController, Settings
+from mtls_operator.mtlspolicies.controller import PolicyController
 from mtls_operator.runtime.clock import Clock, SystemClock
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kopf_source import WatchSource, build_registry
 from mtls_operator.runtime.kube import Kube, Login
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.tenancy.store import IdentitySettings, Tenancy
+
+DEFAULT_IDENTITY = IdentitySettings()
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class OperatorConfig:
     leader_election: bool = True
     lease_namespace: str = "mtls-operator"
     lease_name: str = "mtls-operator"
+    identity: IdentitySettings = DEFAULT_IDENTITY
 
 
 class Operator:
@@ -42,9 +47,12 @@ class Operator:
         clock = clock or SystemClock()
         self.runtime = Runtime(Kube(login), clock, metrics, workers=config.workers)
         self.authorities = AuthorityStore(self.runtime.kube, clock, metrics)
+        self.tenancy = Tenancy(self.runtime, config.identity)
+        self.policies = PolicyController(self.runtime, self.tenancy)
         self.certificates = CertificateController(
             self.runtime,
             self.authorities,
+            self.tenancy,
             Settings(
                 cluster_ca=config.cluster_ca,
                 min_duration=config.min_duration,
@@ -52,6 +60,7 @@ class Operator:
                 reissue_rate=config.reissue_rate,
             ),
         )
+        self.runtime.add(self.policies)
         self.runtime.add(self.certificates)
 
     def registry(self) -> kopf.OperatorRegistry:
@@ -66,6 +75,8 @@ class Operator:
     async def start(self) -> None:
         if self.config.bootstrap_ca:
             await ensure_cluster_ca(self.runtime.kube, self.config.cluster_ca, self.runtime.clock)
+        # Every policy and namespace is known before the first certificate is judged.
+        await self.tenancy.start()
         await self.runtime.start()
 
     def healthy(self) -> bool:

@@ -7,6 +7,7 @@ stopped by the tests then.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -19,13 +20,19 @@ import pytest
 from kubernetes import client, config
 
 from e2e.crd import apply_crd
-from e2e.support import CLUSTER_CA_SECRET, OPERATOR_NAMESPACE
+from e2e.support import (
+    CLUSTER_CA_SECRET,
+    OPERATOR_NAMESPACE,
+    TEST_NAME_POLICY,
+    TEST_NAMES_LABEL,
+)
 from localcluster import ClusterError, Kubectl, LocalCluster, control_plane_bin_dir
 from operator_process import OperatorProcess
 
 E2E_DIR = Path(__file__).resolve().parent
 KUBECONFIG_ENV = "MTLS_TEST_KUBECONFIG"
-NAMESPACE_MAX = 63
+# Short enough that names under <namespace>.svc fit a 64-character Common Name.
+NAMESPACE_MAX = 40
 
 
 @dataclass(frozen=True)
@@ -80,17 +87,27 @@ def kubectl(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory)
 
 
 def namespace_name(test_name: str) -> str:
-    """A DNS-1123 label from the test's name plus a random suffix, at most 63 characters."""
+    """A DNS-1123 label from the test's name plus a random suffix, at most 40 characters."""
     suffix = secrets.token_hex(3)
     stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower().removeprefix("test_")).strip("-")
     stem = stem[: NAMESPACE_MAX - len("t--") - len(suffix)].rstrip("-")
     return f"t-{stem}-{suffix}" if stem else f"t-{suffix}"
 
 
+@pytest.fixture(scope="session")
+def test_name_grants(kubectl: Kubectl, mtls_crd: None) -> None:
+    """The MtlsPolicy that lets test namespaces hold the example names the
+    issuance tests use (the identity tests make namespaces of their own)."""
+    kubectl("apply", "-f", "-", input=json.dumps(TEST_NAME_POLICY))
+
+
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
+def namespace(
+    request: pytest.FixtureRequest, kubectl: Kubectl, test_name_grants: None
+) -> Iterator[str]:
     name = namespace_name(request.node.name)
     kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, f"{TEST_NAMES_LABEL}=true")
     yield name
     # Not waiting: the namespace controller finishes the deletion in the background.
     kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")

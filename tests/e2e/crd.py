@@ -1,4 +1,5 @@
-"""Installing the MtlsCertificate CRD in a test cluster, shared by the e2e test modules."""
+"""Installing the CRDs (MtlsCertificate, MtlsPolicy) in a test cluster, shared by the e2e
+test modules."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from localcluster import ClusterError, Kubectl
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "crds" / "mtlscertificates.yaml"
 CRD_NAME = "mtlscertificates.mtls.dev"
+POLICY_CRD_NAME = "mtlspolicies.mtls.dev"
 API_VERSION = "mtls.dev/v1alpha1"
 KIND = "MtlsCertificate"
 DISCOVERY_TIMEOUT = 30.0
 
 
 def apply_crd(kubectl: Kubectl) -> None:
-    """Apply the CRD and return once clients can use the kind; safe to call repeatedly.
+    """Apply the CRDs and return once clients can use the kinds; safe to call repeatedly.
 
     One field manager with --force-conflicts keeps repeated applies from several test modules
     (or after an edit of the file) from failing on ownership conflicts.
@@ -26,10 +28,11 @@ def apply_crd(kubectl: Kubectl) -> None:
         "--server-side",
         "--force-conflicts",
         "--field-manager=mtls-e2e",
-        "-f",
-        str(CRD_PATH),
+        "-k",
+        str(CRD_PATH.parent),
     )
-    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+    for name in (CRD_NAME, POLICY_CRD_NAME):
+        kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s")
     _wait_discoverable(kubectl)
 
 
@@ -39,7 +42,7 @@ def _wait_discoverable(kubectl: Kubectl) -> None:
     deadline = time.monotonic() + DISCOVERY_TIMEOUT
     while True:
         listed = kubectl("api-resources", "--api-group=mtls.dev", "-o", "name", check=False)
-        if CRD_NAME in listed.stdout.split():
+        if {CRD_NAME, POLICY_CRD_NAME} <= set(listed.stdout.split()):
             return
         if time.monotonic() > deadline:
             raise ClusterError(f"{CRD_NAME} not in discovery after {DISCOVERY_TIMEOUT:.0f}s")

@@ -17,6 +17,23 @@ from mtls_operator.cli.recipe import write_private_file
 GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
 OPERATOR_NAMESPACE = "mtls-operator"
 CLUSTER_CA_SECRET = "mtls-operator-ca"
+# Test namespaces carry this label; TEST_NAME_POLICY grants them the example
+# names, addresses and URIs the issuance tests put in certificates.
+TEST_NAMES_LABEL = "e2e.mtls.dev/test-names"
+TEST_NAME_POLICY: dict[str, Any] = {
+    "apiVersion": f"{GROUP}/{VERSION}",
+    "kind": "MtlsPolicy",
+    "metadata": {"name": "e2e-test-names"},
+    "spec": {
+        "namespaceSelector": {"matchLabels": {TEST_NAMES_LABEL: "true"}},
+        "allow": {
+            "dnsNames": ["*.example", "*.example.com", "*.test", "localhost"],
+            "ipAddresses": ["127.0.0.0/8", "10.0.0.0/8", "fd00::/8"],
+            "uris": ["https://*", "spiffe://*"],
+            "emailAddresses": ["*@example.com", "*@shop.example"],
+        },
+    },
+}
 _T = TypeVar("_T")
 
 

@@ -147,16 +147,14 @@ def operator_as_service_account(
 
 
 def issue_the_examples(api: client.ApiClient, kubectl: Kubectl, namespace: str) -> None:
-    """The example server and client certificates become Ready, with Secrets and events."""
-    kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        str(EXAMPLES / "server-certificate.yaml"),
-        "-f",
-        str(EXAMPLES / "client-certificate.yaml"),
-    )
+    """The example server and client certificates become Ready, with Secrets and events.
+    They are written for namespace demo: its names become the test namespace's."""
+    for example in ("server-certificate.yaml", "client-certificate.yaml"):
+        text = (EXAMPLES / example).read_text()
+        text = text.replace(".demo.svc", f".{namespace}.svc").replace(
+            "/ns/demo/", f"/ns/{namespace}/"
+        )
+        kubectl("apply", "-n", namespace, "-f", "-", input=text)
     for name, secret in (("payments", "payments-tls"), ("checkout", "checkout-tls")):
         # Generous: a standby waits up to a lease duration for a killed leader's Lease.
         wait_ready(api, namespace, name, timeout=60)
@@ -262,8 +260,17 @@ def test_the_service_account_can_do_what_the_operator_does_and_nothing_else(
     for args in (
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
         ("watch", "namespaces"),
+        ("watch", "mtlspolicies.mtls.dev"),
+        ("patch", "mtlspolicies.mtls.dev", "--subresource=status"),
     ):
         assert can_i(as_operator, *args), f"cannot {' '.join(args)}"
+    for args in (
+        ("create", "mtlspolicies.mtls.dev"),
+        ("patch", "mtlspolicies.mtls.dev"),
+        ("delete", "mtlspolicies.mtls.dev"),
+        ("patch", "namespaces"),
+    ):
+        assert not can_i(as_operator, *args), f"can {' '.join(args)}"
     # Leader election: its own Lease, in its own namespace, only.
     lease = ("-n", OPERATOR_NAMESPACE)
     assert can_i(as_operator, "create", "leases.coordination.k8s.io", *lease)

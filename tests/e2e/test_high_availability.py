@@ -102,7 +102,13 @@ def test_two_replicas_issue_each_certificate_once_and_fail_over(
                     lambda i: create_certificate(
                         kube_api,
                         namespace,
-                        certificate(f"ha-{i}", "server", commonName=f"ha-{i}.example"),
+                        # RSA keys take long enough that the kill lands mid-burst.
+                        certificate(
+                            f"ha-{i}",
+                            "server",
+                            commonName=f"ha-{i}.example",
+                            privateKey={"algorithm": "RSA", "size": 3072},
+                        ),
                     ),
                     range(COUNT),
                 )

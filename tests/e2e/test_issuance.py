@@ -159,7 +159,8 @@ def test_additional_formats_and_keystores(
         "pkcs12", "-in", str(files / "keystore.p12"), "-passin", "pass:changeit", "-nodes"
     )
     assert "BEGIN PRIVATE KEY" in keystore.stdout
-    assert "subject=CN = java.shop.example" in keystore.stdout
+    # The identity policy writes the namespace as the Organization.
+    assert f"subject=O = {namespace}, CN = java.shop.example" in keystore.stdout
     truststore = openssl(
         "pkcs12", "-in", str(files / "truststore.p12"), "-passin", "pass:changeit", "-nokeys"
     )

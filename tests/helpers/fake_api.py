@@ -13,9 +13,11 @@ from typing import Any
 
 from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CAState
 from mtls_operator.certificates.controller import CertificateController, Settings
+from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import ApiError, Kube, Object
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
 from helpers.objects import apply_merge_patch
 
@@ -87,12 +89,15 @@ def certificate_controller(
     *,
     min_duration: Any,
     reissue_rate: float = 20.0,
+    identity: IdentityMode = IdentityMode.OPEN,
 ) -> Iterator[tuple[Runtime, CertificateController]]:
-    """A controller over `kube` whose cluster CA is CLUSTER_CA."""
+    """A controller over `kube` whose cluster CA is CLUSTER_CA (no namespaces
+    and no policies are known: the identity policy is open by default)."""
     runtime = Runtime(kube, clock, Metrics(), workers=1, crypto_threads=1)
     controller = CertificateController(
         runtime,
         FixedCAs(cas),
+        Tenancy(runtime, IdentitySettings(identity)),
         Settings(CLUSTER_CA, min_duration, reissue_rate=reissue_rate),
     )
     try:

@@ -31,6 +31,17 @@ OPERATOR_RULES = {
     ("", "secrets", ()): {"get", "list", "watch", "create", "patch"},
     ("", "events", ()): {"create"},
 }
+POLICY_RULES = {
+    ("mtls.dev", "mtlspolicies", ()): {"get", "list", "watch"},
+    ("mtls.dev", "mtlspolicies/status", ()): {"patch"},
+}
+# The roles bound to the operator's ServiceAccount (the others are for people).
+OPERATOR_ROLES = {
+    "mtls-operator",
+    "mtls-operator-discovery",
+    "mtls-operator-policies",
+    "mtls-operator-leader-election",
+}
 DISCOVERY_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
     ("", "namespaces", ()): {"list", "watch"},
@@ -85,11 +96,18 @@ def test_deploy_renders_everything_an_install_needs(deploy: list[Object]) -> Non
         [
             ("Namespace", NAMESPACE),
             ("CustomResourceDefinition", "mtlscertificates.mtls.dev"),
+            ("CustomResourceDefinition", "mtlspolicies.mtls.dev"),
             ("ServiceAccount", "mtls-operator"),
             ("ClusterRole", "mtls-operator"),
             ("ClusterRole", "mtls-operator-discovery"),
+            ("ClusterRole", "mtls-operator-policies"),
+            ("ClusterRole", "mtls-operator-edit"),
+            ("ClusterRole", "mtls-operator-view"),
+            ("ClusterRole", "mtls-operator-policy-reader"),
             ("ClusterRoleBinding", "mtls-operator"),
             ("ClusterRoleBinding", "mtls-operator-discovery"),
+            ("ClusterRoleBinding", "mtls-operator-policies"),
+            ("ClusterRoleBinding", "mtls-operator-policy-reader"),
             ("Role", "mtls-operator-leader-election"),
             ("RoleBinding", "mtls-operator-leader-election"),
             ("Deployment", "mtls-operator"),
@@ -101,15 +119,20 @@ def test_deploy_renders_everything_an_install_needs(deploy: list[Object]) -> Non
     # The CRD is the file the tests install, unchanged but for the common labels (and for
     # whitespace: kustomize re-folds a folded CEL rule with a more-indented line, which CEL
     # does not care about).
-    crd = find(deploy, "CustomResourceDefinition", "mtlscertificates.mtls.dev")
-    shipped = yaml.safe_load((REPO_ROOT / "crds" / "mtlscertificates.yaml").read_text())
-    assert _squeezed(crd["spec"]) == _squeezed(shipped["spec"])
+    for plural in ("mtlscertificates", "mtlspolicies"):
+        crd = find(deploy, "CustomResourceDefinition", f"{plural}.mtls.dev")
+        shipped = yaml.safe_load((REPO_ROOT / "crds" / f"{plural}.yaml").read_text())
+        assert _squeezed(crd["spec"]) == _squeezed(shipped["spec"])
     cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
     for obj in deploy:
         if obj["kind"] not in cluster_scoped:
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
     # Kustomize orders the namespace and the CRD before what needs them.
-    assert [o["kind"] for o in deploy[:2]] == ["Namespace", "CustomResourceDefinition"]
+    assert [o["kind"] for o in deploy[:3]] == [
+        "Namespace",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+    ]
 
 
 def test_the_deployment_runs_the_operator_cluster_wide_with_two_replicas(
@@ -199,12 +222,14 @@ def test_every_checkov_skip_carries_its_reason(deploy: list[Object]) -> None:
 def test_rbac_grants_exactly_what_the_operator_calls(deploy: list[Object]) -> None:
     assert rules_of(find(deploy, "ClusterRole", "mtls-operator")) == OPERATOR_RULES
     assert rules_of(find(deploy, "ClusterRole", "mtls-operator-discovery")) == DISCOVERY_RULES
+    assert rules_of(find(deploy, "ClusterRole", "mtls-operator-policies")) == POLICY_RULES
     leader = find(deploy, "Role", "mtls-operator-leader-election")
     assert leader["metadata"]["namespace"] == NAMESPACE
     assert rules_of(leader) == LEADER_ELECTION_RULES
     for kind, name, role_kind in (
         ("ClusterRoleBinding", "mtls-operator", "ClusterRole"),
         ("ClusterRoleBinding", "mtls-operator-discovery", "ClusterRole"),
+        ("ClusterRoleBinding", "mtls-operator-policies", "ClusterRole"),
         ("RoleBinding", "mtls-operator-leader-election", "Role"),
     ):
         binding = find(deploy, kind, name)
@@ -222,7 +247,8 @@ DANGEROUS_VERBS = {"delete", "deletecollection", "update", "escalate", "bind", "
 @pytest.mark.parametrize("directory", ["deploy", "deploy/overlays/namespaced"])
 def test_rbac_has_no_wildcards_and_no_dangerous_verbs(render: Render, directory: str) -> None:
     objects = render(directory)
-    for role in of_kind(objects, "ClusterRole") + of_kind(objects, "Role"):
+    roles = of_kind(objects, "ClusterRole") + of_kind(objects, "Role")
+    for role in [r for r in roles if r["metadata"]["name"] in OPERATOR_ROLES]:
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], f"{role['metadata']['name']}: {rule}"
@@ -234,6 +260,38 @@ def test_rbac_has_no_wildcards_and_no_dangerous_verbs(render: Render, directory:
             assert not dangerous, f"{role['metadata']['name']}: {rule}"
 
 
+def test_people_manage_certificates_through_the_aggregated_roles(deploy: list[Object]) -> None:
+    edit = find(deploy, "ClusterRole", "mtls-operator-edit")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert rules_of(edit) == {
+        ("mtls.dev", "mtlscertificates", ()): {
+            "get",
+            "list",
+            "watch",
+            "create",
+            "update",
+            "patch",
+            "delete",
+            "deletecollection",
+        }
+    }
+    view = find(deploy, "ClusterRole", "mtls-operator-view")
+    assert view["metadata"]["labels"] == {
+        "rbac.authorization.k8s.io/aggregate-to-view": "true",
+        "app.kubernetes.io/name": "mtls-operator",
+        "app.kubernetes.io/part-of": "mtls-operator",
+        "app.kubernetes.io/version": "0.1.0",
+    }
+    # Nobody but cluster administrators writes policies: no role for people grants it.
+    for role in of_kind(deploy, "ClusterRole"):
+        if role["metadata"]["name"] in OPERATOR_ROLES:
+            continue
+        for (group, resource, _), verbs in rules_of(role).items():
+            if (group, resource) == ("mtls.dev", "mtlspolicies"):
+                assert verbs <= {"get", "list", "watch"}, role["metadata"]["name"]
+
+
 # --- deploy/overlays/namespaced -------------------------------------------------------------
 
 
@@ -241,9 +299,14 @@ def test_the_namespaced_overlay_grants_secrets_only_in_the_served_namespaces(
     render: Render,
 ) -> None:
     objects = render("deploy/overlays/namespaced")
-    # No cluster-wide binding of the role that reads Secrets; only kopf's discovery stays.
+    # No cluster-wide binding of the role that reads Secrets; what stays cluster-wide is
+    # kopf's discovery, the cluster-scoped policies, and everyone's read of policies.
     bindings = of_kind(objects, "ClusterRoleBinding")
-    assert [b["metadata"]["name"] for b in bindings] == ["mtls-operator-discovery"]
+    assert sorted(b["metadata"]["name"] for b in bindings) == [
+        "mtls-operator-discovery",
+        "mtls-operator-policies",
+        "mtls-operator-policy-reader",
+    ]
     args = operator_container(objects)["args"]
     assert "--all-namespaces" not in args
     served = {args[i + 1] for i, arg in enumerate(args) if arg in ("--namespace", "-n")}
@@ -309,7 +372,6 @@ def test_the_gitops_overlay_renders_namespaced_certificates(render: Render) -> N
     assert find(objects, "Namespace", "shop")
     payments = find(objects, "MtlsCertificate", "payments", namespace="shop")
     assert payments["spec"]["dnsNames"] == [
-        "payments",
         "payments.shop.svc",
         "payments.shop.svc.cluster.local",
     ]

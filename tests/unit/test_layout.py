@@ -15,17 +15,18 @@ MAX_FUNCTION_LINES = 60
 
 # What each part may import (besides itself). Lower parts never import
 # higher ones; controllers share only authorities, policy and runtime.
-CONTROLLERS = {"certificates"}
+CONTROLLERS = {"certificates", "mtlspolicies"}
 LOWER = {
     "pki": set(),
     "api": {"pki"},
     "policy": {"api", "pki"},
     "runtime": {"api"},
     "authorities": {"runtime", "api", "pki"},
+    "tenancy": {"runtime", "policy", "api", "pki"},
 }
 ALLOWED = {
     **LOWER,
-    **{c: {"authorities", "policy", "runtime", "api", "pki"} for c in CONTROLLERS},
+    **{c: {"authorities", "tenancy", "policy", "runtime", "api", "pki"} for c in CONTROLLERS},
     "app": {*LOWER, *CONTROLLERS},
     "cli": {*LOWER, *CONTROLLERS, "app"},
 }

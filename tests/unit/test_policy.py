@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -25,7 +26,8 @@ from mtls_operator.pki.certs import certificates_to_pem
 from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.policy import certificate as policy
 from mtls_operator.policy import renewal
-from mtls_operator.policy.certificate import Violation
+from mtls_operator.policy.identity import IdentityRules
+from mtls_operator.policy.violation import Violation
 
 from conftest import NOW, make_ca
 from helpers.objects import (
@@ -477,11 +479,30 @@ def test_triggers_are_checked_in_the_order_of_the_specification() -> None:
         "manual_renewal",
     ]
     assert [check.__name__ for check in policy.BLOCKING_CHECKS] == [
+        "identity_allowed",
         "older_claimant",
         "unmanaged_secret",
         "wrong_secret_type",
         "ca_expired",
     ]
+
+
+def test_the_identity_policy_comes_first_and_keeps_the_secret(world: World) -> None:
+    other = IdentityRules("team-b", "cluster.local", "cluster.local")
+    given = dataclasses.replace(world.given(world.body), identity=other)
+    decision = policy.decide(given)
+    assert isinstance(decision, policy.Blocked)
+    assert decision.violation.reason == Reason.POLICY_DENIED
+    assert decision.violation.message.startswith('spec.commonName "payments.shop.svc": ')
+    assert decision.violation.message.endswith(
+        "; Secret payments-tls is kept, and not renewed, until its certificate expires at "
+        f"{NOT_AFTER.isoformat()}"
+    )
+    own = IdentityRules("shop", "cluster.local", "cluster.local")
+    bound = certificate_spec(dnsNames=["payments.shop.svc"])
+    allowed = dataclasses.replace(world.given(world.body, spec=bound), identity=own)
+    assert policy.identity_allowed(allowed) is None
+    assert policy.identity_allowed(world.given(world.body)) is None, "not judged"
 
 
 # --- decide: the first violation wins ---

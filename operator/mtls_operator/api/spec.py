@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from mtls_operator.api.durations import format_duration, parse_duration
+from mtls_operator.api.errors import FieldError
 from mtls_operator.api.outputs import OutputFormat, expected_data_keys
 from mtls_operator.pki import (
     DistinguishedName,
@@ -42,13 +43,8 @@ _COUNTRY_LENGTH = 2
 _T = TypeVar("_T")
 
 
-class InvalidSpec(ValueError):
+class InvalidSpec(FieldError):
     """A spec the operator cannot issue from; the message names the field."""
-
-    def __init__(self, field_path: str, value: object, reason: str) -> None:
-        shown = json.dumps(value) if isinstance(value, str | int | float) else repr(value)
-        super().__init__(f"spec.{field_path} {shown}: {reason}")
-        self.field_path = field_path
 
 
 class RotationPolicy(enum.Enum):

@@ -31,10 +31,13 @@ class Reason(enum.StrEnum):
     SECRET_CONFLICT = "SecretConflict"
     ISSUANCE_FAILED = "IssuanceFailed"
     EXPIRED = "Expired"
+    POLICY_DENIED = "PolicyDenied"
 
 
 # The failures that retrying cannot fix: Stalled=True, so GitOps tools stop waiting.
-STALLED_REASONS = frozenset({Reason.INVALID_SPEC, Reason.CA_INVALID, Reason.SECRET_CONFLICT})
+STALLED_REASONS = frozenset(
+    {Reason.INVALID_SPEC, Reason.CA_INVALID, Reason.SECRET_CONFLICT, Reason.POLICY_DENIED}
+)
 
 
 def condition(
@@ -62,6 +65,30 @@ def condition(
     }
 
 
+def conditions(
+    previous: Mapping[str, Any],
+    statuses: Mapping[str, str],
+    *,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """One condition per type in `statuses` (type -> status), all for the same reason."""
+    return [
+        condition(
+            previous,
+            kind=kind,
+            status=status,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+        for kind, status in statuses.items()
+    ]
+
+
 def ready_status(
     previous: Mapping[str, Any],
     *,
@@ -75,17 +102,14 @@ def ready_status(
     now: datetime.datetime,
 ) -> dict[str, Any]:
     return {
-        "conditions": [
-            condition(
-                previous,
-                kind=READY,
-                status="True",
-                reason=reason,
-                message=message,
-                generation=generation,
-                now=now,
-            )
-        ],
+        "conditions": conditions(
+            previous,
+            {READY: "True"},
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        ),
         "observedGeneration": generation,
         "notBefore": format_timestamp(leaf.not_before),
         "notAfter": format_timestamp(leaf.not_after),
@@ -110,31 +134,15 @@ def failed_status(
 ) -> dict[str, Any]:
     """Ready=False, keeping the facts of the certificate still in the Secret.
     `attempt_failed` counts an issuance attempt that was made and failed."""
-    conditions = [
-        condition(
-            previous,
-            kind=READY,
-            status="False",
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
-    ]
-    if reason in STALLED_REASONS:
-        conditions.append(
-            condition(
-                previous,
-                kind=STALLED,
-                status="True",
-                reason=reason,
-                message=message,
-                generation=generation,
-                now=now,
-            )
-        )
+    statuses = {READY: "False", STALLED: "True"} if reason in STALLED_REASONS else {READY: "False"}
     attempts = int(previous.get("failedIssuanceAttempts") or 0)
-    status = {**previous, "conditions": conditions, "observedGeneration": generation}
+    status = {
+        **previous,
+        "conditions": conditions(
+            previous, statuses, reason=reason, message=message, generation=generation, now=now
+        ),
+        "observedGeneration": generation,
+    }
     if attempt_failed:
         status["failedIssuanceAttempts"] = attempts + 1
         status["lastFailureTime"] = format_timestamp(now)
@@ -168,3 +176,37 @@ def _find(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
         if item.get("type") == kind:
             return dict(item)
     return None
+
+
+# --- MtlsPolicy. ---
+
+# A policy that selects every namespace of a large cluster lists the first ones.
+MAX_LISTED_NAMESPACES = 100
+POLICY_VALID = "Valid"
+
+
+def policy_status(
+    previous: Mapping[str, Any],
+    *,
+    generation: int,
+    error: str | None,
+    selected: list[str],
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """Ready=True with the namespaces it selects now, or Ready=False and
+    Stalled=True with its validation error (it then grants nothing)."""
+    if error is None:
+        count = len(selected)
+        reason, message = POLICY_VALID, f"selects {count} namespace{'s' if count != 1 else ''}"
+        statuses = {READY: "True"}
+    else:
+        reason, message = Reason.INVALID_SPEC, f"grants nothing until fixed: {error}"
+        statuses = {READY: "False", STALLED: "True"}
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions(
+            previous, statuses, reason=reason, message=message, generation=generation, now=now
+        ),
+        "selectedNamespaces": selected[:MAX_LISTED_NAMESPACES],
+        "selectedNamespaceCount": len(selected),
+    }

@@ -24,12 +24,15 @@ from mtls_operator.certificates.store import CertificateRecord, SecretSink, Stor
 from mtls_operator.pki import CAProblem, CertificateAuthority, PKIError
 from mtls_operator.policy import certificate as policy
 from mtls_operator.policy.certificate import RATE_LIMITED_TRIGGERS, RENEWAL_TRIGGERS, Drift
+from mtls_operator.policy.identity import issued_request
+from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import ApiError, ObjectKey, object_key, secrets_path
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.reflector import Reflector
+from mtls_operator.tenancy.store import Tenancy
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +50,22 @@ class Settings:
 class CertificateController:
     name = NAME
 
-    def __init__(self, runtime: Runtime, authorities: AuthorityStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        authorities: AuthorityStore,
+        tenancy: Tenancy,
+        settings: Settings,
+    ) -> None:
         self._runtime = runtime
         self._authorities = authorities
         self._settings = settings
         self._lane = runtime.lane(NAME)
         self.store = Store(self._lane.add)
         self._foreign = ForeignSecrets(runtime.kube, self.store)
-        self._gatherer = Gatherer(self.store, self._foreign, runtime.clock)
+        self._gatherer = Gatherer(self.store, self._foreign, tenancy, runtime.clock)
+        # A policy or a namespace's labels changed: judge its certificates again.
+        tenancy.on_namespace_change(self._namespace_changed)
         self._secrets = SecretWriter(runtime, self.store, self._foreign)
         self._status = StatusWriter(runtime, self.store, self._lane, on_gone=self._gone)
         bucket = TokenBucket(
@@ -107,7 +118,7 @@ class CertificateController:
                 )
             except Exception:  # the API may be down too: just look again later
                 logger.exception("recording the failure of %s/%s failed", *key)
-                self._lane.schedule(key, self._runtime.clock.time() + backoff.UNRECORDED_FAILURE)
+                self._lane.schedule(key, self._runtime.clock.time() + backoff.UNWRITTEN_STATUS)
 
     async def _reconcile(self, record: CertificateRecord) -> None:
         try:
@@ -132,7 +143,9 @@ class CertificateController:
             await self._status.failed(record, Reason.CA_INVALID, ca.message, retry=retry)
             return
 
-        given = await self._gatherer.gather(record, spec, ca)
+        given = await self._gatherer.gather(
+            record, spec, ca, cluster_ca=ca_ref == self._settings.cluster_ca
+        )
         match policy.decide(given):
             case policy.Blocked(violation):
                 await self._status.failed(
@@ -151,7 +164,7 @@ class CertificateController:
         spec: CertificateSpec,
         ca: CertificateAuthority,
         given: policy.Input,
-        trigger: policy.Violation,
+        trigger: Violation,
     ) -> None:
         if trigger.reason in RATE_LIMITED_TRIGGERS:
             turn = self._turns.wait(record.key)
@@ -162,7 +175,8 @@ class CertificateController:
             self._turns.forget(record.key)
         started = self._runtime.clock.monotonic()
         try:
-            written = await self._secrets.issue(record, spec, spec.request, ca, given.secret)
+            request = issued_request(spec.request, given.identity)
+            written = await self._secrets.issue(record, spec, request, ca, given.secret)
         except Exception:
             self._observe("failure", trigger, started)
             raise
@@ -235,9 +249,13 @@ class CertificateController:
             record, spec, secret, ca, reason=reason, message=message, revision=secret.revision
         )
 
-    def _observe(self, result: str, trigger: policy.Violation, started: float) -> None:
+    def _observe(self, result: str, trigger: Violation, started: float) -> None:
         elapsed = self._runtime.clock.monotonic() - started
         self._runtime.metrics.observe_issuance(result, trigger.reason, elapsed)
+
+    def _namespace_changed(self, namespace: str) -> None:
+        for key in self.store.keys_in(namespace):
+            self._lane.add(key)
 
     def _gone(self, record: CertificateRecord) -> None:
         self._forget(record.key)

@@ -10,17 +10,28 @@ from mtls_operator.certificates.store import CertificateRecord, Store
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.policy.certificate import Input
 from mtls_operator.runtime.clock import Clock
+from mtls_operator.tenancy.store import Tenancy
 
 
 class Gatherer:
-    def __init__(self, store: Store, foreign: ForeignSecrets, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, foreign: ForeignSecrets, tenancy: Tenancy, clock: Clock
+    ) -> None:
         self._store = store
         self._foreign = foreign
+        self._tenancy = tenancy
         self._clock = clock
 
     async def gather(
-        self, record: CertificateRecord, spec: CertificateSpec, ca: CertificateAuthority
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        ca: CertificateAuthority,
+        *,
+        cluster_ca: bool,
     ) -> Input:
+        """`cluster_ca`: signed by the cluster CA, so judged by the identity
+        policy (a namespace's own CA is the namespace's own business)."""
         secret = self._store.secrets.get(
             (record.namespace, spec.secret_name)
         ) or await self._foreign.current(record.namespace, spec.secret_name)
@@ -31,4 +42,5 @@ class Gatherer:
             ca=ca,
             now=self._clock.now(),
             older_claimant=self._store.older_claimant(record),
+            identity=self._tenancy.rules_for(record.namespace) if cluster_ca else None,
         )

@@ -104,6 +104,7 @@ class Store:
         self.certificates: dict[ObjectKey, CertificateRecord] = {}
         self.secrets: dict[ObjectKey, SecretFacts] = {}
         self._claimants: dict[ObjectKey, set[str]] = {}  # Secret -> certificates naming it
+        self._by_namespace: dict[str, set[str]] = {}
         self._on_change = on_change
 
     # --- Certificates. ---
@@ -125,6 +126,7 @@ class Store:
             record.failures = previous.failures if previous.uid == record.uid else 0
             self._unclaim(previous)
         self.certificates[record.key] = record
+        self._by_namespace.setdefault(record.namespace, set()).add(record.name)
         if record.secret_name:
             self._claimants.setdefault((record.namespace, record.secret_name), set()).add(
                 record.name
@@ -142,8 +144,16 @@ class Store:
         if record is None or record.uid != metadata.get("uid", record.uid):
             return
         del self.certificates[key]
+        names = self._by_namespace.get(record.namespace)
+        if names is not None:
+            names.discard(record.name)
+            if not names:
+                del self._by_namespace[record.namespace]
         self._unclaim(record)
         self._notify_claimants(record)
+
+    def keys_in(self, namespace: str) -> list[ObjectKey]:
+        return [(namespace, name) for name in sorted(self._by_namespace.get(namespace, ()))]
 
     def _notify_claimants(self, departed: CertificateRecord) -> None:
         """A certificate stopped naming its Secret: another one naming the

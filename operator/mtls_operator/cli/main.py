@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from mtls_operator.api.spec import MAX_COMMON_NAME
 from mtls_operator.cli import cluster as cluster_cli
+from mtls_operator.cli import policy_check
 from mtls_operator.cli import run as operator_command
 from mtls_operator.cli.recipe import (
     RecipeError,
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (
         CommandError,
         cluster_cli.ClusterCommandError,
+        policy_check.PolicyCheckError,
         RecipeError,
         PKIError,
         ApiError,
@@ -159,6 +161,17 @@ def _add_cluster_commands(commands: Any) -> None:
     renew.add_argument("--all", action="store_true", help="every certificate in the namespace(s)")
     cluster_cli.add_namespace_arguments(renew, all_allowed=True)
     renew.set_defaults(command=cluster_cli.renew)
+
+    policy = commands.add_parser("policy", help="the identity policy, offline")
+    policy_commands = policy.add_subparsers(metavar="COMMAND")
+    policy_check_command = policy_commands.add_parser(
+        "check",
+        help="whether MtlsCertificates would be allowed, and by which rule",
+        description="Judge MtlsCertificate YAML against MtlsPolicy YAML as the operator "
+        "would (no cluster needed), for pre-merge checks. Exits 1 when one is refused.",
+    )
+    policy_check.add_arguments(policy_check_command)
+    policy_check_command.set_defaults(command=policy_check.check)
 
 
 def _add_key_arguments(parser: argparse.ArgumentParser) -> None:

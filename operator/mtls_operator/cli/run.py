@@ -19,11 +19,13 @@ import kopf
 from mtls_operator.api.durations import parse_duration
 from mtls_operator.app import Operator, OperatorConfig
 from mtls_operator.authorities.store import CARef
+from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime.clock import SystemClock
 from mtls_operator.runtime.endpoints import start_endpoints
 from mtls_operator.runtime.kube import Kube, default_login
 from mtls_operator.runtime.leader import LeaseElection
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.tenancy.store import IdentitySettings
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +80,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lease-namespace", metavar="NS", help="namespace of the Lease (default: the operator's)"
     )
+    _add_identity_arguments(parser)
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--verbose", action="store_true", help="log every reconciliation")
+
+
+def _add_identity_arguments(parser: argparse.ArgumentParser) -> None:
+    """The identity policy (docs/identity-policy.md)."""
+    parser.add_argument(
+        "--identity-policy",
+        choices=[m.value for m in IdentityMode],
+        default=IdentityMode.NAMESPACE.value,
+        help="namespace (default): the cluster CA signs only identities of the certificate's "
+        "own namespace, plus what MtlsPolicies grant; open: anything (single-tenant clusters)",
+    )
+    parser.add_argument(
+        "--cluster-domain",
+        default="cluster.local",
+        help="the cluster's DNS domain: <svc>.<ns>.svc.<domain> names belong to <ns>",
+    )
+    parser.add_argument(
+        "--trust-domain",
+        help="SPIFFE trust domain of spiffe://<domain>/ns/<ns>/sa/<sa> "
+        "(default: the cluster domain)",
+    )
 
 
 def operator_namespace() -> str:
@@ -122,7 +146,12 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace or operator_namespace(),
         lease_name=args.lease_name,
+        identity=_identity_settings(args),
     )
+
+
+def _identity_settings(args: argparse.Namespace) -> IdentitySettings:
+    return IdentitySettings.parse(args.identity_policy, args.cluster_domain, args.trust_domain)
 
 
 def run_operator(args: argparse.Namespace) -> int:
@@ -135,6 +164,11 @@ def run_operator(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every raw event it hands over; the reconciler logs what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if config.identity.mode is IdentityMode.OPEN:
+        logger.warning(
+            "--identity-policy=open: the cluster CA signs any identity any namespace asks for; "
+            "use it only when every namespace is trusted alike"
+        )
     return asyncio.run(_serve(config))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -28,11 +29,7 @@ class KeyAlgorithm(enum.Enum):
 
     @classmethod
     def parse(cls, text: str) -> KeyAlgorithm:
-        for algorithm in cls:
-            if algorithm.value.lower() == text.lower():
-                return algorithm
-        choices = ", ".join(a.value for a in cls)
-        raise ValueError(f"unknown key algorithm {text!r} (choose one of {choices})")
+        return _parse_choice(cls, text, "key algorithm")
 
     @property
     def default_size(self) -> int | None:
@@ -56,10 +53,19 @@ class KeyEncoding(enum.Enum):
 
     @classmethod
     def parse(cls, text: str) -> KeyEncoding:
-        for encoding in cls:
-            if encoding.value.lower() == text.lower():
-                return encoding
-        raise ValueError(f"unknown key encoding {text!r} (choose PKCS8 or PKCS1)")
+        return _parse_choice(cls, text, "key encoding")
+
+
+_Choice = TypeVar("_Choice", KeyAlgorithm, KeyEncoding)
+
+
+def _parse_choice(choices: type[_Choice], text: str, what: str) -> _Choice:
+    """A member by its value, in any case, or a ValueError listing them all."""
+    for choice in choices:
+        if choice.value.lower() == text.lower():
+            return choice
+    listed = ", ".join(c.value for c in choices)
+    raise ValueError(f"unknown {what} {text!r} (choose one of {listed})")
 
 
 @dataclass(frozen=True)

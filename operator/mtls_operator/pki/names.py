@@ -38,7 +38,7 @@ def parse_dns_name(text: str, *, allow_wildcard: bool = True) -> str:
         raise ValueError("a DNS name must not end with a dot")
     if len(text) > _MAX_DNS_NAME:
         raise ValueError(f"a DNS name must be at most {_MAX_DNS_NAME} characters")
-    if _is_ip(text):
+    if is_ip_address(text):
         raise ValueError("this is an IP address; list it under IP addresses")
     labels = text.lower().split(".")
     if labels[0] == "*":
@@ -86,9 +86,10 @@ def parse_ip_address(text: str) -> IPAddress:
         raise ValueError("not an IPv4 or IPv6 address") from None
 
 
-def _is_ip(text: str) -> bool:
+def is_ip_address(text: str) -> bool:
+    """An address `parse_ip_address` accepts."""
     try:
-        ipaddress.ip_address(text)
+        parse_ip_address(text)
     except ValueError:
         return False
     return True

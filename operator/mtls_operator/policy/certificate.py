@@ -29,7 +29,9 @@ from mtls_operator.api.resources import CertificateRef
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.api.status import Reason
 from mtls_operator.pki import CertificateAuthority
+from mtls_operator.policy.identity import IdentityRules, identity_violation
 from mtls_operator.policy.renewal import issued_at, renewal_time
+from mtls_operator.policy.violation import Violation
 
 
 class Trigger(enum.StrEnum):
@@ -66,16 +68,6 @@ DATA_DRIFT = frozenset({Drift.TRUST_BUNDLE, Drift.OUTPUT_FORMATS})
 
 
 @dataclass(frozen=True)
-class Violation:
-    reason: str
-    message: str
-    # Whether looking again later may find it resolved even if no watched
-    # object changes (a blocked certificate is otherwise looked at when
-    # its spec, Secret or CA changes).
-    retry: bool = False
-
-
-@dataclass(frozen=True)
 class Input:
     certificate: CertificateRef
     spec: CertificateSpec
@@ -84,6 +76,9 @@ class Input:
     now: datetime.datetime
     # An older certificate in the namespace that names the same Secret.
     older_claimant: str | None = None
+    # What the certificate may carry; None when it is not judged (the
+    # namespace's own CA signs it, or the identity policy is open).
+    identity: IdentityRules | None = None
 
 
 Check = Callable[[Input], Violation | None]
@@ -112,6 +107,24 @@ def secret_renewal_time(
 
 
 # --- Blocking checks: issuance is impossible until something changes. ---
+
+
+def identity_allowed(given: Input) -> Violation | None:
+    """Every identity must be one the namespace may hold. A refused
+    certificate is not renewed, and its Secret is left as it is."""
+    if given.identity is None:
+        return None
+    violation = identity_violation(given.spec.request, given.identity)
+    if violation is None:
+        return None
+    leaf = given.secret.leaf if given.secret is not None and given.secret.managed else None
+    if leaf is None:
+        return violation
+    kept = (
+        f"; Secret {given.spec.secret_name} is kept, and not renewed, until its certificate "
+        f"expires at {leaf.not_after.isoformat()}"
+    )
+    return Violation(violation.reason, violation.message + kept)
 
 
 def older_claimant(given: Input) -> Violation | None:
@@ -158,6 +171,7 @@ def ca_expired(given: Input) -> Violation | None:
 
 
 BLOCKING_CHECKS: tuple[Check, ...] = (
+    identity_allowed,
     older_claimant,
     unmanaged_secret,
     wrong_secret_type,

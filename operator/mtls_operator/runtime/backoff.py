@@ -10,8 +10,8 @@ WATCH = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 # An object whose reconciliation failed: a bad object must not cost the
 # others, so its looks grow far apart.
 RECONCILE = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-# An object whose failure could not even be recorded (the API is down too).
-UNRECORDED_FAILURE = 30.0
+# A status that could not be written (the API may be down): look again then.
+UNWRITTEN_STATUS = 30.0
 
 
 def delay(table: tuple[float, ...], failures: int) -> float:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 from mtls_operator.runtime import backoff
-from mtls_operator.runtime.kube import Gone, Kube, Object
+from mtls_operator.runtime.kube import ApiError, Gone, Kube, Object
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,18 @@ class Reflector:
         sink: Sink | PagedSink,
         params: Mapping[str, str] | None = None,
         on_error: Callable[[str], None] | None = None,
+        *,
+        absent_is_empty: bool = False,
     ) -> None:
+        """`absent_is_empty`: a resource the API server does not serve (its
+        CRD is not installed) reads as an empty collection, checked again
+        every half minute, instead of a failure."""
         self._kube = kube
         self._path = path
         self._params = dict(params or {})
         self._sink = sink
         self._on_error = on_error
+        self._absent_is_empty = absent_is_empty
         self.synced = asyncio.Event()
 
     async def run(self) -> None:
@@ -73,16 +79,34 @@ class Reflector:
                         self._sink.apply(event_type, obj)
             except Gone:
                 resource_version = ""
+            except ApiError as err:
+                if not (err.not_found and self._absent_is_empty):
+                    failures = await self._failed(err, failures)
+                    continue
+                if not self.synced.is_set():
+                    logger.warning("%s is not served: read as empty until it is", self._path)
+                self._empty()
+                self.synced.set()
+                resource_version = ""
+                await asyncio.sleep(backoff.WATCH[-1])
             except Exception as err:  # a watch outlives any failure; only cancellation ends it
-                delay = backoff.delay(backoff.WATCH, failures)
-                failures += 1
-                message = str(err) or type(err).__name__
-                logger.warning(
-                    "watch of %s failed (%s); retrying in %.1fs", self._path, message, delay
-                )
-                if self._on_error is not None:
-                    self._on_error(message)
-                await asyncio.sleep(delay)
+                failures = await self._failed(err, failures)
+
+    async def _failed(self, err: Exception, failures: int) -> int:
+        delay = backoff.delay(backoff.WATCH, failures)
+        message = str(err) or type(err).__name__
+        logger.warning("watch of %s failed (%s); retrying in %.1fs", self._path, message, delay)
+        if self._on_error is not None:
+            self._on_error(message)
+        await asyncio.sleep(delay)
+        return failures + 1
+
+    def _empty(self) -> None:
+        if isinstance(self._sink, PagedSink):
+            self._sink.begin_relist()
+            self._sink.end_relist()
+        else:
+            self._sink.replace([])
 
     async def _relist(self) -> str:
         if not isinstance(self._sink, PagedSink):

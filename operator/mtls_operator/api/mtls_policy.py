@@ -1,0 +1,274 @@
+"""The MtlsPolicy spec, parsed: which namespaces it selects and which
+identities it grants them beyond the namespace default.
+
+Patterns are plain on purpose (no regular expressions): an administrator
+must be able to read a policy and know exactly what it grants, and a
+regular expression is easy to get subtly wrong (an unescaped dot, a missing
+anchor) in a way that grants the whole internet.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mtls_operator.api.durations import parse_duration
+from mtls_operator.api.errors import FieldError
+from mtls_operator.pki import Usage
+from mtls_operator.pki.names import IPAddress, parse_dns_name, parse_email_address, parse_uri
+
+POLICY_KIND = "MtlsPolicy"
+POLICY_PLURAL = "mtlspolicies"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+class InvalidPolicy(FieldError):
+    """A policy that grants nothing until fixed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    operator: str
+    values: frozenset[str]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        inside = labels.get(self.key) in self.values
+        return inside if self.operator == "In" else not inside
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A standard Kubernetes label selector; the empty one selects everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[Requirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+
+@dataclass(frozen=True)
+class DNSPattern:
+    """`api.example.com` exactly, or `*.example.com`: every name under
+    example.com at any depth (wildcard names included), not example.com itself."""
+
+    text: str
+
+    def grants(self, name: str) -> bool:
+        if self.text.startswith("*."):
+            return name.endswith(self.text[1:])
+        return name == self.text
+
+
+@dataclass(frozen=True)
+class URIPattern:
+    """A URI exactly, or a prefix ending in `/*`: every URI under it."""
+
+    text: str
+
+    def grants(self, uri: str) -> bool:
+        if self.text.endswith("/*"):
+            return uri.startswith(self.text[:-1]) and len(uri) > len(self.text) - 1
+        return uri == self.text
+
+
+@dataclass(frozen=True)
+class EmailPattern:
+    """`ops@example.com` exactly, or `*@example.com`: any mailbox of that domain."""
+
+    text: str
+
+    def grants(self, address: str) -> bool:
+        local, _, domain = address.rpartition("@")
+        pattern_local, _, pattern_domain = self.text.rpartition("@")
+        if domain.lower() != pattern_domain.lower():
+            return False
+        return pattern_local in ("*", local)
+
+
+@dataclass(frozen=True)
+class Grants:
+    dns_names: tuple[DNSPattern, ...] = ()
+    ip_networks: tuple[IPNetwork, ...] = ()
+    uris: tuple[URIPattern, ...] = ()
+    email_addresses: tuple[EmailPattern, ...] = ()
+    common_names: frozenset[str] = frozenset()
+    organizational_units: frozenset[str] = frozenset()
+
+    def grants_ip(self, address: IPAddress) -> bool:
+        return any(address in network for network in self.ip_networks)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    selector: LabelSelector
+    grants: Grants
+    usages: frozenset[Usage]
+    max_duration: datetime.timedelta | None
+
+    def applies_to(self, usage: Usage, duration: datetime.timedelta) -> bool:
+        """Whether this policy's grants count for a certificate of this
+        usage and lifetime."""
+        within = self.max_duration is None or duration <= self.max_duration
+        return usage in self.usages and within
+
+
+def parse_policy(name: str, spec: Mapping[str, Any]) -> PolicySpec:
+    """Validate and type an MtlsPolicy's `.spec`; raises InvalidPolicy."""
+    if not isinstance(spec, Mapping):
+        raise InvalidPolicy("", spec, "must be an object")
+    allow = spec.get("allow") or {}
+    if not isinstance(allow, Mapping):
+        raise InvalidPolicy("allow", allow, "must be an object")
+    grants = Grants(
+        dns_names=tuple(_each(allow, "dnsNames", _dns_pattern)),
+        ip_networks=tuple(_each(allow, "ipAddresses", _network)),
+        uris=tuple(_each(allow, "uris", _uri_pattern)),
+        email_addresses=tuple(_each(allow, "emailAddresses", _email_pattern)),
+        common_names=frozenset(_each(allow, "commonNames", _nonempty)),
+        organizational_units=frozenset(_each(allow, "organizationalUnits", _nonempty)),
+    )
+    usages = spec.get("usages")
+    if usages is None:
+        allowed_usages = frozenset(Usage)
+    else:
+        allowed_usages = frozenset(_each(spec, "usages", _usage, prefix=""))
+    max_duration = None
+    if spec.get("maxDuration") is not None:
+        max_duration = _duration(spec["maxDuration"])
+    return PolicySpec(
+        name=name,
+        selector=_selector(spec.get("namespaceSelector")),
+        grants=grants,
+        usages=allowed_usages,
+        max_duration=max_duration,
+    )
+
+
+def _each(section: Mapping[str, Any], key: str, parse: Any, *, prefix: str = "allow.") -> list[Any]:
+    values = section.get(key) or []
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        raise InvalidPolicy(f"{prefix}{key}", values, "must be a list")
+    parsed = []
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            raise InvalidPolicy(f"{prefix}{key}[{index}]", value, "must be a string")
+        try:
+            parsed.append(parse(value))
+        except ValueError as err:
+            raise InvalidPolicy(f"{prefix}{key}[{index}]", value, str(err)) from None
+    return parsed
+
+
+def _dns_pattern(text: str) -> DNSPattern:
+    if text.startswith("*."):
+        # Any name after the wildcard, a single label too: `*.internal` is
+        # how a private top-level domain is granted.
+        parse_dns_name(text[2:], allow_wildcard=False)
+        return DNSPattern(text.lower())
+    if "*" in text:
+        raise ValueError("a wildcard may only be a leading '*.'")
+    return DNSPattern(parse_dns_name(text, allow_wildcard=False))
+
+
+def _network(text: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as err:
+        raise ValueError(f"not a CIDR such as 10.20.0.0/16 ({err})") from None
+
+
+def _uri_pattern(text: str) -> URIPattern:
+    body = text[:-1] + "x" if text.endswith("/*") else text
+    if "*" in body:
+        raise ValueError("'*' may only end the pattern, after a '/' (spiffe://example.org/*)")
+    parse_uri(body)
+    return URIPattern(text)
+
+
+def _email_pattern(text: str) -> EmailPattern:
+    local, at, domain = text.rpartition("@")
+    if at and local == "*":
+        parse_email_address(f"x@{domain}")
+        return EmailPattern(f"*@{domain.lower()}")
+    if "*" in text:
+        raise ValueError("a wildcard may only be the whole part before '@' (*@example.com)")
+    return EmailPattern(parse_email_address(text))
+
+
+def _nonempty(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _usage(text: str) -> Usage:
+    try:
+        return Usage(text)
+    except ValueError:
+        raise ValueError("must be server, client or both") from None
+
+
+def _duration(text: object) -> datetime.timedelta:
+    if not isinstance(text, str):
+        raise InvalidPolicy("maxDuration", text, "must be a duration string such as 2160h")
+    try:
+        value = parse_duration(text)
+    except ValueError as err:
+        raise InvalidPolicy("maxDuration", text, str(err).split(": ", 1)[-1]) from None
+    if value <= datetime.timedelta(0):
+        raise InvalidPolicy("maxDuration", text, "must be positive")
+    return value
+
+
+def _selector(selector: object) -> LabelSelector:
+    if selector is None:
+        raise InvalidPolicy("namespaceSelector", None, "is required ({} selects every namespace)")
+    if not isinstance(selector, Mapping):
+        raise InvalidPolicy("namespaceSelector", selector, "must be a label selector")
+    labels = selector.get("matchLabels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise InvalidPolicy("namespaceSelector.matchLabels", labels, "must map strings to strings")
+    expressions = selector.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        raise InvalidPolicy("namespaceSelector.matchExpressions", expressions, "must be a list")
+    return LabelSelector(
+        tuple(sorted(labels.items())),
+        tuple(_requirement(index, e) for index, e in enumerate(expressions)),
+    )
+
+
+def _requirement(index: int, expression: object) -> Requirement:
+    where = f"namespaceSelector.matchExpressions[{index}]"
+    if not isinstance(expression, Mapping):
+        raise InvalidPolicy(where, expression, "must be an object with key and operator")
+    key, operator = expression.get("key"), expression.get("operator")
+    values = expression.get("values") or []
+    if not isinstance(key, str) or not key:
+        raise InvalidPolicy(f"{where}.key", key, "is required")
+    if operator not in _SELECTOR_OPERATORS:
+        raise InvalidPolicy(
+            f"{where}.operator", operator, "must be In, NotIn, Exists or DoesNotExist"
+        )
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise InvalidPolicy(f"{where}.values", values, "must be a list of strings")
+    if operator in ("In", "NotIn") and not values:
+        raise InvalidPolicy(f"{where}.values", values, f"must not be empty for {operator}")
+    if operator in ("Exists", "DoesNotExist") and values:
+        raise InvalidPolicy(f"{where}.values", values, f"must be empty for {operator}")
+    return Requirement(key, operator, frozenset(values))

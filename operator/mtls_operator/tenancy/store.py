@@ -1,0 +1,250 @@
+"""Namespaces and MtlsPolicies, as the identity policy judges certificates
+against them: which policies select which namespace, kept current by two
+watches of the runtime's own (listed in full before the first certificate
+is judged, so that no certificate is refused for a moment at start-up).
+
+Whoever judges a namespace's certificates subscribes, and is told the
+namespace whenever the policies that select it, or their grants, change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mtls_operator.api.mtls_policy import InvalidPolicy, PolicySpec, parse_policy
+from mtls_operator.api.resources import GROUP, VERSION
+from mtls_operator.pki.names import is_dns_name
+from mtls_operator.policy.identity import IdentityMode, IdentityRules
+from mtls_operator.runtime.core import Runtime
+from mtls_operator.runtime.kube import Object
+from mtls_operator.runtime.reflector import Reflector
+
+logger = logging.getLogger(__name__)
+
+NAMESPACES_PATH = "/api/v1/namespaces"
+POLICIES_PATH = f"/apis/{GROUP}/{VERSION}/mtlspolicies"
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    mode: IdentityMode = IdentityMode.NAMESPACE
+    cluster_domain: str = "cluster.local"
+    trust_domain: str = "cluster.local"
+
+    @classmethod
+    def parse(
+        cls, mode: str, cluster_domain: str, trust_domain: str | None = None
+    ) -> IdentitySettings:
+        """From the command line; the trust domain defaults to the cluster
+        domain. Raises ValueError naming the flag."""
+        for flag, value in (("--cluster-domain", cluster_domain), ("--trust-domain", trust_domain)):
+            if value is not None and not is_dns_name(value):
+                raise ValueError(f"{flag} {value!r}: must be a DNS name such as cluster.local")
+        domain = cluster_domain.lower()
+        return cls(IdentityMode(mode), domain, (trust_domain or domain).lower())
+
+    def rules(self, namespace: str, policies: tuple[PolicySpec, ...]) -> IdentityRules:
+        return IdentityRules(namespace, self.cluster_domain, self.trust_domain, policies)
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    name: str
+    uid: str
+    generation: int
+    status: Mapping[str, Any]
+    parsed: PolicySpec | InvalidPolicy
+
+
+def policy_record(body: Mapping[str, Any]) -> PolicyRecord:
+    metadata = body.get("metadata") or {}
+    name = str(metadata.get("name", ""))
+    try:
+        parsed: PolicySpec | InvalidPolicy = parse_policy(name, body.get("spec") or {})
+    except InvalidPolicy as err:
+        parsed = err
+    return PolicyRecord(
+        name=name,
+        uid=str(metadata.get("uid", "")),
+        generation=int(metadata.get("generation") or 0),
+        status=dict(body.get("status") or {}),
+        parsed=parsed,
+    )
+
+
+class _Sink:
+    """A full list replaces everything; events apply one by one."""
+
+    def __init__(self, upsert: Callable[[Object], None], remove: Callable[[str], None]) -> None:
+        self._upsert, self._remove = upsert, remove
+        self.names: set[str] = set()
+
+    def replace(self, items: list[Object]) -> None:
+        listed = {str((i.get("metadata") or {}).get("name", "")) for i in items}
+        for name in self.names - listed:
+            self._remove(name)
+        for item in items:
+            self._upsert(item)
+        self.names = listed
+
+    def apply(self, event_type: str, obj: Object) -> None:
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        if event_type == "DELETED":
+            self.names.discard(name)
+            self._remove(name)
+        else:
+            self.names.add(name)
+            self._upsert(obj)
+
+
+class Tenancy:
+    def __init__(self, runtime: Runtime, settings: IdentitySettings) -> None:
+        self._runtime = runtime
+        self.settings = settings
+        self._labels: dict[str, dict[str, str]] = {}
+        self._policies: dict[str, PolicyRecord] = {}
+        self._selecting: dict[str, tuple[str, ...]] = {}  # namespace -> policy names
+        self._namespace_subscribers: list[Callable[[str], None]] = []
+        self._policy_subscribers: list[Callable[[str], None]] = []
+        self._reflectors: list[Reflector] = []
+        # What the watches feed (and tests may feed directly).
+        self.namespace_sink = _Sink(self._upsert_namespace, self._remove_namespace)
+        self.policy_sink = _Sink(self._upsert_policy, self._remove_policy)
+
+    async def start(self) -> None:
+        """Watch namespaces and policies, and return once both are listed.
+        Safe to call again (kopf retries start-up): watches start once."""
+        if self._reflectors:
+            for reflector in self._reflectors:
+                await reflector.synced.wait()
+            return
+        for path, sink in (
+            (NAMESPACES_PATH, self.namespace_sink),
+            (POLICIES_PATH, self.policy_sink),
+        ):
+            # Without the MtlsPolicy CRD there are no policies (nobody could
+            # have created one): judged by the namespace default meanwhile.
+            reflector = Reflector(self._runtime.kube, path, sink, absent_is_empty=True)
+            self._reflectors.append(reflector)
+            self._runtime.spawn(reflector.run(), f"watch-{path.rsplit('/', 1)[-1]}")
+        for reflector in self._reflectors:
+            await reflector.synced.wait()
+        logger.info(
+            "identity policy %s: %d MtlsPolicies, %d namespaces",
+            self.settings.mode,
+            len(self._policies),
+            len(self._labels),
+        )
+
+    def on_namespace_change(self, callback: Callable[[str], None]) -> None:
+        """`callback(namespace)` when the policies that select it change."""
+        self._namespace_subscribers.append(callback)
+
+    def on_policy_change(self, callback: Callable[[str], None]) -> None:
+        """`callback(policy name)` when a policy, or what it selects, changes."""
+        self._policy_subscribers.append(callback)
+
+    def rules_for(self, namespace: str) -> IdentityRules | None:
+        """What certificates of `namespace` signed by the cluster CA may carry;
+        None when the identity policy is open."""
+        if self.settings.mode is IdentityMode.OPEN:
+            return None
+        policies = tuple(
+            record.parsed
+            for name in self._selecting_policies(namespace)
+            if isinstance((record := self._policies[name]).parsed, PolicySpec)
+        )
+        return self.settings.rules(namespace, policies)
+
+    def policy(self, name: str) -> PolicyRecord | None:
+        return self._policies.get(name)
+
+    def policy_names(self) -> list[str]:
+        return sorted(self._policies)
+
+    def selected_namespaces(self, name: str) -> list[str]:
+        record = self._policies.get(name)
+        if record is None or not isinstance(record.parsed, PolicySpec):
+            return []
+        return sorted(
+            ns for ns, labels in self._labels.items() if record.parsed.selector.matches(labels)
+        )
+
+    def record_status(self, body: Mapping[str, Any]) -> None:
+        """The response to the operator's own status write: no change of grants."""
+        record = policy_record(body)
+        if record.name in self._policies:
+            self._policies[record.name] = record
+
+    def _selecting_policies(self, namespace: str) -> tuple[str, ...]:
+        cached = self._selecting.get(namespace)
+        if cached is None:
+            labels = self._labels.get(namespace, {})
+            cached = tuple(
+                name
+                for name, record in sorted(self._policies.items())
+                if isinstance(record.parsed, PolicySpec) and record.parsed.selector.matches(labels)
+            )
+            self._selecting[namespace] = cached
+        return cached
+
+    # --- Watch events. ---
+
+    def _upsert_namespace(self, body: Object) -> None:
+        name = str((body.get("metadata") or {}).get("name", ""))
+        labels = dict((body.get("metadata") or {}).get("labels") or {})
+        if self._labels.get(name) == labels:
+            return
+        self._labels[name] = labels
+        self._reselect(name)
+
+    def _remove_namespace(self, name: str) -> None:
+        if self._labels.pop(name, None) is not None:
+            self._reselect(name)
+
+    def _reselect(self, namespace: str) -> None:
+        before = self._selecting.pop(namespace, ())
+        after = self._selecting_policies(namespace)
+        if before != after:
+            self._notify_namespace(namespace)
+            for policy in set(before) ^ set(after):
+                self._notify_policy(policy)
+
+    def _upsert_policy(self, body: Object) -> None:
+        record = policy_record(body)
+        previous = self._policies.get(record.name)
+        self._policies[record.name] = record
+        if (
+            previous is not None
+            and previous.uid == record.uid
+            and previous.generation == record.generation
+        ):
+            return  # a status change, often our own: grants are the same
+        self._policy_changed(record.name, previous)
+
+    def _remove_policy(self, name: str) -> None:
+        previous = self._policies.pop(name, None)
+        if previous is not None:
+            self._policy_changed(name, previous)
+
+    def _policy_changed(self, name: str, previous: PolicyRecord | None) -> None:
+        """Only the namespaces selected before or after are judged again."""
+        self._selecting.clear()
+        affected = set(self.selected_namespaces(name))
+        if previous is not None and isinstance(previous.parsed, PolicySpec):
+            selector = previous.parsed.selector
+            affected.update(ns for ns, labels in self._labels.items() if selector.matches(labels))
+        for namespace in sorted(affected):
+            self._notify_namespace(namespace)
+        self._notify_policy(name)
+
+    def _notify_namespace(self, namespace: str) -> None:
+        for callback in self._namespace_subscribers:
+            callback(namespace)
+
+    def _notify_policy(self, name: str) -> None:
+        for callback in self._policy_subscribers:
+            callback(name)
