@@ -684,7 +684,10 @@ class LocalCluster:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
-            "--authorization-mode=RBAC",
+            # As a real cluster runs: nodes are authorised by the Node authorizer and
+            # limited by NodeRestriction (what a kubelet may ask, pod certificates included).
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
         ]

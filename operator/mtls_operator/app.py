@@ -8,17 +8,28 @@ from dataclasses import dataclass
 
 import kopf
 
+from mtls_operator.api.mtls_policy import LabelSelector
 from mtls_operator.api.resources import GROUP, PLURAL, VERSION
 from mtls_operator.authorities.bootstrap import ensure_cluster_ca
 from mtls_operator.authorities.store import AuthorityStore, CARef
 from mtls_operator.certificates.controller import CertificateController, Settings
 from mtls_operator.mtlspolicies.controller import PolicyController
+from mtls_operator.podcertificates.controller import (
+    DEFAULT_SIGNER_NAME,
+    PodCertificateController,
+    PodSignerSettings,
+)
 from mtls_operator.runtime.clock import Clock, SystemClock
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kopf_source import WatchSource, build_registry
 from mtls_operator.runtime.kube import Kube, Login
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
+from mtls_operator.trustbundles.controller import (
+    CLUSTER_CA_SIGNER,
+    TrustBundleController,
+    TrustBundleSettings,
+)
 
 DEFAULT_IDENTITY = IdentitySettings()
 
@@ -36,6 +47,11 @@ class OperatorConfig:
     lease_namespace: str = "mtls-operator"
     lease_name: str = "mtls-operator"
     identity: IdentitySettings = DEFAULT_IDENTITY
+    pod_signer: bool = True
+    pod_signer_name: str = DEFAULT_SIGNER_NAME
+    pod_certificate_max_duration: datetime.timedelta = datetime.timedelta(hours=24)
+    # Where ConfigMaps mtls-ca-bundle are kept; None: nowhere.
+    trust_bundle_namespaces: LabelSelector | None = None
 
 
 class Operator:
@@ -60,6 +76,30 @@ class Operator:
                 reissue_rate=config.reissue_rate,
             ),
         )
+        signers = (CLUSTER_CA_SIGNER, *([config.pod_signer_name] if config.pod_signer else []))
+        # First: its start-up confirms what is published before any leaf is signed.
+        self.runtime.add(
+            TrustBundleController(
+                self.runtime,
+                self.authorities,
+                self.tenancy,
+                TrustBundleSettings(config.cluster_ca, signers, config.trust_bundle_namespaces),
+            )
+        )
+        if config.pod_signer:
+            self.runtime.add(
+                PodCertificateController(
+                    self.runtime,
+                    self.authorities,
+                    self.tenancy,
+                    PodSignerSettings(
+                        cluster_ca=config.cluster_ca,
+                        signer_name=config.pod_signer_name,
+                        max_duration=config.pod_certificate_max_duration,
+                        namespaces=config.namespaces,
+                    ),
+                )
+            )
         self.runtime.add(self.policies)
         self.runtime.add(self.certificates)
 

@@ -25,6 +25,7 @@ from e2e.support import (
     OPERATOR_NAMESPACE,
     TEST_NAME_POLICY,
     TEST_NAMES_LABEL,
+    TRUST_BUNDLE_LABEL,
 )
 from localcluster import ClusterError, Kubectl, LocalCluster, control_plane_bin_dir
 from operator_process import OperatorProcess
@@ -150,6 +151,8 @@ def operator_process(
             f"{OPERATOR_NAMESPACE}/{CLUSTER_CA_SECRET}",
             "--min-duration",
             "10s",
+            "--trust-bundle-namespace-selector",
+            f"{TRUST_BUNDLE_LABEL}=true",
         ],
     )
     process.start()

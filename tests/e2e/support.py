@@ -4,6 +4,8 @@ readers and waiters over the real API."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,6 +22,8 @@ CLUSTER_CA_SECRET = "mtls-operator-ca"
 # Test namespaces carry this label; TEST_NAME_POLICY grants them the example
 # names, addresses and URIs the issuance tests put in certificates.
 TEST_NAMES_LABEL = "e2e.mtls.dev/test-names"
+# The session operator keeps a ConfigMap mtls-ca-bundle in namespaces with this label.
+TRUST_BUNDLE_LABEL = "e2e.mtls.dev/trust-bundle"
 TEST_NAME_POLICY: dict[str, Any] = {
     "apiVersion": f"{GROUP}/{VERSION}",
     "kind": "MtlsPolicy",
@@ -35,6 +39,21 @@ TEST_NAME_POLICY: dict[str, Any] = {
     },
 }
 _T = TypeVar("_T")
+
+
+def new_root(directory: Path, common_name: str) -> tuple[bytes, bytes]:
+    """A fresh root CA from `mtls-operator ca init`: its certificate and key."""
+    command = str(Path(sys.executable).parent / "mtls-operator")
+    subprocess.run(
+        [command, "ca", "init", "--out", str(directory), "--common-name", common_name],
+        check=True,
+        capture_output=True,
+    )
+    return (directory / "ca-crt.pem").read_bytes(), (directory / "ca-key.pem").read_bytes()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def wait_for(

@@ -223,8 +223,11 @@ CANNOT: list[tuple[str, ...]] = [
     ("delete", "secrets"),
     ("update", "secrets"),
     ("deletecollection", "secrets"),
-    ("list", "configmaps"),
+    ("update", "configmaps"),
+    ("get", "configmaps"),
     ("list", "pods"),
+    ("create", "pods"),
+    ("patch", "pods"),
     ("create", "pods", "--subresource=exec"),
     ("create", "mtlscertificates.mtls.dev"),
     ("patch", "mtlscertificates.mtls.dev"),
@@ -236,7 +239,7 @@ CANNOT: list[tuple[str, ...]] = [
     ("create", "rolebindings.rbac.authorization.k8s.io"),
 ]
 CLUSTER_CANNOT: list[tuple[str, ...]] = [
-    ("get", "nodes"),
+    ("list", "nodes"),
     ("create", "clusterroles.rbac.authorization.k8s.io"),
     ("update", "clusterroles.rbac.authorization.k8s.io"),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
@@ -246,6 +249,40 @@ CLUSTER_CANNOT: list[tuple[str, ...]] = [
     ("impersonate", "serviceaccounts"),
     ("*", "*"),
 ]
+
+
+def signer_access(kubectl: Kubectl, verb: str, signer: str) -> bool:
+    """What the API server asks before a signer writes a PodCertificateRequest's
+    status (verb sign) or a ClusterTrustBundle (verb attest): a resource name
+    with slashes, which `kubectl auth can-i` cannot spell."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{OPERATOR_NAMESPACE}:{SERVICE_ACCOUNT}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{OPERATOR_NAMESPACE}"],
+            "resourceAttributes": {
+                "group": "certificates.k8s.io",
+                "resource": "signers",
+                "verb": verb,
+                "name": signer,
+            },
+        },
+    }
+    answer = kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review))
+    return bool(json.loads(answer.stdout)["status"].get("allowed"))
+
+
+def test_the_operator_signs_and_attests_for_its_own_signers_only(
+    installed: None, kubectl: Kubectl
+) -> None:
+    assert signer_access(kubectl, "sign", "mtls.dev/pod-identity")
+    assert signer_access(kubectl, "attest", "mtls.dev/pod-identity")
+    assert signer_access(kubectl, "attest", "mtls.dev/cluster-ca")
+    assert not signer_access(kubectl, "sign", "mtls.dev/cluster-ca")
+    for signer in ("kubernetes.io/kube-apiserver-client", "example.com/other", "mtls.dev/other"):
+        for verb in ("sign", "attest", "approve"):
+            assert not signer_access(kubectl, verb, signer), (verb, signer)
 
 
 def test_the_service_account_can_do_what_the_operator_does_and_nothing_else(
@@ -262,6 +299,14 @@ def test_the_service_account_can_do_what_the_operator_does_and_nothing_else(
         ("watch", "namespaces"),
         ("watch", "mtlspolicies.mtls.dev"),
         ("patch", "mtlspolicies.mtls.dev", "--subresource=status"),
+        ("watch", "podcertificaterequests.certificates.k8s.io"),
+        ("patch", "podcertificaterequests.certificates.k8s.io", "--subresource=status"),
+        ("get", "pods"),
+        ("get", "nodes"),
+        ("get", "serviceaccounts"),
+        ("create", "clustertrustbundles.certificates.k8s.io"),
+        ("update", "clustertrustbundles.certificates.k8s.io"),
+        ("watch", "configmaps"),
     ):
         assert can_i(as_operator, *args), f"cannot {' '.join(args)}"
     for args in (
@@ -269,6 +314,11 @@ def test_the_service_account_can_do_what_the_operator_does_and_nothing_else(
         ("patch", "mtlspolicies.mtls.dev"),
         ("delete", "mtlspolicies.mtls.dev"),
         ("patch", "namespaces"),
+        ("update", "podcertificaterequests.certificates.k8s.io"),
+        ("create", "podcertificaterequests.certificates.k8s.io"),
+        ("delete", "clustertrustbundles.certificates.k8s.io"),
+        ("list", "pods"),
+        ("update", "nodes"),
     ):
         assert not can_i(as_operator, *args), f"can {' '.join(args)}"
     # Leader election: its own Lease, in its own namespace, only.

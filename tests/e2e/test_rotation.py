@@ -9,8 +9,6 @@ import hashlib
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,16 +19,17 @@ from cryptography import x509
 from kubernetes import client
 
 from e2e.support import (
+    b64,
     certificate,
     create_certificate,
     get_certificate,
     get_secret,
+    new_root,
     wait_for,
     wait_ready,
 )
 from operator_process import OperatorProcess
 
-COMMAND = str(Path(sys.executable).parent / "mtls-operator")
 HOSTNAME = "svc.rotation.example"
 
 
@@ -150,19 +149,6 @@ class ReloadingClient(threading.Thread):
             except (OSError, ssl.SSLError) as err:
                 self.traffic.failures.append(f"client: {err}")
             time.sleep(0.05)
-
-
-def new_root(directory: Path, common_name: str) -> tuple[bytes, bytes]:
-    subprocess.run(
-        [COMMAND, "ca", "init", "--out", str(directory), "--common-name", common_name],
-        check=True,
-        capture_output=True,
-    )
-    return (directory / "ca-crt.pem").read_bytes(), (directory / "ca-key.pem").read_bytes()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def bundle_size(api: client.ApiClient, namespace: str, name: str) -> int:

@@ -77,6 +77,10 @@ class FixedCAs(AuthorityStore):
     async def state(self, ref: CARef) -> CAState:
         return self._states.get(ref, CAMissing(f"CA Secret {ref} does not exist"))
 
+    def is_published(self, ref: CARef, ca: Any) -> bool:
+        """No trust bundle is published here."""
+        return True
+
 
 CLUSTER_CA = CARef("mtls-system", "mtls-operator-ca")
 

@@ -35,12 +35,45 @@ POLICY_RULES = {
     ("mtls.dev", "mtlspolicies", ()): {"get", "list", "watch"},
     ("mtls.dev", "mtlspolicies/status", ()): {"patch"},
 }
+POD_SIGNER_RULES = {
+    ("certificates.k8s.io", "podcertificaterequests", ()): {"get", "list", "watch"},
+    ("certificates.k8s.io", "podcertificaterequests/status", ()): {"patch"},
+    ("certificates.k8s.io", "signers", ("mtls.dev/pod-identity",)): {"sign"},
+    ("", "pods", ()): {"get"},
+    ("", "nodes", ()): {"get"},
+    ("", "serviceaccounts", ()): {"get"},
+}
+TRUST_BUNDLE_RULES = {
+    ("certificates.k8s.io", "clustertrustbundles", ()): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+    },
+    ("certificates.k8s.io", "signers", ("mtls.dev/cluster-ca", "mtls.dev/pod-identity")): {
+        "attest"
+    },
+}
+TRUST_BUNDLE_CONFIGMAP_RULES = {
+    ("", "configmaps", ()): {"list", "watch", "create", "patch", "delete"},
+}
 # The roles bound to the operator's ServiceAccount (the others are for people).
 OPERATOR_ROLES = {
     "mtls-operator",
     "mtls-operator-discovery",
     "mtls-operator-policies",
+    "mtls-operator-pod-signer",
+    "mtls-operator-trust-bundles",
+    "mtls-operator-trust-bundle-configmaps",
     "mtls-operator-leader-election",
+}
+# Updates and deletes the operator makes, of its own objects only: renewing its
+# Lease, replacing its ClusterTrustBundles, removing its stale ConfigMaps.
+OWN_OBJECT_VERBS = {
+    ("leases", ("mtls-operator",)): {"update"},
+    ("clustertrustbundles", ()): {"update"},
+    ("configmaps", ()): {"delete"},
 }
 DISCOVERY_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
@@ -101,12 +134,18 @@ def test_deploy_renders_everything_an_install_needs(deploy: list[Object]) -> Non
             ("ClusterRole", "mtls-operator"),
             ("ClusterRole", "mtls-operator-discovery"),
             ("ClusterRole", "mtls-operator-policies"),
+            ("ClusterRole", "mtls-operator-pod-signer"),
+            ("ClusterRole", "mtls-operator-trust-bundles"),
+            ("ClusterRole", "mtls-operator-trust-bundle-configmaps"),
             ("ClusterRole", "mtls-operator-edit"),
             ("ClusterRole", "mtls-operator-view"),
             ("ClusterRole", "mtls-operator-policy-reader"),
             ("ClusterRoleBinding", "mtls-operator"),
             ("ClusterRoleBinding", "mtls-operator-discovery"),
             ("ClusterRoleBinding", "mtls-operator-policies"),
+            ("ClusterRoleBinding", "mtls-operator-pod-signer"),
+            ("ClusterRoleBinding", "mtls-operator-trust-bundles"),
+            ("ClusterRoleBinding", "mtls-operator-trust-bundle-configmaps"),
             ("ClusterRoleBinding", "mtls-operator-policy-reader"),
             ("Role", "mtls-operator-leader-election"),
             ("RoleBinding", "mtls-operator-leader-election"),
@@ -223,6 +262,11 @@ def test_rbac_grants_exactly_what_the_operator_calls(deploy: list[Object]) -> No
     assert rules_of(find(deploy, "ClusterRole", "mtls-operator")) == OPERATOR_RULES
     assert rules_of(find(deploy, "ClusterRole", "mtls-operator-discovery")) == DISCOVERY_RULES
     assert rules_of(find(deploy, "ClusterRole", "mtls-operator-policies")) == POLICY_RULES
+    assert rules_of(find(deploy, "ClusterRole", "mtls-operator-pod-signer")) == POD_SIGNER_RULES
+    trust = find(deploy, "ClusterRole", "mtls-operator-trust-bundles")
+    assert rules_of(trust) == TRUST_BUNDLE_RULES
+    configmaps = find(deploy, "ClusterRole", "mtls-operator-trust-bundle-configmaps")
+    assert rules_of(configmaps) == TRUST_BUNDLE_CONFIGMAP_RULES
     leader = find(deploy, "Role", "mtls-operator-leader-election")
     assert leader["metadata"]["namespace"] == NAMESPACE
     assert rules_of(leader) == LEADER_ELECTION_RULES
@@ -230,6 +274,9 @@ def test_rbac_grants_exactly_what_the_operator_calls(deploy: list[Object]) -> No
         ("ClusterRoleBinding", "mtls-operator", "ClusterRole"),
         ("ClusterRoleBinding", "mtls-operator-discovery", "ClusterRole"),
         ("ClusterRoleBinding", "mtls-operator-policies", "ClusterRole"),
+        ("ClusterRoleBinding", "mtls-operator-pod-signer", "ClusterRole"),
+        ("ClusterRoleBinding", "mtls-operator-trust-bundles", "ClusterRole"),
+        ("ClusterRoleBinding", "mtls-operator-trust-bundle-configmaps", "ClusterRole"),
         ("RoleBinding", "mtls-operator-leader-election", "Role"),
     ):
         binding = find(deploy, kind, name)
@@ -254,9 +301,10 @@ def test_rbac_has_no_wildcards_and_no_dangerous_verbs(render: Render, directory:
                 assert "*" not in rule[field], f"{role['metadata']['name']}: {rule}"
             assert rule.get("nonResourceURLs") is None
             dangerous = DANGEROUS_VERBS & set(rule["verbs"])
-            # Renewing the leader-election Lease is the one update it makes.
-            if rule["resources"] == ["leases"] and rule.get("resourceNames") == ["mtls-operator"]:
-                dangerous -= {"update"}
+            for resource in rule["resources"]:
+                dangerous -= OWN_OBJECT_VERBS.get(
+                    (resource, tuple(rule.get("resourceNames") or ())), set()
+                )
             assert not dangerous, f"{role['metadata']['name']}: {rule}"
 
 
@@ -304,8 +352,11 @@ def test_the_namespaced_overlay_grants_secrets_only_in_the_served_namespaces(
     bindings = of_kind(objects, "ClusterRoleBinding")
     assert sorted(b["metadata"]["name"] for b in bindings) == [
         "mtls-operator-discovery",
+        "mtls-operator-pod-signer",
         "mtls-operator-policies",
         "mtls-operator-policy-reader",
+        "mtls-operator-trust-bundle-configmaps",
+        "mtls-operator-trust-bundles",
     ]
     args = operator_container(objects)["args"]
     assert "--all-namespaces" not in args

@@ -9,6 +9,8 @@ from mtls_operator.runtime.metrics import DURATION_BUCKETS, CertificateGauges, M
 from helpers.prometheus_text import ExpositionError, Family, parse
 
 FAMILIES = {
+    "mtls_pod_certificate_requests_total": "counter",
+    "mtls_pod_certificate_signing_duration_seconds": "histogram",
     "mtls_certificate_expiration_timestamp_seconds": "gauge",
     "mtls_certificate_renewal_timestamp_seconds": "gauge",
     "mtls_certificate_ready": "gauge",
@@ -159,3 +161,19 @@ def test_every_observation_lands_in_inf_and_buckets_never_decrease(seconds: floa
 def test_reader_rejects_malformed_text(text: str) -> None:
     with pytest.raises(ExpositionError):
         parse(text)
+
+
+def test_pod_certificate_requests() -> None:
+    metrics = Metrics()
+    metrics.observe_pod_certificate("Issued", "Issued", 0.02)
+    metrics.observe_pod_certificate("Denied", "PodNotFound", 0.0)
+    families = parse(metrics.render())
+    assert values(families["mtls_pod_certificate_requests_total"]) == {
+        (("outcome", "Denied"), ("reason", "PodNotFound")): 1.0,
+        (("outcome", "Issued"), ("reason", "Issued")): 1.0,
+    }
+    signing = {
+        s.name: s.value for s in families["mtls_pod_certificate_signing_duration_seconds"].samples
+    }
+    assert signing["mtls_pod_certificate_signing_duration_seconds_count"] == 1.0
+    assert signing["mtls_pod_certificate_signing_duration_seconds_sum"] == 0.02

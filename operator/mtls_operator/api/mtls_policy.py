@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +125,52 @@ class PolicySpec:
         usage and lifetime."""
         within = self.max_duration is None or duration <= self.max_duration
         return usage in self.usages and within
+
+
+def parse_selector_string(text: str) -> LabelSelector:
+    """A label selector as kubectl's -l takes it: `k=v`, `k!=v`, `k`, `!k`,
+    `k in (a,b)`, `k notin (a,b)`, joined by commas. Raises ValueError."""
+    labels: list[tuple[str, str]] = []
+    requirements: list[Requirement] = []
+    for term in _selector_terms(text):
+        if match := _SET_TERM.fullmatch(term):
+            key, operator, values = match.group(1), match.group(2), match.group(3)
+            listed = frozenset(v.strip() for v in values.split(",") if v.strip())
+            if not listed:
+                raise ValueError(f"{term!r}: give at least one value")
+            requirements.append(Requirement(key, "In" if operator == "in" else "NotIn", listed))
+        elif "!=" in term:
+            key, _, value = term.partition("!=")
+            requirements.append(Requirement(key.strip(), "NotIn", frozenset({value.strip()})))
+        elif "=" in term:
+            key, _, value = term.replace("==", "=").partition("=")
+            labels.append((key.strip(), value.strip()))
+        elif term.startswith("!"):
+            requirements.append(Requirement(term[1:].strip(), "DoesNotExist", frozenset()))
+        else:
+            requirements.append(Requirement(term, "Exists", frozenset()))
+    if any(not key for key, _ in labels) or any(not r.key for r in requirements):
+        raise ValueError(f"{text!r}: a label key is empty")
+    return LabelSelector(tuple(sorted(labels)), tuple(requirements))
+
+
+_SET_TERM = re.compile(r"\s*([^\s!=(),]+)\s+(in|notin)\s*\(([^()]*)\)\s*")
+
+
+def _selector_terms(text: str) -> list[str]:
+    """Split at the commas that are not inside a set's parentheses."""
+    terms, depth, current = [], 0, ""
+    for character in text:
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            terms.append(current.strip())
+            current = ""
+        else:
+            current += character
+    terms.append(current.strip())
+    if depth != 0 or any(not t for t in terms):
+        raise ValueError(f"{text!r}: not a label selector such as team=a,env in (prod)")
+    return terms
 
 
 def parse_policy(name: str, spec: Mapping[str, Any]) -> PolicySpec:

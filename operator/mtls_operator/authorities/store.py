@@ -96,6 +96,11 @@ class AuthorityStore:
         self._metrics = metrics
         self._entries: dict[CARef, _Entry] = {}
         self._used: dict[User, CARef] = {}
+        # CAs whose trust bundle is published (as ClusterTrustBundles), and
+        # the bundle published last: no leaf is signed by a CA whose roots
+        # relying parties may not have yet.
+        self._publishing: set[CARef] = set()
+        self._published: dict[CARef, str] = {}
 
     def use(self, ref: CARef, notify: Callable[[Any], None], key: Hashable) -> None:
         """`notify(key)` uses the CA `ref` from now on (and no longer the CA
@@ -121,6 +126,19 @@ class AuthorityStore:
         previous = self._used.pop(user, None)
         if previous is not None:
             self._drop_user(previous, user)
+
+    def await_publication(self, ref: CARef) -> None:
+        """Someone publishes `ref`'s trust bundle: until it has published the
+        current one, `is_published` says no."""
+        self._publishing.add(ref)
+
+    def published(self, ref: CARef, trust_bundle_sha256: str) -> None:
+        self._published[ref] = trust_bundle_sha256
+
+    def is_published(self, ref: CARef, ca: CertificateAuthority) -> bool:
+        if ref not in self._publishing:
+            return True
+        return self._published.get(ref) == ca.trust_bundle_sha256
 
     def users_of(self, ref: CARef) -> int:
         entry = self._entries.get(ref)

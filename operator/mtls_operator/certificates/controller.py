@@ -28,6 +28,7 @@ from mtls_operator.policy.identity import issued_request
 from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
+from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import ApiError, ObjectKey, object_key, secrets_path
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
@@ -108,14 +109,13 @@ class CertificateController:
         try:
             await self._reconcile(record)
         except Exception as err:  # one object's failure must not stop the others
+            problem = one_line(err, for_users=(PKIError, ApiError))
             if record.failures == 0:
                 logger.exception("reconciling %s/%s failed", *key)
             else:
-                logger.warning("reconciling %s/%s failed again: %s", *key, _one_line(err))
+                logger.warning("reconciling %s/%s failed again: %s", *key, problem)
             try:
-                await self._status.failed(
-                    record, Reason.ISSUANCE_FAILED, _one_line(err), retry=True
-                )
+                await self._status.failed(record, Reason.ISSUANCE_FAILED, problem, retry=True)
             except Exception:  # the API may be down too: just look again later
                 logger.exception("recording the failure of %s/%s failed", *key)
                 self._lane.schedule(key, self._runtime.clock.time() + backoff.UNWRITTEN_STATUS)
@@ -152,6 +152,12 @@ class CertificateController:
                     record, violation.reason, violation.message, retry=violation.retry
                 )
             case policy.Issue(trigger):
+                if not self._authorities.is_published(ca_ref, ca):
+                    # Its roots are not where relying parties read them yet.
+                    self._lane.schedule(
+                        record.key, self._runtime.clock.time() + backoff.UNPUBLISHED_BUNDLE
+                    )
+                    return
                 await self._issue(record, spec, ca, given, trigger)
             case policy.Repair(secret, items):
                 await self._repair(record, spec, ca, secret, items)
@@ -269,12 +275,3 @@ class CertificateController:
         self._turns.forget(key)
         self._runtime.metrics.forget_certificate(*key)
         self._authorities.release(self._lane.add, key)
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).splitlines()[0] if str(err) else ""
-    return (
-        f"{type(err).__name__}: {text}"[:500]
-        if not isinstance(err, PKIError | ApiError)
-        else text[:500]
-    )

@@ -17,8 +17,11 @@ from pathlib import Path
 import kopf
 
 from mtls_operator.api.durations import parse_duration
+from mtls_operator.api.mtls_policy import LabelSelector, parse_selector_string
 from mtls_operator.app import Operator, OperatorConfig
 from mtls_operator.authorities.store import CARef
+from mtls_operator.pki.names import is_dns_name
+from mtls_operator.podcertificates.controller import DEFAULT_SIGNER_NAME
 from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime.clock import SystemClock
 from mtls_operator.runtime.endpoints import start_endpoints
@@ -81,8 +84,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lease-namespace", metavar="NS", help="namespace of the Lease (default: the operator's)"
     )
     _add_identity_arguments(parser)
+    _add_pod_certificate_arguments(parser)
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--verbose", action="store_true", help="log every reconciliation")
+
+
+def _add_pod_certificate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The PodCertificateRequest signer and the published trust bundles."""
+    parser.add_argument(
+        "--pod-signer",
+        choices=["on", "off"],
+        default="on",
+        help="sign PodCertificateRequests of --pod-signer-name (default: on)",
+    )
+    parser.add_argument(
+        "--pod-signer-name",
+        default=DEFAULT_SIGNER_NAME,
+        metavar="DOMAIN/PATH",
+        help=f"the signer name pods ask for (default: {DEFAULT_SIGNER_NAME})",
+    )
+    parser.add_argument(
+        "--pod-cert-max-duration",
+        default="24h",
+        help="the longest pod certificate, at least 1h (Go duration; default 24h)",
+    )
+    parser.add_argument(
+        "--trust-bundle-namespace-selector",
+        metavar="SELECTOR",
+        help="keep a ConfigMap mtls-ca-bundle with the trust bundle in the namespaces with "
+        "these labels (kubectl -l syntax; default: none)",
+    )
 
 
 def _add_identity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,7 +178,40 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
         lease_namespace=args.lease_namespace or operator_namespace(),
         lease_name=args.lease_name,
         identity=_identity_settings(args),
+        pod_signer=args.pod_signer == "on",
+        pod_signer_name=_signer_name(args.pod_signer_name),
+        pod_certificate_max_duration=_pod_certificate_max_duration(args.pod_cert_max_duration),
+        trust_bundle_namespaces=_namespace_selector(args.trust_bundle_namespace_selector),
     )
+
+
+def _signer_name(text: str) -> str:
+    domain, slash, path = text.partition("/")
+    if not slash or not path or not is_dns_name(domain) or domain.endswith("kubernetes.io"):
+        raise ValueError(
+            f"--pod-signer-name {text!r}: expected DOMAIN/PATH outside kubernetes.io, "
+            "such as example.com/pod-identity"
+        )
+    return text
+
+
+def _pod_certificate_max_duration(text: str) -> datetime.timedelta:
+    try:
+        value = parse_duration(text)
+    except ValueError as err:
+        raise ValueError(f"--pod-cert-max-duration: {err}") from None
+    if not datetime.timedelta(hours=1) <= value <= datetime.timedelta(days=91):
+        raise ValueError(f"--pod-cert-max-duration {text!r}: must be from 1h to 2184h (91 days)")
+    return value
+
+
+def _namespace_selector(text: str | None) -> LabelSelector | None:
+    if text is None:
+        return None
+    try:
+        return parse_selector_string(text)
+    except ValueError as err:
+        raise ValueError(f"--trust-bundle-namespace-selector {err}") from None
 
 
 def _identity_settings(args: argparse.Namespace) -> IdentitySettings:

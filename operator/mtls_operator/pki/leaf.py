@@ -143,6 +143,8 @@ def issue_leaf(
     request: LeafRequest,
     public_key: PublicKey,
     now: datetime.datetime,
+    *,
+    backdate: datetime.timedelta = CLOCK_SKEW_BACKDATE,
 ) -> IssuedCertificate:
     """Sign `public_key` for `request` with `ca`, the recipe's extension file
     plus: keyEncipherment only for RSA keys, a random 159-bit serial,
@@ -162,7 +164,7 @@ def issue_leaf(
         .issuer_name(ca.certificate.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW_BACKDATE)
+        .not_valid_before(now - backdate)
         .not_valid_after(ca.not_after if clamped else wanted_not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_leaf_key_usage(is_rsa), critical=True)

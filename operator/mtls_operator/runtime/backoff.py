@@ -12,6 +12,8 @@ WATCH = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 RECONCILE = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 # A status that could not be written (the API may be down): look again then.
 UNWRITTEN_STATUS = 30.0
+# A certificate waiting for its CA's trust bundle to be published first.
+UNPUBLISHED_BUNDLE = 1.0
 
 
 def delay(table: tuple[float, ...], failures: int) -> float:

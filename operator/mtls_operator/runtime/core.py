@@ -63,6 +63,7 @@ class Runtime:
         return Lane(name, self.scheduler, self.queue)
 
     def add(self, controller: Controller) -> None:
+        """Controllers start in the order they are added."""
         self._controllers[controller.name] = controller
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:

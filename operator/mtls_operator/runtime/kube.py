@@ -196,6 +196,14 @@ class Kube:
         """PUT: fails with 409 when body's resourceVersion is not current."""
         return await self.request("PUT", path, body=body, retry=retry, timeout=timeout)
 
+    async def delete(self, path: str) -> None:
+        """DELETE; an object already gone is fine."""
+        try:
+            await self.request("DELETE", path)
+        except ApiError as err:
+            if not err.not_found:
+                raise
+
     async def merge_patch(self, path: str, patch: Object) -> Object:
         return await self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
 

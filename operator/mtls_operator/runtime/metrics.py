@@ -41,6 +41,8 @@ class Metrics:
         self.cas: dict[tuple[str, str], float] = {}
         self._issuances: dict[Labels, int] = {}
         self._durations: dict[Labels, _Histogram] = {}
+        self._pod_requests: dict[Labels, int] = {}
+        self._pod_signing = _Histogram()
         self.leader: bool | None = None  # None: leader election is off
 
     def set_certificate(self, namespace: str, name: str, gauges: CertificateGauges) -> None:
@@ -60,10 +62,18 @@ class Metrics:
         self._issuances[labels] = self._issuances.get(labels, 0) + 1
         self._durations.setdefault((("result", result),), _Histogram()).observe(seconds)
 
+    def observe_pod_certificate(self, outcome: str, reason: str, seconds: float) -> None:
+        """A PodCertificateRequest answered: Issued, Denied or Failed, and why."""
+        labels = (("outcome", outcome), ("reason", reason))
+        self._pod_requests[labels] = self._pod_requests.get(labels, 0) + 1
+        if outcome == "Issued":
+            self._pod_signing.observe(seconds)
+
     def render(self) -> str:
         lines: list[str] = []
         self._render_gauges(lines)
         self._render_issuances(lines)
+        self._render_pod_requests(lines)
         return "\n".join(lines) + "\n"
 
     def _render_gauges(self, lines: list[str]) -> None:
@@ -130,13 +140,35 @@ class Metrics:
             f"# TYPE {name} histogram",
         ]
         for labels, histogram in sorted(self._durations.items()):
-            cumulative = 0
-            for bound, count in zip(DURATION_BUCKETS, histogram.counts, strict=True):
-                cumulative += count
-                lines.append(f"{name}_bucket{_format((*labels, ('le', str(bound))))} {cumulative}")
-            lines.append(f"{name}_bucket{_format((*labels, ('le', '+Inf')))} {histogram.count}")
-            lines.append(f"{name}_sum{_format(labels)} {histogram.total}")
-            lines.append(f"{name}_count{_format(labels)} {histogram.count}")
+            lines += _histogram_lines(name, labels, histogram)
+
+    def _render_pod_requests(self, lines: list[str]) -> None:
+        _family(
+            lines,
+            "mtls_pod_certificate_requests_total",
+            "counter",
+            "PodCertificateRequests answered, by outcome (Issued, Denied, Failed) and reason.",
+            ((labels, float(count)) for labels, count in sorted(self._pod_requests.items())),
+        )
+        name = "mtls_pod_certificate_signing_duration_seconds"
+        lines += [
+            f"# HELP {name} Time from taking an issued request to writing its status.",
+            f"# TYPE {name} histogram",
+        ]
+        if self._pod_signing.count:
+            lines += _histogram_lines(name, (), self._pod_signing)
+
+
+def _histogram_lines(name: str, labels: Labels, histogram: _Histogram) -> list[str]:
+    lines = []
+    cumulative = 0
+    for bound, count in zip(DURATION_BUCKETS, histogram.counts, strict=True):
+        cumulative += count
+        lines.append(f"{name}_bucket{_format((*labels, ('le', str(bound))))} {cumulative}")
+    lines.append(f"{name}_bucket{_format((*labels, ('le', '+Inf')))} {histogram.count}")
+    lines.append(f"{name}_sum{_format(labels)} {histogram.total}")
+    lines.append(f"{name}_count{_format(labels)} {histogram.count}")
+    return lines
 
 
 def _certificate_labels(key: tuple[str, str], gauges: CertificateGauges) -> Labels:

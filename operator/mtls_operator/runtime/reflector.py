@@ -59,6 +59,8 @@ class Reflector:
         self._on_error = on_error
         self._absent_is_empty = absent_is_empty
         self.synced = asyncio.Event()
+        # True while the API server does not serve the resource (absent_is_empty).
+        self.absent = False
 
     async def run(self) -> None:
         failures = 0
@@ -67,6 +69,7 @@ class Reflector:
             try:
                 if not resource_version:
                     resource_version = await self._relist()
+                    self.absent = False
                     self.synced.set()
                 async for event_type, obj in self._kube.watch(
                     self._path, resource_version, self._params
@@ -83,8 +86,9 @@ class Reflector:
                 if not (err.not_found and self._absent_is_empty):
                     failures = await self._failed(err, failures)
                     continue
-                if not self.synced.is_set():
+                if not self.absent:
                     logger.warning("%s is not served: read as empty until it is", self._path)
+                self.absent = True
                 self._empty()
                 self.synced.set()
                 resource_version = ""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mtls_operator.api.mtls_policy import InvalidPolicy, PolicySpec, parse_policy
+from mtls_operator.api.mtls_policy import InvalidPolicy, LabelSelector, PolicySpec, parse_policy
 from mtls_operator.api.resources import GROUP, VERSION
 from mtls_operator.pki.names import is_dns_name
 from mtls_operator.policy.identity import IdentityMode, IdentityRules
@@ -109,6 +109,7 @@ class Tenancy:
         self._selecting: dict[str, tuple[str, ...]] = {}  # namespace -> policy names
         self._namespace_subscribers: list[Callable[[str], None]] = []
         self._policy_subscribers: list[Callable[[str], None]] = []
+        self._label_subscribers: list[Callable[[str], None]] = []
         self._reflectors: list[Reflector] = []
         # What the watches feed (and tests may feed directly).
         self.namespace_sink = _Sink(self._upsert_namespace, self._remove_namespace)
@@ -146,6 +147,18 @@ class Tenancy:
     def on_policy_change(self, callback: Callable[[str], None]) -> None:
         """`callback(policy name)` when a policy, or what it selects, changes."""
         self._policy_subscribers.append(callback)
+
+    def on_labels_change(self, callback: Callable[[str], None]) -> None:
+        """`callback(namespace)` when a namespace appears, goes, or is relabelled."""
+        self._label_subscribers.append(callback)
+
+    def namespaces(self, selector: LabelSelector) -> list[str]:
+        """The namespaces `selector` selects now."""
+        return sorted(ns for ns, labels in self._labels.items() if selector.matches(labels))
+
+    def selects(self, selector: LabelSelector, namespace: str) -> bool:
+        labels = self._labels.get(namespace)
+        return labels is not None and selector.matches(labels)
 
     def rules_for(self, namespace: str) -> IdentityRules | None:
         """What certificates of `namespace` signed by the cluster CA may carry;
@@ -199,11 +212,16 @@ class Tenancy:
         if self._labels.get(name) == labels:
             return
         self._labels[name] = labels
-        self._reselect(name)
+        self._relabelled(name)
 
     def _remove_namespace(self, name: str) -> None:
         if self._labels.pop(name, None) is not None:
-            self._reselect(name)
+            self._relabelled(name)
+
+    def _relabelled(self, namespace: str) -> None:
+        self._reselect(namespace)
+        for callback in self._label_subscribers:
+            callback(namespace)
 
     def _reselect(self, namespace: str) -> None:
         before = self._selecting.pop(namespace, ())
@@ -236,7 +254,7 @@ class Tenancy:
         affected = set(self.selected_namespaces(name))
         if previous is not None and isinstance(previous.parsed, PolicySpec):
             selector = previous.parsed.selector
-            affected.update(ns for ns, labels in self._labels.items() if selector.matches(labels))
+            affected.update(self.namespaces(selector))
         for namespace in sorted(affected):
             self._notify_namespace(namespace)
         self._notify_policy(name)

@@ -1,0 +1,206 @@
+"""The PodCertificateRequest signer: requests of this signer's name in,
+one status update out (the chain and its times, or a denial).
+
+The kubelet makes the key on the node, posts a request with a stub PKCS#10
+of it, and mounts what the signer returns into the pod; nothing secret ever
+reaches the API server or the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mtls_operator.api.pod_certificates import (
+    FAILED,
+    PodCertificateRequest,
+    issued_status,
+    pod_certificate_requests_path,
+    read_request,
+    refused_status,
+)
+from mtls_operator.api.timestamps import parse_timestamp
+from mtls_operator.authorities.store import AuthorityStore, CARef
+from mtls_operator.pki import CertificateAuthority, PKIError, issue_leaf
+from mtls_operator.podcertificates.gather import Gatherer
+from mtls_operator.policy import pod_request
+from mtls_operator.runtime import backoff
+from mtls_operator.runtime.core import Runtime
+from mtls_operator.runtime.errors import one_line
+from mtls_operator.runtime.kube import ApiError, Object, ObjectKey
+from mtls_operator.runtime.reflector import Reflector
+from mtls_operator.tenancy.store import Tenancy
+
+logger = logging.getLogger(__name__)
+
+NAME = "podcertificates"
+DEFAULT_SIGNER_NAME = "mtls.dev/pod-identity"
+# The CA missing or unusable is waited out (it may be on its way); a request
+# still waiting this long after it was made is failed, so that the kubelet
+# hears of it (the API server deletes requests after fifteen minutes).
+CA_PATIENCE = datetime.timedelta(minutes=5)
+CA_UNAVAILABLE = "CAUnavailable"
+
+
+@dataclass(frozen=True)
+class PodSignerSettings:
+    cluster_ca: CARef
+    signer_name: str = DEFAULT_SIGNER_NAME
+    max_duration: datetime.timedelta = datetime.timedelta(hours=24)
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+
+
+class _RequestSink:
+    def __init__(self, controller: PodCertificateController) -> None:
+        self._controller = controller
+
+    def replace(self, items: list[Object]) -> None:
+        for item in items:
+            self._controller.on_request(item)
+
+    def apply(self, event_type: str, obj: Object) -> None:
+        if event_type == "DELETED":
+            self._controller.forget(read_request(obj).key)
+        else:
+            self._controller.on_request(obj)
+
+
+class PodCertificateController:
+    name = NAME
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        authorities: AuthorityStore,
+        tenancy: Tenancy,
+        settings: PodSignerSettings,
+    ) -> None:
+        self._runtime = runtime
+        self._authorities = authorities
+        self._settings = settings
+        self._lane = runtime.lane(NAME)
+        self._gatherer = Gatherer(
+            runtime.kube, tenancy, runtime.clock, max_duration=settings.max_duration
+        )
+        self._pending: dict[ObjectKey, PodCertificateRequest] = {}
+        self._failures: dict[ObjectKey, int] = {}
+
+    async def start(self) -> None:
+        """Watch the requests of this signer only (a server-side field
+        selector), and sign with the cluster CA."""
+        self._authorities.use(self._settings.cluster_ca, self._ca_changed, NAME)
+        selector = {"fieldSelector": f"spec.signerName={self._settings.signer_name}"}
+        reflectors = []
+        for namespace in self._settings.namespaces or (None,):
+            path = pod_certificate_requests_path(namespace)
+            reflector = Reflector(
+                self._runtime.kube, path, _RequestSink(self), selector, absent_is_empty=True
+            )
+            reflectors.append(reflector)
+            self._runtime.spawn(reflector.run(), f"podcertificaterequests-{namespace or 'all'}")
+        for reflector in reflectors:
+            await reflector.synced.wait()
+
+    def on_request(self, body: Object) -> None:
+        request = read_request(body)
+        if request.outcome is not None or request.signer_name != self._settings.signer_name:
+            self.forget(request.key)
+            return
+        self._pending[request.key] = request
+        self._lane.add(request.key)
+
+    def forget(self, key: ObjectKey) -> None:
+        self._pending.pop(key, None)
+        self._failures.pop(key, None)
+        self._lane.cancel(key)
+
+    async def reconcile(self, key: ObjectKey) -> None:
+        request = self._pending.get(key)
+        if request is None:
+            return
+        started = self._runtime.clock.monotonic()
+        ca = await self._authorities.state(self._settings.cluster_ca)
+        if not isinstance(ca, CertificateAuthority):
+            await self._wait_for_ca(request, ca.message)
+            return
+        if not self._authorities.is_published(self._settings.cluster_ca, ca):
+            # Its roots are not where pods read them yet.
+            self._lane.schedule(key, self._runtime.clock.time() + backoff.UNPUBLISHED_BUNDLE)
+            return
+        try:
+            given = await self._gatherer.gather(request, ca)
+            decision = pod_request.decide(given)
+            if isinstance(decision, pod_request.Sign):
+                status, outcome, reason = await self._sign(ca, decision), "Issued", "Issued"
+            else:
+                violation = decision.violation
+                status = refused_status(
+                    decision.outcome, violation.reason, violation.message, self._runtime.clock.now()
+                )
+                outcome, reason = decision.outcome, violation.reason
+            await self._write(request, status)
+        except Exception as err:  # a request's failure must not stop the others
+            self._retry(request, one_line(err, for_users=(PKIError, ApiError)))
+            return
+        elapsed = self._runtime.clock.monotonic() - started
+        self._runtime.metrics.observe_pod_certificate(outcome, reason, elapsed)
+        if outcome != "Issued":
+            logger.info("%s %s/%s: %s", outcome.lower(), *key, reason)
+
+    async def _sign(self, ca: CertificateAuthority, sign: pod_request.Sign) -> dict[str, Any]:
+        issued = await asyncio.get_running_loop().run_in_executor(
+            self._runtime.executor,
+            lambda: issue_leaf(
+                ca, sign.request, sign.public_key, sign.now, backdate=sign.now - sign.not_before
+            ),
+        )
+        leaf = issued.certificate
+        message = f"certificate {format(leaf.serial_number, 'x')} issued by {ca.subject!r}"
+        return issued_status(
+            issued.chain_pem,
+            not_before=leaf.not_valid_before_utc,
+            not_after=leaf.not_valid_after_utc,
+            begin_refresh_at=sign.begin_refresh_at,
+            message=message,
+            now=self._runtime.clock.now(),
+        )
+
+    async def _write(self, request: PodCertificateRequest, status: dict[str, Any]) -> None:
+        path = pod_certificate_requests_path(request.namespace, request.name, "status")
+        try:
+            await self._runtime.kube.merge_patch(path, {"status": status})
+        except ApiError as err:
+            # Gone, or decided already (a terminal status is immutable): done.
+            # Not permitted to sign (also a 422) is a missing RBAC rule: retried.
+            if not (err.not_found or err.status == 422) or "not permitted" in err.message:
+                raise
+            logger.info("request %s/%s: %s", request.namespace, request.name, err.message)
+        self.forget(request.key)
+
+    async def _wait_for_ca(self, request: PodCertificateRequest, message: str) -> None:
+        created = parse_timestamp(request.created)
+        if created is not None and self._runtime.clock.now() - created > CA_PATIENCE:
+            status = refused_status(FAILED, CA_UNAVAILABLE, message, self._runtime.clock.now())
+            try:
+                await self._write(request, status)
+            except ApiError as err:
+                self._retry(request, one_line(err, for_users=(PKIError, ApiError)))
+                return
+            self._runtime.metrics.observe_pod_certificate(FAILED, CA_UNAVAILABLE, 0.0)
+            return
+        self._retry(request, message)
+
+    def _retry(self, request: PodCertificateRequest, message: str) -> None:
+        failures = self._failures.get(request.key, 0)
+        self._failures[request.key] = failures + 1
+        if failures == 0:
+            logger.warning("request %s/%s waits: %s", request.namespace, request.name, message)
+        delay = backoff.delay(backoff.RECONCILE, failures)
+        self._lane.schedule(request.key, self._runtime.clock.time() + delay)
+
+    def _ca_changed(self, _: object) -> None:
+        for key in self._pending:
+            self._lane.add(key)

@@ -1,0 +1,64 @@
+"""The objects the trust-bundle publisher writes, and what it reads back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
+
+CONFIGMAP_NAME = "mtls-ca-bundle"
+BUNDLE_KEY = "ca.crt"
+# Pods select the bundles with this label (a clusterTrustBundle projection's
+# labelSelector), next to the signer name.
+BUNDLE_LABEL = "mtls.dev/trust-bundle"
+BUNDLE_LABEL_VALUE = "roots"
+
+
+def configmaps_path(namespace: str | None, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{namespace}/configmaps" if namespace else "/api/v1/configmaps"
+    return f"{base}/{name}" if name else base
+
+
+@dataclass(frozen=True)
+class Published:
+    """A ClusterTrustBundle or ConfigMap as last seen."""
+
+    resource_version: str
+    managed: bool
+    bundle: str
+
+
+def published(body: Mapping[str, Any]) -> Published:
+    metadata = body.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    spec = body.get("spec") or {}
+    data = body.get("data") or {}
+    return Published(
+        resource_version=str(metadata.get("resourceVersion", "")),
+        managed=labels.get(MANAGED_BY_LABEL) == MANAGER,
+        bundle=str(spec.get("trustBundle") or data.get(BUNDLE_KEY) or ""),
+    )
+
+
+def _labels() -> dict[str, str]:
+    return {MANAGED_BY_LABEL: MANAGER, BUNDLE_LABEL: BUNDLE_LABEL_VALUE}
+
+
+def trust_bundle_body(name: str, signer_name: str, bundle: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "ClusterTrustBundle",
+        "metadata": {"name": name, "labels": _labels()},
+        "spec": {"signerName": signer_name, "trustBundle": bundle},
+    }
+
+
+def configmap_body(namespace: str, bundle: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CONFIGMAP_NAME, "namespace": namespace, "labels": _labels()},
+        "data": {BUNDLE_KEY: bundle},
+    }
