@@ -20,6 +20,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bench_pods import (
+    answered,
+    bare_signer,
+    pcr_writes,
+    pods_on_a_node,
+    request_body,
+    stub_requests,
+)
+from mtls_operator.api.pod_certificates import pod_certificate_requests_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.runtime.kube import Kube, default_login, events_path, secrets_path
 
@@ -30,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
 NAMESPACE = "bench"
 BASELINE_NAMESPACE = "bench-baseline"
+PODS_BASELINE_NAMESPACE = "bench-pods-baseline"
 OPERATOR_NAMESPACE = "mtls-operator"
 CONCURRENCY = 32
 ROUNDS = 2
@@ -257,7 +267,12 @@ class Bench:
         self.kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
         for crd in ("mtlscertificates.mtls.dev", "mtlspolicies.mtls.dev"):
             self.kubectl("wait", "--for=condition=Established", f"crd/{crd}")
-        for namespace in (NAMESPACE, BASELINE_NAMESPACE, OPERATOR_NAMESPACE):
+        for namespace in (
+            NAMESPACE,
+            BASELINE_NAMESPACE,
+            PODS_BASELINE_NAMESPACE,
+            OPERATOR_NAMESPACE,
+        ):
             self.kubectl("create", "namespace", namespace)
         await asyncio.sleep(2)  # discovery of the new kind
 
@@ -390,6 +405,45 @@ class Bench:
         rss, peak = self.operator.memory_kib()
         self.note("operator RSS after the restart", mib(rss), f"peak {mib(peak)}; target 300 MiB")
 
+    async def pod_certificates(self) -> None:
+        """PodCertificateRequests posted together, as kubelets post them,
+        against a bare client posting the same and answering each with one
+        status write."""
+        count = self.args.pod_requests
+        stubs = stub_requests(2 * count)
+        node, pods = await pods_on_a_node(self.kube, PODS_BASELINE_NAMESPACE)
+        bodies = [request_body(pods[i % len(pods)], node, stubs[i]) for i in range(count)]
+        bare = await bare_signer(self.kube, PODS_BASELINE_NAMESPACE, bodies, in_parallel)
+        node, pods = await pods_on_a_node(self.kube, NAMESPACE)
+        bodies = [request_body(pods[i % len(pods)], node, stubs[count + i]) for i in range(count)]
+        writes_before = pcr_writes(self.kubectl("get", "--raw", "/metrics", timeout=120).stdout)
+        started = time.monotonic()
+        await in_parallel(
+            count,
+            lambda i: self.kube.create(pod_certificate_requests_path(NAMESPACE), bodies[i]),
+        )
+        seconds = await answered(self.kube, NAMESPACE, count) - started
+        await asyncio.sleep(2)
+        metrics = self.kubectl("get", "--raw", "/metrics", timeout=120).stdout
+        writes = pcr_writes(metrics) - writes_before - count
+        issued = operator_counter(
+            self.operator, 'mtls_pod_certificate_requests_total{outcome="Issued"'
+        )
+        rate = count / seconds
+        self.note(
+            f"{count} PodCertificateRequests posted together: all Issued",
+            f"{seconds:.1f} s",
+            f"{rate:.0f}/s = {rate / bare:.0%} of a bare client posting and answering "
+            f"({bare:.0f}/s); target >= 80 %",
+        )
+        self.note(
+            "write requests per pod certificate",
+            f"{writes / max(issued, 1):.2f}",
+            f"{writes} status writes for {issued:.0f} issued; target 1",
+        )
+        rss, peak = self.operator.memory_kib()
+        self.note("operator RSS after the pod certificates", mib(rss), f"peak {mib(peak)}")
+
     async def close(self) -> None:
         await self.watch.stop()
         self.operator.stop()
@@ -411,6 +465,8 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         await bench.speed()
         await bench.latency()
         await bench.unrelated_secrets()
+        if args.pod_requests:
+            await bench.pod_certificates()
         if args.scale > args.count:
             await bench.scale()
             await bench.restart()
@@ -431,6 +487,9 @@ def main() -> int:
     )
     parser.add_argument("--latency-samples", type=int, default=50)
     parser.add_argument("--unrelated", type=int, default=2000, help="unrelated Secrets to create")
+    parser.add_argument(
+        "--pod-requests", type=int, default=1000, help="PodCertificateRequests posted together"
+    )
     args = parser.parse_args()
     started = time.monotonic()
     figures = asyncio.run(run(args))

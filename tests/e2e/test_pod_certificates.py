@@ -245,6 +245,7 @@ def test_trust_bundle_configmaps_are_kept_and_others_left_alone(
         # A namespace that is no longer selected loses its (now stale) bundle.
         kubectl("label", "namespace", selected, f"{TRUST_BUNDLE_LABEL}-")
         wait_for(lambda: published() is None, what="the ConfigMap removed")
+        assert "could not publish" not in operator.log()
     finally:
         kubectl("delete", "namespace", selected, "--wait=false")
 

@@ -36,7 +36,9 @@ class FakeKube(Kube):
         self.objects[path] = stored
         return copy.deepcopy(stored)
 
-    async def get(self, path: str, *, retry: bool = True, timeout: float = 30.0) -> Object | None:
+    async def get(
+        self, path: str, *, retry: bool = True, timeout: float = 30.0, cached: bool = False
+    ) -> Object | None:
         found = self.objects.get(path)
         return copy.deepcopy(found) if found is not None else None
 
@@ -49,6 +51,17 @@ class FakeKube(Kube):
         if target in self.objects:
             raise ApiError(409, "AlreadyExists", f"{target} exists")
         return self.put(target, body)
+
+    async def replace(
+        self, path: str, body: Object, *, retry: bool = True, timeout: float = 30.0
+    ) -> Object:
+        self.writes.append(("PUT", path))
+        current = self.objects.get(path)
+        if current is None:
+            raise ApiError(404, "NotFound", f"{path} not found")
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", "the object has been modified")
+        return self.put(path, body)
 
     async def merge_patch(self, path: str, patch: Object) -> Object:
         self.writes.append(("PATCH", path))
@@ -67,6 +80,8 @@ class FixedCAs(AuthorityStore):
 
     def __init__(self, states: dict[CARef, CAState]) -> None:  # no watches, deliberately
         self._states = states
+        self._publishing: set[CARef] = set()
+        self._published: dict[CARef, str] = {}
 
     def use(self, ref: CARef, notify: Callable[[Any], None], key: Hashable) -> None:
         """Nothing to watch."""
@@ -76,10 +91,6 @@ class FixedCAs(AuthorityStore):
 
     async def state(self, ref: CARef) -> CAState:
         return self._states.get(ref, CAMissing(f"CA Secret {ref} does not exist"))
-
-    def is_published(self, ref: CARef, ca: Any) -> bool:
-        """No trust bundle is published here."""
-        return True
 
 
 CLUSTER_CA = CARef("mtls-system", "mtls-operator-ca")

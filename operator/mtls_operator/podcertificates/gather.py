@@ -4,6 +4,7 @@ request's word for them), and the key it asks to certify. Read-only."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 
 from mtls_operator.api.pod_certificates import PodCertificateRequest
@@ -31,10 +32,16 @@ class Gatherer:
     async def gather(self, request: PodCertificateRequest, ca: CertificateAuthority) -> Input:
         """Raises ApiError when the API cannot answer (the request waits)."""
         namespace = request.namespace
-        pod = await self._kube.get(f"/api/v1/namespaces/{namespace}/pods/{request.pod_name}")
-        node = await self._kube.get(f"/api/v1/nodes/{request.node_name}")
-        account = await self._kube.get(
-            f"/api/v1/namespaces/{namespace}/serviceaccounts/{request.service_account_name}"
+        # From the watch cache, as the API server's NodeRestriction reads
+        # them: a UID that changed milliseconds ago may not show yet, which
+        # is why the kubelet's node is checked by the API server too.
+        pod, node, account = await asyncio.gather(
+            self._kube.get(f"/api/v1/namespaces/{namespace}/pods/{request.pod_name}", cached=True),
+            self._kube.get(f"/api/v1/nodes/{request.node_name}", cached=True),
+            self._kube.get(
+                f"/api/v1/namespaces/{namespace}/serviceaccounts/{request.service_account_name}",
+                cached=True,
+            ),
         )
         pod_facts = None
         if pod is not None:

@@ -176,10 +176,19 @@ class Kube:
         raise ApiError(0, "Unreachable", f"{method} {path} kept failing")
 
     async def get(
-        self, path: str, *, retry: bool = True, timeout: float = _REQUEST_TIMEOUT
+        self,
+        path: str,
+        *,
+        retry: bool = True,
+        timeout: float = _REQUEST_TIMEOUT,
+        cached: bool = False,
     ) -> Object | None:
+        """The object, or None when it does not exist. `cached`: from the API
+        server's watch cache (resourceVersion=0), which spares etcd a read
+        and may lag the latest write by milliseconds, as informers do."""
+        params = {"resourceVersion": "0"} if cached else None
         try:
-            return await self.request("GET", path, retry=retry, timeout=timeout)
+            return await self.request("GET", path, params=params, retry=retry, timeout=timeout)
         except ApiError as err:
             if err.not_found:
                 return None

@@ -59,26 +59,35 @@ class TrustBundleSettings:
 
 
 class _Sink:
+    """Keeps what a watch shows (by the name it is published under) and
+    queues the key that publishes it: a ClusterTrustBundle's signer name,
+    a ConfigMap's namespace."""
+
     def __init__(
         self, seen: dict[str, Published], lane_add: Callable[[Key], None], kind: str
     ) -> None:
         self._seen, self._add, self._kind = seen, lane_add, kind
 
-    def _key(self, obj: Object) -> str:
+    def _names(self, obj: Object) -> tuple[str, str]:
+        """(where it is kept, the key's name)."""
         metadata = obj.get("metadata") or {}
-        return str(metadata.get("namespace") or metadata.get("name", ""))
+        if self._kind == "ConfigMap":
+            namespace = str(metadata.get("namespace", ""))
+            return namespace, namespace
+        signer = str((obj.get("spec") or {}).get("signerName", ""))
+        return str(metadata.get("name", "")), signer
 
     def replace(self, items: list[Object]) -> None:
         self._seen.clear()
         for item in items:
-            self._seen[self._key(item)] = published(item)
+            self._seen[self._names(item)[0]] = published(item)
 
     def apply(self, event_type: str, obj: Object) -> None:
-        key = self._key(obj)
+        kept, key = self._names(obj)
         if event_type == "DELETED":
-            self._seen.pop(key, None)
+            self._seen.pop(kept, None)
         else:
-            self._seen[key] = published(obj)
+            self._seen[kept] = published(obj)
         self._add((self._kind, key))
 
 
@@ -157,6 +166,8 @@ class TrustBundleController:
             return  # keep what is published; the CA's change queues us again
         try:
             if kind == "ClusterTrustBundle":
+                if name not in self._settings.signer_names:
+                    return  # a bundle of ours for a signer no longer published
                 await self._publish_bundle(name, ca)
                 await self._confirm_published(ca)
             else:

@@ -1,0 +1,144 @@
+"""The pod-certificate phase of `make bench`: PodCertificateRequests posted
+together, as many kubelets would post them, against a bare client that
+answers each with one status write and no crypto."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mtls_operator.api.pod_certificates import pod_certificate_requests_path
+from mtls_operator.runtime.kube import Kube
+
+SIGNER = "mtls.dev/pod-identity"
+PODS = 10
+
+
+def stub_requests(count: int) -> list[str]:
+    """What kubelets send: an empty PKCS#10 request for a fresh key, base64."""
+    stubs = []
+    for _ in range(count):
+        key = ec.generate_private_key(ec.SECP256R1())
+        request = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .sign(key, hashes.SHA256())
+        )
+        stubs.append(base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode())
+    return stubs
+
+
+def request_body(pod: dict[str, Any], node: dict[str, Any], stub: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "PodCertificateRequest",
+        "metadata": {"generateName": "req-"},
+        "spec": {
+            "signerName": SIGNER,
+            "podName": pod["metadata"]["name"],
+            "podUID": pod["metadata"]["uid"],
+            "serviceAccountName": pod["spec"]["serviceAccountName"],
+            "serviceAccountUID": pod["serviceAccountUID"],
+            "nodeName": node["metadata"]["name"],
+            "nodeUID": node["metadata"]["uid"],
+            "maxExpirationSeconds": 86400,
+            "stubPKCS10Request": stub,
+        },
+    }
+
+
+async def pods_on_a_node(kube: Kube, namespace: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    node = await kube.create("/api/v1/nodes", {"metadata": {"name": f"{namespace}-node"}})
+    account = await kube.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "app"}}
+    )
+    pods = []
+    for index in range(PODS):
+        pod = await kube.create(
+            f"/api/v1/namespaces/{namespace}/pods",
+            {
+                "metadata": {"name": f"app-{index}"},
+                "spec": {
+                    "nodeName": node["metadata"]["name"],
+                    "serviceAccountName": "app",
+                    "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
+                },
+            },
+        )
+        pod["serviceAccountUID"] = account["metadata"]["uid"]
+        pods.append(pod)
+    return node, pods
+
+
+async def answered(kube: Kube, namespace: str, count: int, timeout: float = 600.0) -> float:
+    """When `count` requests of the namespace have a terminal condition."""
+    path = pod_certificate_requests_path(namespace)
+    done: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(done) < count and time.monotonic() < deadline:
+        items, version = await kube.list(path)
+        done |= {i["metadata"]["name"] for i in items if (i.get("status") or {}).get("conditions")}
+        if len(done) >= count:
+            break
+        try:
+            async for _, obj in kube.watch(path, version):
+                if (obj.get("status") or {}).get("conditions"):
+                    done.add(obj["metadata"]["name"])
+                if len(done) >= count:
+                    break
+        except Exception as err:  # reconnect: list again
+            print(f"watch of {path} ended ({err}); listing again", flush=True)
+    if len(done) < count:
+        raise TimeoutError(f"{len(done)} of {count} requests answered")
+    return time.monotonic()
+
+
+async def bare_signer(
+    kube: Kube,
+    namespace: str,
+    bodies: list[dict[str, Any]],
+    in_parallel: Callable[[int, Callable[[int], Awaitable[object]]], Awaitable[float]],
+) -> float:
+    """Post each request, then answer it with one status write (Denied: the
+    cheapest valid answer, no crypto): requests per second."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Denied",
+                    "status": "True",
+                    "reason": "Baseline",
+                    "message": "baseline",
+                    "lastTransitionTime": now,
+                }
+            ]
+        }
+    }
+
+    async def post_and_answer(index: int) -> None:
+        created = await kube.create(pod_certificate_requests_path(namespace), bodies[index])
+        name = created["metadata"]["name"]
+        await kube.merge_patch(pod_certificate_requests_path(namespace, name, "status"), status)
+
+    seconds = await in_parallel(len(bodies), post_and_answer)
+    return len(bodies) / seconds
+
+
+def pcr_writes(metrics_text: str) -> int:
+    """Write requests for PodCertificateRequests (creates and status)."""
+    total = 0
+    for line in metrics_text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        pcr = 'resource="podcertificaterequests"' in line
+        if pcr and any(f'verb="{v}"' in line for v in ("POST", "PUT", "PATCH", "DELETE")):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
