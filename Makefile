@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CLUSTER_DIR := .cluster
 
-.PHONY: test lint ship-lint lock unit e2e demo demo-offline bench control-plane cluster-up cluster-down tools clean
+.PHONY: test lint ship-lint lock unit e2e demo demo-offline bench control-plane go-tools cluster-up cluster-down tools clean
 
 # Runtime dependencies at the versions of requirements.lock (what the image
 # runs), so that tests do not change with whatever was released today.
@@ -38,13 +38,18 @@ lock:
 control-plane:
 	@hack/control-plane/build.sh >/dev/null
 
-unit: $(INSTALLED) tools control-plane
+# promtool and kstatus, built from their Go modules and cached like the
+# control plane: the tests check the alerts and the GitOps status with them.
+go-tools:
+	@hack/tools/build.sh promtool kstatus >/dev/null
+
+unit: $(INSTALLED) tools control-plane go-tools
 	$(BIN)/pytest -m "not e2e"
 
-e2e: $(INSTALLED) tools control-plane
+e2e: $(INSTALLED) tools control-plane go-tools
 	$(BIN)/pytest -m e2e
 
-test: lint ship-lint tools control-plane
+test: lint ship-lint tools control-plane go-tools
 	$(BIN)/pytest
 
 demo-offline: $(INSTALLED) tools

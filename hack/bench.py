@@ -20,6 +20,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from mtls_operator.api.pod_certificates import pod_certificate_requests_path
+from mtls_operator.api.resources import certificates_path
+from mtls_operator.runtime.kube import Kube, default_login, events_path, secrets_path
+
 from bench_pods import (
     answered,
     bare_signer,
@@ -28,10 +34,6 @@ from bench_pods import (
     request_body,
     stub_requests,
 )
-from mtls_operator.api.pod_certificates import pod_certificate_requests_path
-from mtls_operator.api.resources import certificates_path
-from mtls_operator.runtime.kube import Kube, default_login, events_path, secrets_path
-
 from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
 from operator_process import OperatorProcess
 
@@ -157,20 +159,18 @@ def api_writes(kubectl: Kubectl) -> int:
     return total
 
 
-def operator_counter(operator: OperatorProcess, name: str) -> float:
-    total = 0.0
-    for line in operator.metrics().splitlines():
-        if line.startswith(name):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def operator_counter(operator: OperatorProcess, name: str, **labels: str) -> float:
+    """The sum of the operator's samples of `name` with these labels."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(operator.metrics())
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def ready_gauges(operator: OperatorProcess) -> int:
-    return sum(
-        1
-        for line in operator.metrics().splitlines()
-        if line.startswith("mtls_certificate_ready{") and line.endswith(" 1.0")
-    )
+    return int(operator_counter(operator, "mtls_operator_certificate_ready"))
 
 
 def mib(kib: int) -> str:
@@ -325,7 +325,7 @@ class Bench:
             f"{rate:.0f}/s = {rate / self.bare_rate:.0%}",
             "of the bare client's best rate; target >= 50 %",
         )
-        issued = operator_counter(self.operator, 'mtls_issuance_total{result="success"')
+        issued = operator_counter(self.operator, "mtls_operator_issuances_total", result="success")
         self.note(
             "write requests per issuance",
             f"{writes / max(issued, 1):.2f}",
@@ -395,7 +395,7 @@ class Bench:
             await asyncio.sleep(0.5)
         resync = time.monotonic() - started
         await asyncio.sleep(3)
-        reissued = operator_counter(self.operator, "mtls_issuance_total")
+        reissued = operator_counter(self.operator, "mtls_operator_issuances_total")
         writes = api_writes(self.kubectl) - writes_before
         self.note(
             f"restart with {self.args.scale} valid certificates",
@@ -427,7 +427,7 @@ class Bench:
         metrics = self.kubectl("get", "--raw", "/metrics", timeout=120).stdout
         writes = pcr_writes(metrics) - writes_before - count
         issued = operator_counter(
-            self.operator, 'mtls_pod_certificate_requests_total{outcome="Issued"'
+            self.operator, "mtls_operator_pod_certificate_requests_total", outcome="Issued"
         )
         rate = count / seconds
         self.note(

@@ -21,6 +21,7 @@ from e2e.support import (
     plain,
     wait_for,
 )
+from helpers.scrape import total
 from operator_process import OperatorProcess
 
 COUNT = 100
@@ -47,11 +48,7 @@ def secret_writes_since(api: client.ApiClient, namespace: str, version: str) -> 
 
 
 def metric(operator: OperatorProcess, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in operator.metrics().splitlines()
-        if line.startswith(name)
-    )
+    return total(operator.metrics(), name)
 
 
 def ready_count(api: client.ApiClient, namespace: str) -> int:
@@ -119,7 +116,7 @@ def test_two_replicas_issue_each_certificate_once_and_fail_over(
                 interval=0.05,
                 what="a third Ready",
             )
-        assert metric(standby, "mtls_issuance_total") == 0, "the standby must not issue"
+        assert metric(standby, "mtls_operator_issuances_total") == 0, "the standby must not issue"
         leader.kill()
         time.sleep(0.5)  # a request the leader sent just before may still land
         issued_by_leader = len(client.CoreV1Api(kube_api).list_namespaced_secret(namespace).items)
@@ -138,7 +135,10 @@ def test_two_replicas_issue_each_certificate_once_and_fail_over(
         )
         # The standby issues exactly what the leader had not: Secrets the
         # leader wrote but did not report Ready are completed, not issued again.
-        assert metric(standby, 'mtls_issuance_total{result="success"') == COUNT - issued_by_leader
+        assert (
+            total(standby.metrics(), "mtls_operator_issuances_total", result="success")
+            == COUNT - issued_by_leader
+        )
         writes = secret_writes_since(kube_api, namespace, before)
     finally:
         for replica in replicas:

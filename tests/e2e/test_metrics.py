@@ -19,17 +19,9 @@ from e2e.support import (
     wait_ready,
     wait_reason,
 )
+from helpers.monitoring import PROMETHEUS_SERIES, exported, expressions, series_in
+from helpers.scrape import total, value
 from operator_process import OperatorProcess
-
-
-def samples(text: str) -> dict[str, float]:
-    """`name{labels}` -> value, for every sample line."""
-    parsed = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            parsed[key] = float(value)
-    return parsed
 
 
 def epoch(timestamp: str) -> float:
@@ -47,51 +39,57 @@ def test_metrics_match_the_cluster(
     )
     good = wait_ready(kube_api, namespace, "good")["status"]
     wait_reason(kube_api, namespace, "bad", "InvalidSpec")
-    scraped = samples(operator.metrics())
-    labels = f'namespace="{namespace}",name="good",secret="good-tls"'
+    scraped = operator.metrics()
+    good_labels = {"namespace": namespace, "name": "good", "secret": "good-tls"}
+    bad_labels = {"namespace": namespace, "name": "bad", "secret": "bad-tls"}
 
-    assert scraped[f"mtls_certificate_expiration_timestamp_seconds{{{labels}}}"] == epoch(
-        good["notAfter"]
-    )
-    assert (
-        abs(
-            scraped[f"mtls_certificate_renewal_timestamp_seconds{{{labels}}}"]
-            - epoch(good["renewalTime"])
-        )
-        < 1
-    )
-    assert scraped[f"mtls_certificate_ready{{{labels}}}"] == 1.0
-    assert (
-        scraped[f'mtls_certificate_ready{{namespace="{namespace}",name="bad",secret="bad-tls"}}']
-        == 0.0
-    )
-    assert (
-        f'mtls_certificate_expiration_timestamp_seconds{{namespace="{namespace}",name="bad",secret="bad-tls"}}'
-        not in scraped
-    )
+    expiration = "mtls_operator_certificate_expiration_timestamp_seconds"
+    assert value(scraped, expiration, **good_labels) == epoch(good["notAfter"])
+    renewal = value(scraped, "mtls_operator_certificate_renewal_timestamp_seconds", **good_labels)
+    assert renewal is not None
+    assert abs(renewal - epoch(good["renewalTime"])) < 1
+    assert value(scraped, "mtls_operator_certificate_ready", **good_labels) == 1.0
+    assert value(scraped, "mtls_operator_certificate_ready", **bad_labels) == 0.0
+    assert value(scraped, expiration, **bad_labels) is None
 
     ca = x509.load_pem_x509_certificate(
         secret_data(kube_api, OPERATOR_NAMESPACE, CLUSTER_CA_SECRET)["tls.crt"]
     )
-    ca_series = f'mtls_ca_expiration_timestamp_seconds{{namespace="{OPERATOR_NAMESPACE}",secret="{CLUSTER_CA_SECRET}"}}'
-    assert scraped[ca_series] == ca.not_valid_after_utc.timestamp()
-
-    issued = scraped['mtls_issuance_total{result="success",trigger="SecretMissing"}']
-    assert issued >= 1
-    assert scraped['mtls_issuance_duration_seconds_count{result="success"}'] >= issued
-    assert (
-        scraped['mtls_issuance_duration_seconds_bucket{result="success",le="+Inf"}']
-        == scraped['mtls_issuance_duration_seconds_count{result="success"}']
+    ca_expiration = value(
+        scraped,
+        "mtls_operator_ca_expiration_timestamp_seconds",
+        namespace=OPERATOR_NAMESPACE,
+        secret=CLUSTER_CA_SECRET,
     )
-    assert scraped["mtls_operator_leader"] == 1.0
+    assert ca_expiration == ca.not_valid_after_utc.timestamp()
 
-    before = issued
+    issuances = "mtls_operator_issuances_total"
+    issued = value(scraped, issuances, result="success", trigger="SecretMissing")
+    assert issued is not None
+    assert issued >= 1
+    duration = "mtls_operator_issuance_duration_seconds"
+    count = value(scraped, f"{duration}_count", result="success")
+    assert count is not None
+    assert count >= issued
+    assert value(scraped, f"{duration}_bucket", result="success", le="+Inf") == count
+    assert value(scraped, "mtls_operator_leader") == 1.0
+    assert total(scraped, "mtls_operator_build_info") == 1.0
+    assert value(scraped, "process_resident_memory_bytes") is not None
+
     create_certificate(kube_api, namespace, certificate("more", "client", commonName="more"))
     wait_ready(kube_api, namespace, "more")
-    assert (
-        samples(operator.metrics())['mtls_issuance_total{result="success",trigger="SecretMissing"}']
-        == before + 1
-    )
+    after = value(operator.metrics(), issuances, result="success", trigger="SecretMissing")
+    assert after == issued + 1
+
+
+def test_every_series_of_the_alerts_and_the_dashboard_is_exported(
+    operator: OperatorProcess, kube_api: client.ApiClient, namespace: str
+) -> None:
+    create_certificate(kube_api, namespace, certificate("watched", "client", commonName="watched"))
+    wait_ready(kube_api, namespace, "watched")
+    available = exported(operator.metrics()) | PROMETHEUS_SERIES
+    used = set().union(*(series_in(e) for e in expressions()))
+    assert used <= available, sorted(used - available)
 
 
 def test_json_logs(

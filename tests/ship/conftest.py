@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ship.manifests import REPO_ROOT, Object, Render
-
 from localcluster import ClusterError, control_plane_bin_dir
+from ship.manifests import REPO_ROOT, Object, Render
 
 
 @pytest.fixture(scope="session")

@@ -5,15 +5,12 @@ rule by rule against the calls the operator makes; a real API server checks the 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from gitops_checks import argocd_health
 from ship.manifests import REPO_ROOT, Object, Render, find, of_kind
 
 NAMESPACE = "mtls-operator"
@@ -83,8 +80,6 @@ LEADER_ELECTION_RULES = {
     ("coordination.k8s.io", "leases", ()): {"create"},
     ("coordination.k8s.io", "leases", ("mtls-operator",)): {"get", "update"},
 }
-# What lets lua health scripts run as Argo CD runs them (gopher-lua implements Lua 5.1).
-LUPA = "lupa==2.8"
 
 
 def rules_of(role: Object) -> dict[tuple[str, str, tuple[str, ...]], set[str]]:
@@ -551,47 +546,9 @@ HEALTH_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
 ]
 
-_LUA_RUNNER = """
-import json, sys
-import lupa.lua51 as lua
 
-script = open(sys.argv[1]).read()
-results = []
-for case in json.load(sys.stdin):
-    runtime = lua.LuaRuntime()
-    runtime.globals().obj = runtime.table_from(case, recursive=True)
-    health = runtime.execute(script)
-    results.append({"status": health["status"], "message": health["message"]})
-print(json.dumps(results))
-"""
-
-
-@pytest.fixture(scope="module")
-def lua_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Python with Lua 5.1 (lupa), in its own virtualenv: Argo CD's gopher-lua is Lua 5.1."""
-    venv = tmp_path_factory.mktemp("lua") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", LUPA],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return python
-
-
-def test_the_argocd_health_check(lua_python: Path) -> None:
-    result = subprocess.run(
-        [str(lua_python), "-c", _LUA_RUNNER, str(ARGOCD / "health-mtlscertificate.lua")],
-        check=False,
-        input=json.dumps([case for _, case, _, _ in HEALTH_CASES]),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    outcomes = json.loads(result.stdout)
+def test_the_argocd_health_check() -> None:
+    outcomes = argocd_health([case for _, case, _, _ in HEALTH_CASES])
     for (name, _, status, message), outcome in zip(HEALTH_CASES, outcomes, strict=True):
         assert outcome["status"] == status, f"{name}: {outcome}"
         assert message in outcome["message"], f"{name}: {outcome}"

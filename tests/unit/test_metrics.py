@@ -1,34 +1,46 @@
+"""The metrics as Prometheus reads them (parsed with prometheus-client's own
+parser): one prefix, every family declared with its help, the values set."""
+
 from __future__ import annotations
-
-import math
-
-import pytest
 
 from mtls_operator.runtime.metrics import DURATION_BUCKETS, CertificateGauges, Metrics
 
-from helpers.prometheus_text import ExpositionError, Family, parse
+from helpers.scrape import families, value
 
 FAMILIES = {
-    "mtls_pod_certificate_requests_total": "counter",
-    "mtls_pod_certificate_signing_duration_seconds": "histogram",
-    "mtls_certificate_expiration_timestamp_seconds": "gauge",
-    "mtls_certificate_renewal_timestamp_seconds": "gauge",
-    "mtls_certificate_ready": "gauge",
-    "mtls_ca_expiration_timestamp_seconds": "gauge",
-    "mtls_issuance_total": "counter",
-    "mtls_issuance_duration_seconds": "histogram",
+    "mtls_operator_build_info": "gauge",
+    "mtls_operator_certificate_expiration_timestamp_seconds": "gauge",
+    "mtls_operator_certificate_renewal_timestamp_seconds": "gauge",
+    "mtls_operator_certificate_ready": "gauge",
+    "mtls_operator_ca_expiration_timestamp_seconds": "gauge",
+    "mtls_operator_issuances": "counter",
+    "mtls_operator_issuance_duration_seconds": "histogram",
+    "mtls_operator_issuances_cut_to_ca": "counter",
+    "mtls_operator_pod_certificate_requests": "counter",
+    "mtls_operator_pod_certificate_signing_duration_seconds": "histogram",
 }
 
 
-def values(family: Family) -> dict[tuple[tuple[str, str], ...], float]:
-    return {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+def text(metrics: Metrics) -> str:
+    return metrics.render().decode()
 
 
-def test_empty_metrics_declare_every_family() -> None:
-    families = parse(Metrics().render())
-    assert {name: f.kind for name, f in families.items()} == FAMILIES
-    assert all(f.help for f in families.values())
-    assert all(not f.samples for f in families.values())
+def test_every_family_is_declared_with_one_prefix_and_help() -> None:
+    found = families(text(Metrics()))
+    ours = {name: kind for name, (kind, _, _) in found.items() if name.startswith("mtls")}
+    assert ours == FAMILIES
+    assert all(name.startswith("mtls_operator_") for name in ours)
+    assert all(found[name][1] for name in ours)
+    # The standard process and Python series come with it.
+    assert {"process_resident_memory_bytes", "python_info", "python_gc_objects_collected"} <= {
+        s.name for _, _, samples in found.values() for s in samples
+    } | set(found)
+
+
+def test_build_info_names_the_version() -> None:
+    [sample] = families(text(Metrics()))["mtls_operator_build_info"][2]
+    assert sample.value == 1.0
+    assert set(sample.labels) == {"version", "python"}
 
 
 def test_certificate_gauges() -> None:
@@ -39,141 +51,74 @@ def test_certificate_gauges() -> None:
         CertificateGauges("payments-tls", 1_800_000_000.0, 1_790_000_000.5, True),
     )
     metrics.set_certificate("shop", "broken", CertificateGauges("broken-tls", None, None, False))
-    families = parse(metrics.render())
-    payments = (("name", "payments"), ("namespace", "shop"), ("secret", "payments-tls"))
-    broken = (("name", "broken"), ("namespace", "shop"), ("secret", "broken-tls"))
-    assert values(families["mtls_certificate_expiration_timestamp_seconds"]) == {
-        payments: 1_800_000_000.0
-    }
-    assert values(families["mtls_certificate_renewal_timestamp_seconds"]) == {
-        payments: 1_790_000_000.5
-    }
-    assert values(families["mtls_certificate_ready"]) == {payments: 1.0, broken: 0.0}
-
-
-def test_forgotten_certificate_disappears() -> None:
-    metrics = Metrics()
-    metrics.set_certificate("shop", "payments", CertificateGauges("payments-tls", 1.0, 2.0, True))
-    metrics.forget_certificate("shop", "payments")
-    metrics.forget_certificate("shop", "never-seen")
-    assert not parse(metrics.render())["mtls_certificate_ready"].samples
-
-
-def test_ca_gauges_set_and_cleared() -> None:
-    metrics = Metrics()
-    metrics.set_ca("mtls-system", "mtls-operator-ca", 2_000_000_000.0)
-    metrics.set_ca("shop", "shop-ca", 1_900_000_000.0)
-    metrics.set_ca("shop", "shop-ca", None)
-    family = parse(metrics.render())["mtls_ca_expiration_timestamp_seconds"]
-    assert values(family) == {
-        (("namespace", "mtls-system"), ("secret", "mtls-operator-ca")): 2_000_000_000.0
-    }
-
-
-@pytest.mark.parametrize(
-    "awkward",
-    ['quote"d', "back\\slash", "new\nline", 'all\\"\n', "ünïcödé", "{braces},=", ""],
-)
-def test_label_values_are_escaped(awkward: str) -> None:
-    metrics = Metrics()
-    metrics.set_certificate("shop", awkward, CertificateGauges("s", None, None, True))
-    [sample] = parse(metrics.render())["mtls_certificate_ready"].samples
-    assert sample.labels == {"namespace": "shop", "name": awkward, "secret": "s"}
-
-
-def test_issuance_counter_by_result_and_trigger() -> None:
-    metrics = Metrics()
-    metrics.observe_issuance("success", "SecretMissing", 0.01)
-    metrics.observe_issuance("success", "SecretMissing", 0.02)
-    metrics.observe_issuance("success", "RenewalDue", 0.03)
-    metrics.observe_issuance("failure", "IssuerChanged", 0.04)
-    family = parse(metrics.render())["mtls_issuance_total"]
-    assert values(family) == {
-        (("result", "success"), ("trigger", "SecretMissing")): 2.0,
-        (("result", "success"), ("trigger", "RenewalDue")): 1.0,
-        (("result", "failure"), ("trigger", "IssuerChanged")): 1.0,
-    }
-
-
-def test_duration_histogram_is_cumulative() -> None:
-    metrics = Metrics()
-    observed = [0.003, 0.01, 0.07, 3.0, 42.0]  # 0.01 is a bucket bound: it counts as <= 0.01
-    for seconds in observed:
-        metrics.observe_issuance("success", "SecretMissing", seconds)
-    metrics.observe_issuance("failure", "SecretMissing", 0.2)
-    family = parse(metrics.render())["mtls_issuance_duration_seconds"]
-    buckets = {
-        s.labels["le"]: s.value
-        for s in family.samples
-        if s.name.endswith("_bucket") and s.labels["result"] == "success"
-    }
-    assert [float(le) for le in buckets] == [*DURATION_BUCKETS, math.inf]
-    assert list(buckets.values()) == [1, 2, 2, 2, 3, 3, 3, 3, 3, 4, 4, 5]
-    by_name = {
-        (s.name, s.labels["result"]): s.value for s in family.samples if "le" not in s.labels
-    }
-    assert by_name[("mtls_issuance_duration_seconds_count", "success")] == 5
-    assert by_name[("mtls_issuance_duration_seconds_sum", "success")] == pytest.approx(
-        sum(observed)
+    scraped = text(metrics)
+    payments = {"namespace": "shop", "name": "payments", "secret": "payments-tls"}
+    broken = {"namespace": "shop", "name": "broken", "secret": "broken-tls"}
+    assert (
+        value(scraped, "mtls_operator_certificate_expiration_timestamp_seconds", **payments)
+        == 1.8e9
     )
-    assert by_name[("mtls_issuance_duration_seconds_count", "failure")] == 1
-    assert buckets["+Inf"] == by_name[("mtls_issuance_duration_seconds_count", "success")]
+    assert (
+        value(scraped, "mtls_operator_certificate_renewal_timestamp_seconds", **payments)
+        == 1_790_000_000.5
+    )
+    assert value(scraped, "mtls_operator_certificate_ready", **payments) == 1.0
+    assert value(scraped, "mtls_operator_certificate_ready", **broken) == 0.0
+    assert (
+        value(scraped, "mtls_operator_certificate_expiration_timestamp_seconds", **broken) is None
+    )
+    metrics.forget_certificate("shop", "payments")
+    assert value(text(metrics), "mtls_operator_certificate_ready", **payments) is None
 
 
-@pytest.mark.parametrize("seconds", [0.0, 0.005, 9.99, 10.0, 10.01, 1e6])
-def test_every_observation_lands_in_inf_and_buckets_never_decrease(seconds: float) -> None:
+def test_ca_gauges_come_and_go() -> None:
     metrics = Metrics()
-    metrics.observe_issuance("success", "RenewalDue", seconds)
-    samples = parse(metrics.render())["mtls_issuance_duration_seconds"].samples
-    counts = [s.value for s in samples if s.name.endswith("_bucket")]
-    assert counts == sorted(counts)
-    assert counts[-1] == 1
-    expected_first = sum(1 for bound in DURATION_BUCKETS if seconds <= bound)
-    assert sum(counts[:-1]) == expected_first
+    metrics.set_ca("mtls-operator", "ca", 1_900_000_000.0)
+    ca = {"namespace": "mtls-operator", "secret": "ca"}
+    assert value(text(metrics), "mtls_operator_ca_expiration_timestamp_seconds", **ca) == 1.9e9
+    metrics.set_ca("mtls-operator", "ca", None)
+    assert value(text(metrics), "mtls_operator_ca_expiration_timestamp_seconds", **ca) is None
 
 
-# --- The reader itself must refuse what Prometheus refuses. ---
+def test_issuances_by_result_and_trigger_and_their_durations() -> None:
+    metrics = Metrics()
+    for seconds in (0.001, 0.02, 0.3, 4.0, 20.0):
+        metrics.observe_issuance("success", "SecretMissing", seconds)
+    metrics.observe_issuance("failure", "RenewalDue", 0.5)
+    scraped = text(metrics)
+    name = "mtls_operator_issuances_total"
+    assert value(scraped, name, result="success", trigger="SecretMissing") == 5
+    assert value(scraped, name, result="failure", trigger="RenewalDue") == 1
+    duration = "mtls_operator_issuance_duration_seconds"
+    assert value(scraped, f"{duration}_count", result="success") == 5
+    assert value(scraped, f"{duration}_bucket", result="success", le="0.005") == 1
+    assert value(scraped, f"{duration}_bucket", result="success", le="+Inf") == 5
+    assert value(scraped, f"{duration}_bucket", result="success", le="0.025") == 2
+    assert value(scraped, f"{duration}_bucket", result="success", le="5.0") == 4
+    buckets = [s for s in families(scraped)[duration][2] if s.name.endswith("_bucket")]
+    assert len(buckets) == 2 * (len(DURATION_BUCKETS) + 1), "both results, every bound and +Inf"
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "# TYPE a gauge\na 1",
-        "a 1\n",
-        '# TYPE a gauge\na{x="1} 1\n',
-        '# TYPE a gauge\na{x="\\t"} 1\n',
-        '# TYPE a gauge\na{x="1"} 1\na{x="1"} 2\n',
-        "# TYPE a gauge\na one\n",
-        '# TYPE a gauge\na{1x="1"} 1\n',
-        "# TYPE a thing\na 1\n",
-    ],
-    ids=[
-        "no-final-newline",
-        "no-type",
-        "unterminated",
-        "bad-escape",
-        "duplicate",
-        "bad-value",
-        "bad-label",
-        "bad-type",
-    ],
-)
-def test_reader_rejects_malformed_text(text: str) -> None:
-    with pytest.raises(ExpositionError):
-        parse(text)
+def test_leadership_is_shown_only_with_leader_election() -> None:
+    metrics = Metrics()
+    assert "mtls_operator_leader" not in families(text(metrics))
+    metrics.leader = False
+    assert value(text(metrics), "mtls_operator_leader") == 0.0
+    metrics.leader = True
+    assert value(text(metrics), "mtls_operator_leader") == 1.0
 
 
-def test_pod_certificate_requests() -> None:
+def test_pod_certificate_requests_and_certificates_cut_to_their_ca() -> None:
     metrics = Metrics()
     metrics.observe_pod_certificate("Issued", "Issued", 0.02)
     metrics.observe_pod_certificate("Denied", "PodNotFound", 0.0)
-    families = parse(metrics.render())
-    assert values(families["mtls_pod_certificate_requests_total"]) == {
-        (("outcome", "Denied"), ("reason", "PodNotFound")): 1.0,
-        (("outcome", "Issued"), ("reason", "Issued")): 1.0,
-    }
-    signing = {
-        s.name: s.value for s in families["mtls_pod_certificate_signing_duration_seconds"].samples
-    }
-    assert signing["mtls_pod_certificate_signing_duration_seconds_count"] == 1.0
-    assert signing["mtls_pod_certificate_signing_duration_seconds_sum"] == 0.02
+    metrics.observe_cut_to_ca("mtls-operator", "ca")
+    scraped = text(metrics)
+    requests = "mtls_operator_pod_certificate_requests_total"
+    assert value(scraped, requests, outcome="Denied", reason="PodNotFound") == 1.0
+    assert value(scraped, requests, outcome="Issued", reason="Issued") == 1.0
+    signing = "mtls_operator_pod_certificate_signing_duration_seconds"
+    assert value(scraped, f"{signing}_count") == 1.0
+    assert value(scraped, f"{signing}_sum") == 0.02
+    cut = "mtls_operator_issuances_cut_to_ca_total"
+    assert value(scraped, cut, namespace="mtls-operator", secret="ca") == 1.0

@@ -59,7 +59,8 @@ def test_a_failing_issuance_backs_off_and_writes_once_per_attempt(
     assert len(written_paths(kube)) == 4, "one status write per failed attempt"
     status = kube.objects[certificates_path(NAMESPACE, "java")]["status"]
     assert status["failedIssuanceAttempts"] == 4
-    [ready] = status["conditions"]
+    ready, reconciling = status["conditions"]
     assert (ready["status"], ready["reason"]) == ("False", "IssuanceFailed")
+    assert (reconciling["type"], reconciling["status"]) == ("Reconciling", "True")
     assert "keystore password Secret shop/missing" in ready["message"]
     assert controller.store.certificates[KEY].failures == 4

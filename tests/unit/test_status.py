@@ -8,7 +8,10 @@ import pytest
 from mtls_operator.api.managed_secret import LeafFacts
 from mtls_operator.api.status import (
     READY,
+    RECONCILING,
+    RECONCILING_REASONS,
     STALLED,
+    STALLED_REASONS,
     Reason,
     condition,
     failed_status,
@@ -162,17 +165,20 @@ ISSUED_STATUS: dict[str, Any] = {
 
 
 @pytest.mark.parametrize(
-    ("reason", "stalled"),
+    ("reason", "second"),
     [
-        (Reason.INVALID_SPEC, True),
-        (Reason.CA_INVALID, True),
-        (Reason.SECRET_CONFLICT, True),
-        (Reason.CA_NOT_FOUND, False),
-        (Reason.ISSUANCE_FAILED, False),
-        (Reason.EXPIRED, False),
+        (Reason.INVALID_SPEC, STALLED),
+        (Reason.CA_INVALID, STALLED),
+        (Reason.SECRET_CONFLICT, STALLED),
+        (Reason.POLICY_DENIED, STALLED),
+        (Reason.CA_NOT_FOUND, RECONCILING),
+        (Reason.ISSUANCE_FAILED, RECONCILING),
+        (Reason.EXPIRED, RECONCILING),
     ],
 )
-def test_stalled_only_for_what_retrying_cannot_fix(reason: str, stalled: bool) -> None:
+def test_stalled_for_what_retrying_cannot_fix_reconciling_for_the_rest(
+    reason: str, second: str
+) -> None:
     status = failed_status(
         ISSUED_STATUS, generation=2, reason=reason, message="why", now=NOW, attempt_failed=False
     )
@@ -186,8 +192,7 @@ def test_stalled_only_for_what_retrying_cannot_fix(reason: str, stalled: bool) -
             "lastTransitionTime": NOW_TEXT,
         }
     ]
-    if stalled:
-        expected.append({**expected[0], "type": STALLED, "status": "True"})
+    expected.append({**expected[0], "type": second, "status": "True"})
     assert status["conditions"] == expected
     assert status["observedGeneration"] == 2
 
@@ -302,3 +307,9 @@ WANTED: dict[str, Any] = {
 )
 def test_same_status(current: dict[str, Any], same: bool) -> None:
     assert same_status(current, WANTED) is same
+
+
+def test_every_failure_is_either_stalled_or_reconciling() -> None:
+    failures = set(Reason) - {Reason.ISSUED, Reason.RENEWED, Reason.REISSUED}
+    assert failures == STALLED_REASONS | RECONCILING_REASONS
+    assert not STALLED_REASONS & RECONCILING_REASONS

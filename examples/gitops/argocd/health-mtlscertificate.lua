@@ -1,8 +1,9 @@
 -- Argo CD health check for mtls.dev/MtlsCertificate (Lua, run by Argo CD
 -- with the object as `obj`). Reads what the operator writes, as kstatus does:
 --   Healthy      Ready=True for the current generation: the Secret is issued.
---   Degraded     Stalled=True (InvalidSpec, CAInvalid, SecretConflict: a
---                person must fix the spec, the CA or the Secret), or Expired.
+--   Degraded     Stalled=True (InvalidSpec, PolicyDenied, CAInvalid,
+--                SecretConflict: a person must fix the spec, a policy, the CA
+--                or the Secret), or Expired.
 --   Progressing  anything else: not seen yet, a newer generation not yet
 --                processed, or a failure the operator retries by itself
 --                (CANotFound until the CA Secret exists, IssuanceFailed).

@@ -13,8 +13,10 @@ from mtls_operator.api.managed_secret import LeafFacts
 from mtls_operator.api.timestamps import format_timestamp
 
 READY = "Ready"
-# kstatus reads Stalled=True as "failed, waiting for a human".
+# kstatus (Flux, Argo CD) reads Stalled=True as "failed, waiting for a
+# human" and Reconciling=True as "in progress, the controller is on it".
 STALLED = "Stalled"
+RECONCILING = "Reconciling"
 
 
 class Reason(enum.StrEnum):
@@ -38,6 +40,9 @@ class Reason(enum.StrEnum):
 STALLED_REASONS = frozenset(
     {Reason.INVALID_SPEC, Reason.CA_INVALID, Reason.SECRET_CONFLICT, Reason.POLICY_DENIED}
 )
+# The failures the operator works through by itself (a CA on its way, an
+# issuance it retries): Reconciling=True, so GitOps tools keep waiting.
+RECONCILING_REASONS = frozenset({Reason.CA_NOT_FOUND, Reason.ISSUANCE_FAILED, Reason.EXPIRED})
 
 
 def condition(
@@ -134,7 +139,11 @@ def failed_status(
 ) -> dict[str, Any]:
     """Ready=False, keeping the facts of the certificate still in the Secret.
     `attempt_failed` counts an issuance attempt that was made and failed."""
-    statuses = {READY: "False", STALLED: "True"} if reason in STALLED_REASONS else {READY: "False"}
+    statuses = {READY: "False"}
+    if reason in STALLED_REASONS:
+        statuses[STALLED] = "True"
+    elif reason in RECONCILING_REASONS:
+        statuses[RECONCILING] = "True"
     attempts = int(previous.get("failedIssuanceAttempts") or 0)
     status = {
         **previous,

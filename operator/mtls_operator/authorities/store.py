@@ -42,6 +42,10 @@ class CARef:
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
 
 @dataclass(frozen=True)
 class CAMissing:

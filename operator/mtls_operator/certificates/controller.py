@@ -126,11 +126,7 @@ class CertificateController:
         except InvalidSpec as err:
             await self._status.failed(record, Reason.INVALID_SPEC, str(err), retry=False)
             return
-        ca_ref = (
-            CARef(record.namespace, spec.ca_secret_name)
-            if spec.ca_secret_name
-            else self._settings.cluster_ca
-        )
+        ca_ref = self._ca_ref(record, spec)
         self._authorities.use(ca_ref, self._lane.add, record.key)
         ca = await self._authorities.state(ca_ref)
         if isinstance(ca, CAMissing):
@@ -201,6 +197,7 @@ class CertificateController:
         message += f", valid until {written.not_after}"
         if written.content.issued.clamped_to_ca:
             message += " (cut to the CA's own expiry)"
+            self._runtime.metrics.observe_cut_to_ca(*self._ca_ref(record, spec).key)
         record.failures = 0
         if written.facts is not None:
             await self._status.ready(
@@ -254,6 +251,11 @@ class CertificateController:
         await self._status.ready(
             record, spec, secret, ca, reason=reason, message=message, revision=secret.revision
         )
+
+    def _ca_ref(self, record: CertificateRecord, spec: CertificateSpec) -> CARef:
+        if spec.ca_secret_name:
+            return CARef(record.namespace, spec.ca_secret_name)
+        return self._settings.cluster_ca
 
     def _observe(self, result: str, trigger: Violation, started: float) -> None:
         elapsed = self._runtime.clock.monotonic() - started

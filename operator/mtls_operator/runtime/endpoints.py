@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mtls_operator.runtime.metrics import Metrics
 
@@ -13,7 +14,7 @@ async def start_endpoints(
     port: int, metrics: Metrics, healthy: Callable[[], bool]
 ) -> web.AppRunner:
     async def metrics_handler(_: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def health_handler(_: web.Request) -> web.Response:
         if healthy():

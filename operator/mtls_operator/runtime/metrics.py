@@ -1,30 +1,37 @@
-"""Prometheus metrics in the text exposition format, kept by hand: a few
-gauges per certificate and per CA, and issuance counters and durations."""
+"""Prometheus metrics, through prometheus-client: one prefix,
+`mtls_operator_`. The gauges of every certificate and CA are produced by a
+collector at scrape time from plain values kept here (no labelled child
+object per certificate), so that memory stays flat with the number of
+certificates; counters and histograms are the library's."""
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mtls_operator import __version__
+
+# A `_created` series per counter and histogram child says when it was first
+# seen: noise for these, and a series per certificate's labels would double.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+PREFIX = "mtls_operator"
 # Issuance takes milliseconds (ECDSA) to seconds (RSA 4096 on a busy node).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-Labels = tuple[tuple[str, str], ...]
-
-
-@dataclass
-class _Histogram:
-    counts: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
-    total: float = 0.0
-    count: int = 0
-
-    def observe(self, value: float) -> None:
-        index = bisect.bisect_left(DURATION_BUCKETS, value)
-        if index < len(self.counts):
-            self.counts[index] += 1
-        self.total += value
-        self.count += 1
 
 
 @dataclass(frozen=True)
@@ -35,15 +42,95 @@ class CertificateGauges:
     ready: bool
 
 
+class _StateCollector(Collector):
+    """The per-certificate and per-CA gauges, and leadership, at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        labels = ["namespace", "name", "secret"]
+        expiration = GaugeMetricFamily(
+            f"{PREFIX}_certificate_expiration_timestamp_seconds",
+            "notAfter of the certificate in the Secret, as a Unix timestamp.",
+            labels=labels,
+        )
+        renewal = GaugeMetricFamily(
+            f"{PREFIX}_certificate_renewal_timestamp_seconds",
+            "When the certificate will be renewed, as a Unix timestamp.",
+            labels=labels,
+        )
+        ready = GaugeMetricFamily(
+            f"{PREFIX}_certificate_ready",
+            "1 when the certificate's Ready condition is True, else 0.",
+            labels=labels,
+        )
+        for (namespace, name), gauges in sorted(metrics.certificates.items()):
+            values = [namespace, name, gauges.secret]
+            if gauges.not_after is not None:
+                expiration.add_metric(values, gauges.not_after)
+            if gauges.renewal is not None:
+                renewal.add_metric(values, gauges.renewal)
+            ready.add_metric(values, 1.0 if gauges.ready else 0.0)
+        yield from (expiration, renewal, ready)
+        cas = GaugeMetricFamily(
+            f"{PREFIX}_ca_expiration_timestamp_seconds",
+            "notAfter of each CA in use, as a Unix timestamp.",
+            labels=["namespace", "secret"],
+        )
+        for (namespace, name), not_after in sorted(metrics.cas.items()):
+            cas.add_metric([namespace, name], not_after)
+        yield cas
+        if metrics.leader is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_leader",
+                "1 when this replica holds the Lease and does the work, else 0.",
+                value=1.0 if metrics.leader else 0.0,
+            )
+
+
 class Metrics:
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        for standard in (ProcessCollector, PlatformCollector, GCCollector):
+            standard(registry=self.registry)
+        self.registry.register(_BuildInfo())
         self.certificates: dict[tuple[str, str], CertificateGauges] = {}
         self.cas: dict[tuple[str, str], float] = {}
-        self._issuances: dict[Labels, int] = {}
-        self._durations: dict[Labels, _Histogram] = {}
-        self._pod_requests: dict[Labels, int] = {}
-        self._pod_signing = _Histogram()
         self.leader: bool | None = None  # None: leader election is off
+        self.registry.register(_StateCollector(self))
+        self._issuances = Counter(
+            f"{PREFIX}_issuances",
+            "Issuance attempts by result (success, failure) and trigger.",
+            ["result", "trigger"],
+            registry=self.registry,
+        )
+        self._issuance_seconds = Histogram(
+            f"{PREFIX}_issuance_duration_seconds",
+            "Time to generate the key, sign and write the Secret.",
+            ["result"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._cut_to_ca = Counter(
+            f"{PREFIX}_issuances_cut_to_ca",
+            "Certificates issued shorter than asked because their CA expires first.",
+            ["namespace", "secret"],
+            registry=self.registry,
+        )
+        self._pod_requests = Counter(
+            f"{PREFIX}_pod_certificate_requests",
+            "PodCertificateRequests answered, by outcome (Issued, Denied, Failed) and reason.",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self._pod_signing = Histogram(
+            f"{PREFIX}_pod_certificate_signing_duration_seconds",
+            "Time from taking a request that is issued to writing its status.",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
 
     def set_certificate(self, namespace: str, name: str, gauges: CertificateGauges) -> None:
         self.certificates[(namespace, name)] = gauges
@@ -58,141 +145,29 @@ class Metrics:
             self.cas[(namespace, name)] = not_after
 
     def observe_issuance(self, result: str, trigger: str, seconds: float) -> None:
-        labels = (("result", result), ("trigger", trigger))
-        self._issuances[labels] = self._issuances.get(labels, 0) + 1
-        self._durations.setdefault((("result", result),), _Histogram()).observe(seconds)
+        self._issuances.labels(result, trigger).inc()
+        self._issuance_seconds.labels(result).observe(seconds)
+
+    def observe_cut_to_ca(self, namespace: str, secret: str) -> None:
+        """A certificate cut to the expiry of the CA `namespace/secret`."""
+        self._cut_to_ca.labels(namespace, secret).inc()
 
     def observe_pod_certificate(self, outcome: str, reason: str, seconds: float) -> None:
         """A PodCertificateRequest answered: Issued, Denied or Failed, and why."""
-        labels = (("outcome", outcome), ("reason", reason))
-        self._pod_requests[labels] = self._pod_requests.get(labels, 0) + 1
+        self._pod_requests.labels(outcome, reason).inc()
         if outcome == "Issued":
             self._pod_signing.observe(seconds)
 
-    def render(self) -> str:
-        lines: list[str] = []
-        self._render_gauges(lines)
-        self._render_issuances(lines)
-        self._render_pod_requests(lines)
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
-    def _render_gauges(self, lines: list[str]) -> None:
-        certificates = sorted(self.certificates.items())
-        _family(
-            lines,
-            "mtls_certificate_expiration_timestamp_seconds",
-            "gauge",
-            "notAfter of the certificate in the Secret, as a Unix timestamp.",
-            (
-                (_certificate_labels(key, g), g.not_after)
-                for key, g in certificates
-                if g.not_after is not None
-            ),
+
+class _BuildInfo(Collector):
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            f"{PREFIX}_build_info",
+            "The running version (the value is always 1).",
+            labels=["version", "python"],
         )
-        _family(
-            lines,
-            "mtls_certificate_renewal_timestamp_seconds",
-            "gauge",
-            "When the certificate will be renewed, as a Unix timestamp.",
-            (
-                (_certificate_labels(key, g), g.renewal)
-                for key, g in certificates
-                if g.renewal is not None
-            ),
-        )
-        _family(
-            lines,
-            "mtls_certificate_ready",
-            "gauge",
-            "1 when the certificate's Ready condition is True, else 0.",
-            ((_certificate_labels(key, g), 1.0 if g.ready else 0.0) for key, g in certificates),
-        )
-        _family(
-            lines,
-            "mtls_ca_expiration_timestamp_seconds",
-            "gauge",
-            "notAfter of each CA in use, as a Unix timestamp.",
-            (
-                ((("namespace", ns), ("secret", name)), value)
-                for (ns, name), value in sorted(self.cas.items())
-            ),
-        )
-
-    def _render_issuances(self, lines: list[str]) -> None:
-        _family(
-            lines,
-            "mtls_issuance_total",
-            "counter",
-            "Issuance attempts by result and trigger.",
-            ((labels, float(count)) for labels, count in sorted(self._issuances.items())),
-        )
-        if self.leader is not None:
-            _family(
-                lines,
-                "mtls_operator_leader",
-                "gauge",
-                "1 when this replica holds the Lease and does the work, else 0.",
-                [((), 1.0 if self.leader else 0.0)],
-            )
-        name = "mtls_issuance_duration_seconds"
-        lines += [
-            f"# HELP {name} Time to generate the key, sign and write the Secret.",
-            f"# TYPE {name} histogram",
-        ]
-        for labels, histogram in sorted(self._durations.items()):
-            lines += _histogram_lines(name, labels, histogram)
-
-    def _render_pod_requests(self, lines: list[str]) -> None:
-        _family(
-            lines,
-            "mtls_pod_certificate_requests_total",
-            "counter",
-            "PodCertificateRequests answered, by outcome (Issued, Denied, Failed) and reason.",
-            ((labels, float(count)) for labels, count in sorted(self._pod_requests.items())),
-        )
-        name = "mtls_pod_certificate_signing_duration_seconds"
-        lines += [
-            f"# HELP {name} Time from taking an issued request to writing its status.",
-            f"# TYPE {name} histogram",
-        ]
-        if self._pod_signing.count:
-            lines += _histogram_lines(name, (), self._pod_signing)
-
-
-def _histogram_lines(name: str, labels: Labels, histogram: _Histogram) -> list[str]:
-    lines = []
-    cumulative = 0
-    for bound, count in zip(DURATION_BUCKETS, histogram.counts, strict=True):
-        cumulative += count
-        lines.append(f"{name}_bucket{_format((*labels, ('le', str(bound))))} {cumulative}")
-    lines.append(f"{name}_bucket{_format((*labels, ('le', '+Inf')))} {histogram.count}")
-    lines.append(f"{name}_sum{_format(labels)} {histogram.total}")
-    lines.append(f"{name}_count{_format(labels)} {histogram.count}")
-    return lines
-
-
-def _certificate_labels(key: tuple[str, str], gauges: CertificateGauges) -> Labels:
-    return (("namespace", key[0]), ("name", key[1]), ("secret", gauges.secret))
-
-
-def _family(
-    lines: list[str],
-    name: str,
-    kind: str,
-    help_text: str,
-    samples: Iterable[tuple[Labels, float | None]],
-) -> None:
-    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    for labels, value in samples:
-        lines.append(f"{name}{_format(labels)} {value}")
-
-
-def _format(labels: Labels | Mapping[str, str]) -> str:
-    pairs = labels.items() if isinstance(labels, Mapping) else labels
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in pairs) + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        info.add_metric([__version__, platform.python_version()], 1.0)
+        yield info
