@@ -737,6 +737,32 @@ class LocalCluster:
         )
         return status == 200
 
+    # --- Faults, for the tests that show what survives them. ---
+
+    def process(self, name: str) -> _Process:
+        [found] = [p for p in self.processes if p.name == name]
+        return found
+
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the component holds its connections and answers nothing."""
+        self.process(name).signal(signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        self.process(name).signal(signal.SIGCONT)
+
+    def restart_apiserver(self) -> None:
+        """Kill kube-apiserver as a crash or an OOM kill would (SIGKILL: no
+        graceful drain of the requests in flight), start it again on the same
+        port, and wait until it is ready."""
+        old = self.process("kube-apiserver")
+        old.signal(signal.SIGKILL)
+        old.wait(10)
+        self.processes.remove(old)
+        pki = self.state_dir / "pki"
+        apiserver = self._launch("kube-apiserver", self._apiserver_args(pki))
+        context = _admin_context(pki)
+        _wait_healthy(apiserver, lambda: self._apiserver_ready(context), APISERVER_TIMEOUT)
+
     def healthy(self) -> bool:
         """All processes run and the API server reports ready."""
         if not self.processes or not all(p.alive() for p in self.processes):

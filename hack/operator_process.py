@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -78,6 +79,16 @@ class OperatorProcess:
         ) as response:
             text: str = response.read().decode()
             return text
+
+    def readiness(self) -> tuple[int, str]:
+        """/readyz: its status and body (what stops the operator, if anything)."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=5
+            ) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read().decode()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -122,6 +122,11 @@ class Operator:
     def healthy(self) -> bool:
         return self.runtime.healthy()
 
+    def halt(self) -> None:
+        """Stop every worker and watch at once (no write after this), without
+        waiting: the Lease is lost and another replica may lead."""
+        self.runtime.halt()
+
     async def stop(self) -> None:
         await self.runtime.stop()
         await self.authorities.close()

@@ -207,6 +207,42 @@ def test_the_operator_needs_no_more_than_deploy_grants(
     assert_no_refusals(operator_as_service_account)
 
 
+def test_a_permission_taken_away_while_running_makes_it_not_ready_until_given_back(
+    operator_as_service_account: OperatorProcess,
+    kube_cluster: KubeCluster,
+    kubectl: Kubectl,
+    namespace: str,
+) -> None:
+    """RBAC removed under a running operator: /readyz says which watch waits
+    for what, the log says it once, and granting it again makes it ready."""
+    if kube_cluster.local is None:
+        pytest.skip("restarts the local API server")
+    process = operator_as_service_account
+    wait_for(lambda: process.readiness() == (200, "ok\n"), timeout=30, what="ready")
+    binding = "mtls-operator-pod-signer"
+    watch = f"/apis/certificates.k8s.io/v1/namespaces/{namespace}/podcertificaterequests"
+    saved = json.loads(kubectl("get", "clusterrolebinding", binding, "-o", "json").stdout)
+    for field in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        saved["metadata"].pop(field, None)
+    kubectl("delete", "clusterrolebinding", binding)
+    try:
+        # An open watch outlives its permission: end them all, as an API server restart does.
+        kube_cluster.local.restart_apiserver()
+
+        def refused() -> str | None:
+            status, body = process.readiness()
+            return body if status == 503 else None
+
+        body = wait_for(refused, timeout=60, what="/readyz to report the missing permission")
+        assert f"cannot watch {watch} (403 " in body
+        assert "bind the ClusterRoles of deploy/base/rbac.yaml" in body
+    finally:
+        kubectl("apply", "-f", "-", input=json.dumps(saved))
+    wait_for(lambda: process.readiness() == (200, "ok\n"), timeout=60, what="ready again")
+    logged = [line for line in process.log().splitlines() if f"cannot watch {watch}" in line]
+    assert len(logged) == 1, logged
+
+
 CAN: list[tuple[str, ...]] = [
     ("get", "mtlscertificates.mtls.dev"),
     ("list", "mtlscertificates.mtls.dev"),

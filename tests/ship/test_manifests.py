@@ -233,8 +233,8 @@ def test_the_deployment_has_resources_and_probes_on_the_metrics_port(
         "limits": {"cpu": "1", "memory": "384Mi"},
     }
     assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}, probe
     service = find(deploy, "Service", "mtls-operator-metrics")
     assert service["spec"]["selector"] == POD_LABELS
     assert service["spec"]["ports"] == [

@@ -28,7 +28,8 @@ ALLOWED = {
     **LOWER,
     **{c: {"authorities", "tenancy", "policy", "runtime", "api", "pki"} for c in CONTROLLERS},
     "app": {*LOWER, *CONTROLLERS},
-    "cli": {*LOWER, *CONTROLLERS, "app"},
+    "preflight": {*LOWER, "app"},
+    "cli": {*LOWER, *CONTROLLERS, "app", "preflight"},
 }
 
 

@@ -88,7 +88,7 @@ class CertificateController:
                 selector,
             )
             self._reflectors.append(reflector)
-            self._runtime.spawn(reflector.run(), f"secrets-{namespace or 'all'}")
+            self._runtime.watch(reflector, f"secrets-{namespace or 'all'}")
         for reflector in self._reflectors:
             await reflector.synced.wait()
         logger.info("loaded %d managed Secrets", len(self.store.secrets))

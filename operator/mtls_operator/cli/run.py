@@ -11,11 +11,12 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import kopf
 
+from mtls_operator import preflight
 from mtls_operator.api.durations import parse_duration
 from mtls_operator.api.mtls_policy import LabelSelector, parse_selector_string
 from mtls_operator.app import Operator, OperatorConfig
@@ -27,6 +28,7 @@ from mtls_operator.runtime.clock import SystemClock
 from mtls_operator.runtime.endpoints import start_endpoints
 from mtls_operator.runtime.kube import Kube, default_login
 from mtls_operator.runtime.leader import LeaseElection
+from mtls_operator.runtime.logs import OncePerCause
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings
 
@@ -225,6 +227,8 @@ def run_operator(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OncePerCause())
     if not args.verbose:
         # kopf logs every raw event it hands over; the reconciler logs what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -237,80 +241,141 @@ def run_operator(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: OperatorConfig) -> int:
-    """Serve /healthz and /metrics at once (a standby replica is healthy
-    too), wait for the Lease when leader election is on, then run kopf
-    until a signal, or until the Lease is lost."""
+    """Check what the cluster must provide, serve /healthz, /readyz and
+    /metrics at once (a standby answers too), then lead for as long as this
+    process holds the Lease, and campaign again when it loses it, until a
+    signal. Losing the Lease stops every write at once; it is not an exit."""
     # Missing credentials are a configuration error: say so and stop, rather
     # than retry forever (an unreachable API server, later, is retried).
     await default_login()
-    metrics = Metrics()
-    operator = Operator(config, default_login, metrics)
-    endpoints = (
-        await start_endpoints(config.metrics_port, metrics, operator.healthy)
-        if config.metrics_port
+    kube = Kube(default_login)
+    try:
+        found = await preflight.problems(kube, config)
+        for problem in found:
+            logger.error("cannot start: %s", problem)
+        if found:
+            return 1
+        metrics = Metrics()
+        state = _Terms()
+        endpoints = (
+            await start_endpoints(config.metrics_port, metrics, state.healthy, state.problems)
+            if config.metrics_port
+            else None
+        )
+        try:
+            return await _lead_while_elected(config, kube, metrics, state)
+        finally:
+            if endpoints is not None:
+                await endpoints.cleanup()
+    finally:
+        await kube.close()
+
+
+class _Terms:
+    """The operator of the current term, if this replica leads."""
+
+    def __init__(self) -> None:
+        self.operator: Operator | None = None
+
+    def healthy(self) -> bool:
+        return self.operator is None or self.operator.healthy()
+
+    def problems(self) -> list[str]:
+        """A standby is ready: it can take over."""
+        return [] if self.operator is None else self.operator.runtime.problems()
+
+
+async def _lead_while_elected(
+    config: OperatorConfig, kube: Kube, metrics: Metrics, state: _Terms
+) -> int:
+    signalled = asyncio.Event()
+    election = (
+        LeaseElection(
+            kube, config.lease_namespace, config.lease_name, _identity(), clock=SystemClock()
+        )
+        if config.leader_election
         else None
     )
-    kube = Kube(default_login)
-    election: LeaseElection | None = None
-    holding: asyncio.Task[None] | None = None
     try:
-        if config.leader_election:
-            election = LeaseElection(
-                kube, config.lease_namespace, config.lease_name, _identity(), clock=SystemClock()
+        while True:
+            _on_signals(signalled.set)
+            if election is not None:
+                metrics.leader = False
+                if not await _unless(signalled, election.acquire()):
+                    return 0
+                metrics.leader = True
+            outcome = await _term(config, metrics, state, election)
+            if outcome is not LOST_LEASE:
+                return outcome
+            # Campaign again in this process: as leader or standby, with a
+            # fresh runtime (nothing kept from the term that ended).
+            logger.warning(
+                "lost the Lease %s: stopped working, campaigning again", config.lease_name
             )
-            metrics.leader = False
-            if not await _until_signal(election.acquire()):
-                return 0
-            metrics.leader = True
-            holding = asyncio.create_task(election.hold(), name="lease")
-        stop = asyncio.Event()
-        operating = asyncio.create_task(
-            kopf.operator(
-                registry=operator.registry(),
-                clusterwide=not config.namespaces,
-                namespaces=config.namespaces,
-                standalone=True,
-                stop_flag=stop,
-            ),
-            name="kopf",
-        )
+    finally:
+        if election is not None:
+            await election.release()
+
+
+LOST_LEASE = -1
+
+
+async def _term(
+    config: OperatorConfig, metrics: Metrics, state: _Terms, election: LeaseElection | None
+) -> int:
+    """Run the operator until kopf stops (0 after a signal, 1 if it failed)
+    or the Lease is lost (LOST_LEASE)."""
+    operator = state.operator = Operator(config, default_login, metrics)
+    stop = asyncio.Event()
+    operating = asyncio.create_task(
+        kopf.operator(
+            registry=operator.registry(),
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            standalone=True,
+            stop_flag=stop,
+        ),
+        name="kopf",
+    )
+    holding = asyncio.create_task(election.hold(), name="lease") if election else None
+    try:
         done, _ = await asyncio.wait(
             {t for t in (operating, holding) if t is not None}, return_when=asyncio.FIRST_COMPLETED
         )
         if holding is not None and holding in done:
-            # Another replica may lead now: stop working at once; the
-            # Deployment restarts this one as a standby.
-            logger.error("stopping: %s", holding.exception())
+            # Another replica may lead now: no write from here on.
+            operator.halt()
             metrics.leader = False
+            metrics.forget_work()
+            logger.error("stopping work: %s", holding.exception())
             stop.set()
-            await operating
+            await asyncio.gather(operating, return_exceptions=True)
+            return LOST_LEASE
+        failure = operating.exception()
+        if failure is not None:
+            logger.error("stopping: the operator failed: %s", failure)
             return 1
-        await operating
         return 0
     finally:
         if holding is not None:
             holding.cancel()
-        if election is not None:
-            await election.release()
-        await kube.close()
-        if endpoints is not None:
-            await endpoints.cleanup()
+        state.operator = None
 
 
-async def _until_signal(waiting: Coroutine[None, None, None]) -> bool:
-    """Run `waiting`; False if SIGTERM or SIGINT came first (kopf installs
-    its own handlers once it runs)."""
+def _on_signals(handler: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT call `handler` (kopf installs its own while it runs)."""
     loop = asyncio.get_running_loop()
-    signalled = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, signalled.set)
+        loop.add_signal_handler(signum, handler)
+
+
+async def _unless(signalled: asyncio.Event, waiting: Coroutine[None, None, None]) -> bool:
+    """Run `waiting`; False if a signal came first."""
     task = asyncio.create_task(waiting)
     stopper = asyncio.create_task(signalled.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         stopper.cancel()
     if task.done():
         task.result()

@@ -100,7 +100,7 @@ class PodCertificateController:
                 self._runtime.kube, path, _RequestSink(self), selector, absent_is_empty=True
             )
             reflectors.append(reflector)
-            self._runtime.spawn(reflector.run(), f"podcertificaterequests-{namespace or 'all'}")
+            self._runtime.watch(reflector, f"podcertificaterequests-{namespace or 'all'}")
         for reflector in reflectors:
             await reflector.synced.wait()
 

@@ -15,6 +15,7 @@ from mtls_operator.runtime.clock import Clock
 from mtls_operator.runtime.events import EventRecorder
 from mtls_operator.runtime.kube import Kube
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.runtime.scheduler import Lane, Scheduler, WorkQueue
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Runtime:
         self._controllers: dict[str, Controller] = {}
         self._started: set[str] = set()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._reflectors: list[Reflector] = []
         self._working = False
 
     def lane(self, name: str) -> Lane[Hashable]:
@@ -69,6 +71,11 @@ class Runtime:
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
         """A task that runs as long as the runtime does; its end is a failure."""
         self._tasks.append(asyncio.create_task(coroutine, name=name))
+
+    def watch(self, reflector: Reflector, name: str) -> None:
+        """Run `reflector` as long as the runtime runs; /readyz reports what stops it."""
+        self._reflectors.append(reflector)
+        self.spawn(reflector.run(), name)
 
     async def start(self) -> None:
         """Start every controller, then the scheduler and the workers.
@@ -88,6 +95,19 @@ class Runtime:
     def healthy(self) -> bool:
         """No task of a started runtime has died (a standby has none yet)."""
         return all(not t.done() for t in self._tasks)
+
+    def problems(self) -> list[str]:
+        """Why the runtime cannot do its work now, one line each: still
+        loading, or a watch that waits for someone to act."""
+        found = [r.problem for r in self._reflectors if r.problem is not None]
+        if not self._working:
+            found.append("starting: loading what must be known before the first reconciliation")
+        return found
+
+    def halt(self) -> None:
+        """Cancel every task now; `stop` waits for them."""
+        for task in self._tasks:
+            task.cancel()
 
     async def stop(self) -> None:
         for task in self._tasks:

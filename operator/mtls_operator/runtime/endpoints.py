@@ -1,4 +1,6 @@
-"""The HTTP endpoints for Prometheus and the kubelet: /metrics, /healthz."""
+"""The HTTP endpoints for Prometheus and the kubelet: /metrics, /healthz
+(restart me: a part has died) and /readyz (I cannot work until someone acts,
+or I am still loading; a standby replica is ready)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from mtls_operator.runtime.metrics import Metrics
 
 
 async def start_endpoints(
-    port: int, metrics: Metrics, healthy: Callable[[], bool]
+    port: int, metrics: Metrics, healthy: Callable[[], bool], problems: Callable[[], list[str]]
 ) -> web.AppRunner:
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -21,9 +23,16 @@ async def start_endpoints(
             return web.Response(text="ok\n")
         return web.Response(status=503, text="a watch, the scheduler or a worker has stopped\n")
 
+    async def ready_handler(_: web.Request) -> web.Response:
+        found = problems()
+        if not found:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="".join(f"{line}\n" for line in found))
+
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
+    app.router.add_get("/readyz", ready_handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host="0.0.0.0", port=port).start()  # noqa: S104 - scraped from the pod network

@@ -12,3 +12,11 @@ def one_line(err: BaseException, *, for_users: tuple[type[BaseException], ...] =
     text = str(err).splitlines()[0] if str(err) else ""
     shown = text if isinstance(err, for_users) else f"{type(err).__name__}: {text}"
     return shown[:MAX_MESSAGE]
+
+
+# What to do when the API server refuses a call for good, by status.
+FIX_FOR_STATUS = {
+    401: "the API server refused the operator's credentials: check its kubeconfig or token",
+    403: "bind the ClusterRoles of deploy/base/rbac.yaml to the operator's ServiceAccount",
+    404: "install the CRDs first (kubectl apply -k crds/)",
+}

@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from mtls_operator.runtime.kube import Login
+from mtls_operator.runtime.kube import WATCH_INACTIVITY_SECONDS, Login
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ def build_registry(
         # List thousands of objects in pages, not in one response.
         settings.watching.chunk_size = 500
         settings.watching.server_timeout = 290
+        settings.watching.inactivity_timeout = WATCH_INACTIVITY_SECONDS
         # kopf's per-object workers only hand events over, in microseconds:
         # let them exit soon after and cap how many exist, so the number of
         # tasks stays flat however many objects there are. (An idle timeout

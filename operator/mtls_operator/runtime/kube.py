@@ -33,6 +33,11 @@ ObjectKey = tuple[str, str]  # (namespace, name)
 MERGE_PATCH = "application/merge-patch+json"
 _RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _WATCH_TIMEOUT_SECONDS = 290
+# The API server sends every watch a bookmark about once a minute, however
+# quiet the collection: a watch silent for longer has stalled (a frozen API
+# server, a half-open connection) and is opened again. kopf's watches use
+# the same bound.
+WATCH_INACTIVITY_SECONDS = 70.0
 _LIST_PAGE_SIZE = 500
 _REQUEST_TIMEOUT = 30.0
 
@@ -59,6 +64,10 @@ class ApiError(Exception):
 
 class Gone(ApiError):
     """The requested resourceVersion is too old; the caller must re-list."""
+
+
+class Stalled(Exception):
+    """A watch delivered nothing, not even a bookmark, for WATCH_INACTIVITY_SECONDS."""
 
 
 def object_key(body: Mapping[str, Any]) -> ObjectKey:
@@ -244,7 +253,7 @@ class Kube:
             "timeoutSeconds": str(_WATCH_TIMEOUT_SECONDS),
         }
         connection = await self._connect()
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=_WATCH_TIMEOUT_SECONDS + 30)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=WATCH_INACTIVITY_SECONDS)
         async with connection.watch_session.get(
             connection.server + path, params=query, headers=connection.headers, timeout=timeout
         ) as response:
@@ -252,14 +261,17 @@ class Kube:
                 await self._reset(connection)
             if response.status >= 400:
                 raise _api_error(response.status, await response.read())
-            async for line in response.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type", ""), event.get("object") or {}
-                if kind == "ERROR":
-                    raise _api_error(int(obj.get("code", 500)), json.dumps(obj).encode())
-                yield kind, obj
+            try:
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind, obj = event.get("type", ""), event.get("object") or {}
+                    if kind == "ERROR":
+                        raise _api_error(int(obj.get("code", 500)), json.dumps(obj).encode())
+                    yield kind, obj
+            except aiohttp.ServerTimeoutError as err:
+                raise Stalled(path) from err
 
     # --- Connection. ---
 

@@ -144,6 +144,11 @@ class Metrics:
         else:
             self.cas[(namespace, name)] = not_after
 
+    def forget_work(self) -> None:
+        """A replica that no longer leads reports no certificates or CAs."""
+        self.certificates.clear()
+        self.cas.clear()
+
     def observe_issuance(self, result: str, trigger: str, seconds: float) -> None:
         self._issuances.labels(result, trigger).inc()
         self._issuance_seconds.labels(result).observe(seconds)

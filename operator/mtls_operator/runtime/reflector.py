@@ -10,9 +10,22 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 from mtls_operator.runtime import backoff
-from mtls_operator.runtime.kube import ApiError, Gone, Kube, Object
+from mtls_operator.runtime.errors import FIX_FOR_STATUS
+from mtls_operator.runtime.kube import (
+    WATCH_INACTIVITY_SECONDS,
+    ApiError,
+    Gone,
+    Kube,
+    Object,
+    Stalled,
+)
 
 logger = logging.getLogger(__name__)
+
+# A refusal seen this many times in a row (seconds apart) is a problem that
+# waits for someone to act; fewer is an API server still starting (its RBAC
+# caches fill after it answers).
+REFUSALS_FOR_A_PROBLEM = 3
 
 
 class EventSink(Protocol):
@@ -61,6 +74,9 @@ class Reflector:
         self.synced = asyncio.Event()
         # True while the API server does not serve the resource (absent_is_empty).
         self.absent = False
+        # Why this watch cannot work until someone acts (RBAC, a CRD), if so.
+        self.problem: str | None = None
+        self._refusals = 0  # in a row, since the last list that worked
 
     async def run(self) -> None:
         failures = 0
@@ -70,6 +86,7 @@ class Reflector:
                 if not resource_version:
                     resource_version = await self._relist()
                     self.absent = False
+                    self._solved()
                     self.synced.set()
                 async for event_type, obj in self._kube.watch(
                     self._path, resource_version, self._params
@@ -84,6 +101,8 @@ class Reflector:
                 resource_version = ""
             except ApiError as err:
                 if not (err.not_found and self._absent_is_empty):
+                    if err.status in FIX_FOR_STATUS:
+                        resource_version = ""  # the list says when it is fixed
                     failures = await self._failed(err, failures)
                     continue
                 if not self.absent:
@@ -93,17 +112,39 @@ class Reflector:
                 self.synced.set()
                 resource_version = ""
                 await asyncio.sleep(backoff.WATCH[-1])
+            except Stalled:
+                # Opened again at once, from where it was: nothing is missed.
+                logger.warning(
+                    "watch of %s delivered nothing for %.0f s: opening it again",
+                    self._path,
+                    WATCH_INACTIVITY_SECONDS,
+                )
             except Exception as err:  # a watch outlives any failure; only cancellation ends it
                 failures = await self._failed(err, failures)
 
     async def _failed(self, err: Exception, failures: int) -> int:
         delay = backoff.delay(backoff.WATCH, failures)
         message = str(err) or type(err).__name__
-        logger.warning("watch of %s failed (%s); retrying in %.1fs", self._path, message, delay)
+        fix = FIX_FOR_STATUS.get(err.status) if isinstance(err, ApiError) else None
+        self._refusals = self._refusals + 1 if fix else 0
+        if self._refusals < REFUSALS_FOR_A_PROBLEM:
+            logger.warning("watch of %s failed (%s); retrying in %.1fs", self._path, message, delay)
+        else:
+            # Logged once when it begins, and shown by /readyz until it ends.
+            problem = f"cannot watch {self._path} ({message}): {fix}"
+            if problem != self.problem:
+                logger.error("%s", problem)
+            self.problem = problem
         if self._on_error is not None:
             self._on_error(message)
         await asyncio.sleep(delay)
         return failures + 1
+
+    def _solved(self) -> None:
+        self._refusals = 0
+        if self.problem is not None:
+            logger.info("watching %s again", self._path)
+            self.problem = None
 
     def _empty(self) -> None:
         if isinstance(self._sink, PagedSink):

@@ -130,7 +130,7 @@ class Tenancy:
             # have created one): judged by the namespace default meanwhile.
             reflector = Reflector(self._runtime.kube, path, sink, absent_is_empty=True)
             self._reflectors.append(reflector)
-            self._runtime.spawn(reflector.run(), f"watch-{path.rsplit('/', 1)[-1]}")
+            self._runtime.watch(reflector, f"watch-{path.rsplit('/', 1)[-1]}")
         for reflector in self._reflectors:
             await reflector.synced.wait()
         logger.info(

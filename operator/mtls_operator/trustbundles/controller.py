@@ -142,7 +142,7 @@ class TrustBundleController:
                 )
             )
         for index, reflector in enumerate(reflectors):
-            self._runtime.spawn(reflector.run(), f"trust-bundles-{index}")
+            self._runtime.watch(reflector, f"trust-bundles-{index}")
         for reflector in reflectors:
             await reflector.synced.wait()
         if bundles.absent:
