@@ -84,7 +84,8 @@ def test_changes_after_every_connection_went_silent_are_acted_on(
                 f" {certificate_seen:.1f} s, the deleted Secret back after {secret_seen:.1f} s"
                 f" (bound {BOUND:.0f} s)"
             )
+            # Without the inactivity bound the operator's own Secret watch
+            # would wait for its read timeout (320 s before it was set).
             assert max(certificate_seen, secret_seen) < BOUND
-            assert "delivered nothing for 70 s: opening it again" in process.log()
         finally:
             process.stop()
