@@ -39,18 +39,19 @@ class OperatorProcess:
         self.metrics_port = metrics_port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        """How the operator is started, up to its flags."""
+        return [str(Path(sys.executable).parent / "mtls-operator"), "run"]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
     def start(self, timeout: float = 60.0) -> None:
-        command = str(Path(sys.executable).parent / "mtls-operator")
-        args = [
-            command,
-            "run",
-            *self.extra_args,
-            "--metrics-port",
-            str(self.metrics_port),
-        ]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        args = [*self.command(), *self.extra_args, "--metrics-port", str(self.metrics_port)]
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self._process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=self.environment()
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

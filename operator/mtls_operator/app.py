@@ -129,5 +129,6 @@ class Operator:
 
     async def stop(self) -> None:
         await self.runtime.stop()
+        await self.certificates.close()
         await self.authorities.close()
         await self.runtime.kube.close()

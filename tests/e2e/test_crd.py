@@ -17,6 +17,7 @@ import yaml
 
 from e2e.crd import API_VERSION, CRD_NAME, CRD_PATH, KIND, REPO_ROOT, apply_crd
 from localcluster import Kubectl
+from operator_process import OperatorProcess
 
 EXAMPLES = REPO_ROOT / "examples"
 
@@ -78,6 +79,15 @@ FULL_STATUS: dict[str, Any] = {
     "lastFailureTime": "2026-11-28T11:00:00Z",
     "failedIssuanceAttempts": 0,
 }
+
+
+@pytest.fixture(autouse=True)
+def no_operator(request: pytest.FixtureRequest) -> None:
+    """The CRD alone, as the API server serves it: no operator writes statuses
+    meanwhile (a test after this module starts it again)."""
+    if "namespace" in request.fixturenames:
+        operator_process: OperatorProcess = request.getfixturevalue("operator_process")
+        operator_process.stop()
 
 
 def manifest(spec: dict[str, Any], name: str = "cert") -> str:

@@ -246,6 +246,18 @@ def test_same_creation_time_is_broken_by_name(store: Store) -> None:
     assert store.older_claimant(store.certificates[(NS, "alpha")]) is None
 
 
+def test_the_certificate_a_secret_was_written_for_keeps_it_whatever_the_names(
+    store: Store,
+) -> None:
+    claim(store, "zeta", "2026-11-28T12:00:00Z")
+    written = secret("shared-tls")
+    written["metadata"]["annotations"]["mtls.dev/certificate-uid"] = "uid-zeta"
+    store.upsert_secret(written)
+    claim(store, "alpha", "2026-11-28T12:00:00Z")  # the same second, first by name
+    assert store.older_claimant(store.certificates[(NS, "alpha")]) == "zeta"
+    assert store.older_claimant(store.certificates[(NS, "zeta")]) is None
+
+
 def test_deleting_the_owner_notifies_the_next_claimant(store: Store, changes: Recorder) -> None:
     claim(store, "first", "2026-11-28T12:00:00Z")
     claim(store, "second", "2026-11-28T12:00:01Z")

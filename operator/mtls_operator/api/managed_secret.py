@@ -49,6 +49,10 @@ RENEWAL_REQUEST_ANNOTATION = "mtls.dev/renewal-request-honoured"
 # dropped from the template are removed and nobody else's are.
 TEMPLATE_LABELS_ANNOTATION = "mtls.dev/template-labels"
 TEMPLATE_ANNOTATIONS_ANNOTATION = "mtls.dev/template-annotations"
+# Which password the keystores are encrypted with, as a digest salted with
+# the certificate's serial: a changed password Secret re-encrypts them. (It
+# tells nothing the Secret does not: the same Secret holds the plain key.)
+KEYSTORE_PASSWORD_ANNOTATION = "mtls.dev/keystore-password-digest"
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,11 @@ def issuance_record(
     if renewal_request:
         record[RENEWAL_REQUEST_ANNOTATION] = renewal_request
     return record
+
+
+def keystore_password_digest(serial: str, password: bytes) -> str:
+    salted = b"mtls.dev/keystore-password\0" + serial.encode() + b"\0" + password
+    return hashlib.sha256(salted).hexdigest()[:32]
 
 
 def _labels(spec: CertificateSpec) -> dict[str, str]:

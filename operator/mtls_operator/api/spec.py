@@ -40,6 +40,9 @@ _SUBJECT_LIMITS = {  # RFC 5280 upper bounds
     "localities": 128,
 }
 _COUNTRY_LENGTH = 2
+# The API server takes 256 KiB of annotations per object (keys and values);
+# the operator's own take well under 4 KiB.
+MAX_TEMPLATE_ANNOTATIONS = 256 * 1024 - 4 * 1024
 _T = TypeVar("_T")
 
 
@@ -357,6 +360,14 @@ def _secret_template(
                     f"secretTemplate.{part}.{key}", value, "is reserved for the operator"
                 )
         result.append(tuple(sorted(values.items())))
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in result[1])
+    if size > MAX_TEMPLATE_ANNOTATIONS:
+        raise InvalidSpec(
+            "secretTemplate.annotations",
+            f"{size} bytes",
+            f"is more than the {MAX_TEMPLATE_ANNOTATIONS} bytes a Secret takes besides the "
+            "operator's own annotations",
+        )
     return result[0], result[1]
 
 

@@ -25,6 +25,7 @@ from mtls_operator.pki import CAError, CAProblem, CertificateAuthority
 from mtls_operator.runtime.clock import Clock
 from mtls_operator.runtime.kube import Kube, Object, secrets_path
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.runtime.named_secrets import OneSecretSink
 from mtls_operator.runtime.reflector import Reflector
 
 logger = logging.getLogger(__name__)
@@ -78,19 +79,6 @@ class _Entry:
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         return [t for t in (self.secret_task, self.passphrase_task) if t is not None]
-
-
-class _OneSecretSink:
-    """Receives the events of a watch filtered to one Secret name."""
-
-    def __init__(self, on_update: Callable[[Object | None], None]) -> None:
-        self._on_update = on_update
-
-    def replace(self, items: list[Object]) -> None:
-        self._on_update(items[0] if items else None)
-
-    def apply(self, event_type: str, obj: Object) -> None:
-        self._on_update(None if event_type == "DELETED" else obj)
 
 
 class AuthorityStore:
@@ -201,7 +189,7 @@ class AuthorityStore:
         reflector = Reflector(
             self._kube,
             secrets_path(ref.namespace),
-            _OneSecretSink(update),
+            OneSecretSink(update),
             {"fieldSelector": f"metadata.name={name}"},
             on_error=failed,
         )

@@ -12,12 +12,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from mtls_operator.api.durations import format_duration
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec
 from mtls_operator.api.status import Reason, ready_condition
 from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CAUnusable
 from mtls_operator.certificates.foreign_secrets import ForeignSecrets
 from mtls_operator.certificates.gather import Gatherer
+from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.secret_writer import SecretWriter
 from mtls_operator.certificates.status_writer import StatusWriter
 from mtls_operator.certificates.store import CertificateRecord, SecretSink, Store
@@ -29,7 +31,7 @@ from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.errors import one_line
-from mtls_operator.runtime.events import NORMAL
+from mtls_operator.runtime.events import NORMAL, WARNING
 from mtls_operator.runtime.kube import ApiError, ObjectKey, object_key, secrets_path
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.reflector import Reflector
@@ -64,10 +66,13 @@ class CertificateController:
         self._lane = runtime.lane(NAME)
         self.store = Store(self._lane.add)
         self._foreign = ForeignSecrets(runtime.kube, self.store)
-        self._gatherer = Gatherer(self.store, self._foreign, tenancy, runtime.clock)
+        self._passwords = KeystorePasswords(runtime.kube, self._lane.add)
+        self._gatherer = Gatherer(
+            self.store, self._foreign, self._passwords, tenancy, runtime.clock
+        )
         # A policy or a namespace's labels changed: judge its certificates again.
         tenancy.on_namespace_change(self._namespace_changed)
-        self._secrets = SecretWriter(runtime, self.store, self._foreign)
+        self._secrets = SecretWriter(runtime, self.store, self._foreign, self._passwords)
         self._status = StatusWriter(runtime, self.store, self._lane, on_gone=self._gone)
         bucket = TokenBucket(
             settings.reissue_rate, burst=max(1, int(settings.reissue_rate)), clock=runtime.clock
@@ -92,6 +97,10 @@ class CertificateController:
         for reflector in self._reflectors:
             await reflector.synced.wait()
         logger.info("loaded %d managed Secrets", len(self.store.secrets))
+
+    async def close(self) -> None:
+        """Stop the watches of keystore password Secrets."""
+        await self._passwords.close()
 
     def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """An MtlsCertificate event from the watch."""
@@ -128,6 +137,7 @@ class CertificateController:
             return
         ca_ref = self._ca_ref(record, spec)
         self._authorities.use(ca_ref, self._lane.add, record.key)
+        self._passwords.use(record.key, spec)
         ca = await self._authorities.state(ca_ref)
         if isinstance(ca, CAMissing):
             # Also looked at again by the CA watch the moment the Secret appears.
@@ -195,9 +205,18 @@ class CertificateController:
         )
         message = f"certificate {written.serial} issued by {ca.subject!r}"
         message += f", valid until {written.not_after}"
+        ca_ref = self._ca_ref(record, spec)
         if written.content.issued.clamped_to_ca:
             message += " (cut to the CA's own expiry)"
-            self._runtime.metrics.observe_cut_to_ca(*self._ca_ref(record, spec).key)
+            self._runtime.metrics.observe_cut_to_ca(*ca_ref.key)
+            await self._status.event(
+                record,
+                WARNING,
+                "CutToCAExpiry",
+                f"the certificate lives only until {written.not_after}, when CA {ca_ref} "
+                f"expires, not the {format_duration(spec.request.lifetime)} asked for: "
+                "rotate the CA (docs/ca-rotation.md)",
+            )
         record.failures = 0
         if written.facts is not None:
             await self._status.ready(
@@ -277,3 +296,4 @@ class CertificateController:
         self._turns.forget(key)
         self._runtime.metrics.forget_certificate(*key)
         self._authorities.release(self._lane.add, key)
+        self._passwords.forget(key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.certificates.foreign_secrets import ForeignSecrets
+from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.store import CertificateRecord, Store
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.policy.certificate import Input
@@ -15,10 +16,16 @@ from mtls_operator.tenancy.store import Tenancy
 
 class Gatherer:
     def __init__(
-        self, store: Store, foreign: ForeignSecrets, tenancy: Tenancy, clock: Clock
+        self,
+        store: Store,
+        foreign: ForeignSecrets,
+        passwords: KeystorePasswords,
+        tenancy: Tenancy,
+        clock: Clock,
     ) -> None:
         self._store = store
         self._foreign = foreign
+        self._passwords = passwords
         self._tenancy = tenancy
         self._clock = clock
 
@@ -43,4 +50,5 @@ class Gatherer:
             now=self._clock.now(),
             older_claimant=self._store.older_claimant(record),
             identity=self._tenancy.rules_for(record.namespace) if cluster_ca else None,
+            keystore_password=await self._passwords.digest(record.namespace, spec, secret),
         )

@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mtls_operator.api.managed_secret import (
+    KEYSTORE_PASSWORD_ANNOTATION,
     NOT_AFTER_ANNOTATION,
     SERIAL_ANNOTATION,
     KnownKeyPair,
     SecretFacts,
     issuance_record,
     issued_leaf_facts,
+    keystore_password_digest,
     new_secret,
     secret_patch,
 )
@@ -25,8 +27,9 @@ from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.spec import CertificateSpec, RotationPolicy
 from mtls_operator.certificates.content import SecretContent, issue_secret_content, repaired_data
 from mtls_operator.certificates.foreign_secrets import ForeignSecrets
+from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.store import CertificateRecord, Store
-from mtls_operator.pki import CertificateAuthority, LeafRequest, PKIError
+from mtls_operator.pki import CertificateAuthority, LeafRequest
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import ApiError, Object, secrets_path
 
@@ -43,8 +46,15 @@ class Written:
 
 
 class SecretWriter:
-    def __init__(self, runtime: Runtime, store: Store, foreign: ForeignSecrets) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: Store,
+        foreign: ForeignSecrets,
+        passwords: KeystorePasswords,
+    ) -> None:
         self._kube = runtime.kube
+        self._passwords = passwords
         self._executor = runtime.executor
         self._clock = runtime.clock
         self._store = store
@@ -61,7 +71,10 @@ class SecretWriter:
         """Generate the key (or keep it), sign `request`, and write the
         Secret; None when a concurrent write won."""
         now = self._clock.now()
-        content = await self._sign(record, spec, request, ca, reuse_key=secret is not None, now=now)
+        password = await self._passwords.password(record.namespace, spec)
+        content = await self._sign(
+            record, spec, request, ca, password, reuse_key=secret is not None, now=now
+        )
         revision = max(secret.revision if secret else 0, record.status_revision) + 1
         annotations = issuance_record(
             spec,
@@ -71,6 +84,7 @@ class SecretWriter:
             revision=revision,
             renewal_request=record.ref.renewal_request,
         )
+        annotations.update(_password_record(annotations[SERIAL_ANNOTATION], password))
         data = content.data
         path = secrets_path(record.namespace)
         if secret is None:
@@ -104,6 +118,7 @@ class SecretWriter:
         spec: CertificateSpec,
         request: LeafRequest,
         ca: CertificateAuthority,
+        password: bytes | None,
         *,
         reuse_key: bool,
         now: datetime.datetime,
@@ -112,7 +127,6 @@ class SecretWriter:
         previous_key = None
         if reuse_key and spec.private_key.rotation is RotationPolicy.NEVER:
             previous_key = await self._secret_data(record.namespace, spec.secret_name, TLS_KEY)
-        password = await self.pkcs12_password(record.namespace, spec)
         return await asyncio.get_running_loop().run_in_executor(
             self._executor,
             lambda: issue_secret_content(
@@ -137,16 +151,19 @@ class SecretWriter:
         extra formats) up to date without issuing; None when a concurrent
         write won or the Secret is gone."""
         data: dict[str, bytes] = {}
+        record_password: dict[str, str] = {}
         if rewrite_data:
             current = await self._kube.get(secrets_path(record.namespace, spec.secret_name))
             if current is None:
                 return None
-            password = await self.pkcs12_password(record.namespace, spec)
+            password = await self._passwords.password(record.namespace, spec)
             current_data = decode_data(current.get("data"))
             data = await asyncio.get_running_loop().run_in_executor(
                 self._executor, lambda: repaired_data(spec, ca, current_data, password)
             )
-        patch = secret_patch(secret, record.ref, spec, data=data, record=None)
+            if secret.leaf is not None:
+                record_password = _password_record(secret.leaf.serial_number, password)
+        patch = secret_patch(secret, record.ref, spec, data=data, record=record_password)
         written = await self._write(
             record,
             spec,
@@ -155,17 +172,6 @@ class SecretWriter:
         if written is None:
             return None
         return self._store.upsert_secret(written, notify=False) or secret
-
-    async def pkcs12_password(self, namespace: str, spec: CertificateSpec) -> bytes | None:
-        ref = spec.pkcs12_password
-        if ref is None:
-            return None
-        value = await self._secret_data(namespace, ref.name, ref.key)
-        if not value:
-            raise PKIError(
-                f"keystore password Secret {namespace}/{ref.name} has no key {ref.key!r}"
-            )
-        return value.rstrip(b"\r\n")
 
     async def _write(
         self,
@@ -184,3 +190,10 @@ class SecretWriter:
     async def _secret_data(self, namespace: str, name: str, key: str) -> bytes | None:
         body = await self._kube.get(secrets_path(namespace, name))
         return decode_data(body.get("data")).get(key) if body else None
+
+
+def _password_record(serial: str, password: bytes | None) -> dict[str, str]:
+    """The annotation that says which password the keystores are encrypted with."""
+    if password is None:
+        return {}
+    return {KEYSTORE_PASSWORD_ANNOTATION: keystore_password_digest(serial, password)}

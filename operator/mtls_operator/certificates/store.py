@@ -11,6 +11,7 @@ from typing import Any
 
 from mtls_operator.api.managed_secret import (
     CERTIFICATE_ANNOTATION,
+    CERTIFICATE_UID_ANNOTATION,
     KnownKeyPair,
     SecretFacts,
     read_secret,
@@ -171,8 +172,17 @@ class Store:
             for name in self._claimants.get((record.namespace, record.secret_name), ())
             if name != record.name and (record.namespace, name) in self.certificates
         ]
-        older = [o for o in others if (o.created, o.name) < (record.created, record.name)]
-        return min(older, key=lambda o: (o.created, o.name)).name if older else None
+        # The certificate the Secret was written for keeps it; among the
+        # others the oldest wins, then the first by name (creation times are
+        # whole seconds, so two applied together tie).
+        secret = self.secrets.get((record.namespace, record.secret_name))
+        holder = secret.annotations.get(CERTIFICATE_UID_ANNOTATION) if secret else None
+
+        def rank(claimant: CertificateRecord) -> tuple[bool, str, str]:
+            return (claimant.uid != holder, claimant.created, claimant.name)
+
+        older = [o for o in others if rank(o) < rank(record)]
+        return min(older, key=rank).name if older else None
 
     def _unclaim(self, record: CertificateRecord) -> None:
         if record.secret_name:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from mtls_operator.api.managed_secret import (
     CERTIFICATE_ANNOTATION,
     CERTIFICATE_UID_ANNOTATION,
+    KEYSTORE_PASSWORD_ANNOTATION,
     MANAGED_BY_LABEL,
     RENEWAL_REQUEST_ANNOTATION,
     SECRET_TYPE,
@@ -61,10 +62,11 @@ class Drift(enum.StrEnum):
     SECRET_TEMPLATE = "SecretTemplate"
     OWNER_REFERENCE = "OwnerReference"
     OUTPUT_FORMATS = "OutputFormats"
+    KEYSTORE_PASSWORD = "KeystorePassword"
 
 
 # Drift whose repair rewrites data (and so needs the key and a worker thread).
-DATA_DRIFT = frozenset({Drift.TRUST_BUNDLE, Drift.OUTPUT_FORMATS})
+DATA_DRIFT = frozenset({Drift.TRUST_BUNDLE, Drift.OUTPUT_FORMATS, Drift.KEYSTORE_PASSWORD})
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class Input:
     # What the certificate may carry; None when it is not judged (the
     # namespace's own CA signs it, or the identity policy is open).
     identity: IdentityRules | None = None
+    # The digest the keystores would record for the current password
+    # (keystore_password_digest); None when there is none to compare.
+    keystore_password: str | None = None
 
 
 Check = Callable[[Input], Violation | None]
@@ -292,7 +297,22 @@ def drift(given: Input) -> tuple[Drift, ...]:
         found.append(Drift.OWNER_REFERENCE)
     if secret.data_keys & MANAGED_DATA_KEYS != spec.data_keys:
         found.append(Drift.OUTPUT_FORMATS)
+    if _keystore_password_changed(given, secret):
+        found.append(Drift.KEYSTORE_PASSWORD)
     return tuple(found)
+
+
+def _keystore_password_changed(given: Input, secret: SecretFacts) -> bool:
+    """Keystores encrypted with another password than the Secret names now.
+    A Secret that records none (written before the digest was) is taken as
+    it is: an upgrade rewrites nothing."""
+    recorded = secret.annotations.get(KEYSTORE_PASSWORD_ANNOTATION)
+    return (
+        given.spec.pkcs12_password is not None
+        and recorded is not None
+        and given.keystore_password is not None
+        and recorded != given.keystore_password
+    )
 
 
 def _metadata_drifted(
