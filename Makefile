@@ -38,10 +38,11 @@ lock:
 control-plane:
 	@hack/control-plane/build.sh >/dev/null
 
-# promtool and kstatus, built from their Go modules and cached like the
-# control plane: the tests check the alerts and the GitOps status with them.
+# promtool, kstatus, helm and krew, built from their Go modules and cached
+# like the control plane: the tests check the alerts, the GitOps status, the
+# chart and the krew manifest with them.
 go-tools:
-	@hack/tools/build.sh promtool kstatus >/dev/null
+	@hack/tools/build.sh promtool kstatus helm krew >/dev/null
 
 unit: $(INSTALLED) tools control-plane go-tools
 	$(BIN)/pytest -m "not e2e"

@@ -1,4 +1,4 @@
-"""The tools of hack/tools (promtool, kstatus), built from their pinned Go
+"""The tools of hack/tools (promtool, kstatus, helm, krew), built from their pinned Go
 modules on first use and cached outside the checkout."""
 
 from __future__ import annotations

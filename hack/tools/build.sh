@@ -3,6 +3,8 @@
 # pinned Go modules next to this script, into a cache outside the checkout:
 #   promtool  (github.com/prometheus/prometheus/cmd/promtool): the alerting rules
 #   kstatus   (sigs.k8s.io/cli-utils/pkg/kstatus): what Flux and kstatus users see
+#   helm      (helm.sh/helm/v3/cmd/helm): the chart, linted, rendered and installed
+#   krew      (sigs.k8s.io/krew/cmd/krew): the plugin manifest, installed from an archive
 # The cache key is a hash of the files that decide each build, so a tool is
 # rebuilt only when its pin (or this script) changes.
 # Usage: build.sh TOOL...   Prints the path of each tool's binary on stdout.
@@ -16,6 +18,8 @@ package_of() {
     case "$1" in
         promtool) echo "github.com/prometheus/prometheus/cmd/promtool" ;;
         kstatus) echo "." ;;
+        helm) echo "helm.sh/helm/v3/cmd/helm" ;;
+        krew) echo "sigs.k8s.io/krew/cmd/krew" ;;
         *) echo "build.sh: unknown tool $1" >&2; exit 2 ;;
     esac
 }
