@@ -4,6 +4,7 @@ the real openssl binary and a real mTLS handshake. Prints a summary table."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ COMMAND = str(Path(sys.executable).parent / "mtls-operator")
 
 
 def step(*args: str) -> None:
-    print("$ mtls-operator " + " ".join(args))
+    print("$ " + shlex.join(["mtls-operator", *args]))
     subprocess.run([COMMAND, *args], check=True)
 
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests and the demo run for real: openssl,
-# and Python's venv module where the distribution ships it separately.
+# Python's venv module where the distribution ships it separately, and the
+# shells whose completion scripts the tests run (bash is there already).
 # (Go is needed too, to build the control plane; it comes with the machine.)
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v zsh >/dev/null || missing+=(zsh)
+command -v fish >/dev/null || missing+=(fish)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "ensure-tools: please install: ${missing[*]}" >&2

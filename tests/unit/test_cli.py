@@ -106,8 +106,8 @@ def test_encrypted_ca_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[s
     )
     assert status == 1
     assert (
-        err
-        == "mtls-operator: error: the CA key is unusable: the private key is encrypted and no passphrase was given\n"
+        err == f"mtls-operator: error: {ca_dir / 'ca-key.pem'} is encrypted: "
+        "give its passphrase with --passphrase-file\n"
     )
     args = [
         "issue",
@@ -212,8 +212,8 @@ def test_inspect_json_and_text(ca_dir: Path, capsys: pytest.CaptureFixture[str])
     assert status == 0
     data = json.loads(out)
     assert data["chain"]["valid"] is True
-    assert data["certificates"][0]["dns_names"] == ["web.example"]
-    assert data["certificates"][0]["ip_addresses"] == ["10.1.2.3"]
+    assert data["certificates"][0]["dnsNames"] == ["web.example"]
+    assert data["certificates"][0]["ipAddresses"] == ["10.1.2.3"]
     status, out, _ = run(
         capsys, "inspect", str(ca_dir / "server-crt.pem"), "--ca-file", str(ca_dir / "ca-crt.pem")
     )

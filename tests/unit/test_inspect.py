@@ -47,7 +47,7 @@ def test_reports_what_the_certificate_says(ecdsa_ca: CertificateAuthority) -> No
     assert only.fingerprint_sha256 == fingerprint_sha256(leaf)
     data = report.to_json()
     assert data["chain"]["valid"] is True
-    assert data["certificates"][0]["not_after"] == leaf.not_valid_after_utc.isoformat()
+    assert data["certificates"][0]["notAfter"] == leaf.not_valid_after_utc.isoformat()
 
 
 def test_chain_problems_are_named(ecdsa_ca: CertificateAuthority) -> None:

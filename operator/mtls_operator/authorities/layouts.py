@@ -40,12 +40,17 @@ def load_ca_from(
 ) -> CertificateAuthority:
     """Load the CA from the first complete layout; `read(name)` gives the
     content of a data key or file, or None. Raises CAError."""
-    for certificate_name, key_name in CA_LAYOUTS:
-        certificate, key = read(certificate_name), read(key_name)
-        if certificate and key:
-            bundle = read(TRUST_BUNDLE_KEY) if certificate_name != TRUST_BUNDLE_KEY else None
-            return load_ca(certificate, key, now, passphrase, bundle)
-    raise NoCAFound
+    layout = complete_layout(read)
+    if layout is None:
+        raise NoCAFound
+    certificate_name, key_name = layout
+    bundle = read(TRUST_BUNDLE_KEY) if certificate_name != TRUST_BUNDLE_KEY else None
+    return load_ca(read(certificate_name) or b"", read(key_name) or b"", now, passphrase, bundle)
+
+
+def complete_layout(read: Callable[[str], bytes | None]) -> tuple[str, str] | None:
+    """The (certificate, key) names of the first layout with both present."""
+    return next(((c, k) for c, k in CA_LAYOUTS if read(c) and read(k)), None)
 
 
 def ca_from_secret_data(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,28 +14,57 @@ from mtls_operator.api.outputs import CA_CRT, TLS_CRT
 from mtls_operator.api.resources import RENEW_REQUESTED_ANNOTATION, certificates_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import parse_timestamp
+from mtls_operator.cli.output import MACHINE_FORMATS, TABLE, WIDE, dump, table
 from mtls_operator.cli.report import EXIT_CHAIN_INVALID, render_chain_report
 from mtls_operator.pki import CertificateLoadError, inspect_chain, load_certificates
 from mtls_operator.runtime.kube import (
+    NO_CREDENTIALS,
     ApiError,
     Kube,
+    KubeconfigChoice,
     current_namespace,
-    default_login,
+    kubeconfig_login,
     secrets_path,
 )
+
+STATUS_FORMATS = (TABLE, WIDE, *MACHINE_FORMATS)
+# Headings of `status` and the row keys under them; `-o wide` adds WIDE_COLUMNS.
+COLUMNS = {
+    "NAME": "name",
+    "READY": "ready",
+    "REASON": "reason",
+    "SECRET": "secret",
+    "EXPIRES": "notAfter",
+    "DAYS LEFT": "daysLeft",
+    "RENEWAL": "renewalTime",
+}
+WIDE_COLUMNS = {"SERIAL": "serialNumber", "REVISION": "revision", "MESSAGE": "message"}
 
 
 class ClusterCommandError(Exception):
     """A one-line message for the user."""
 
 
-def add_namespace_arguments(parser: argparse.ArgumentParser, *, all_allowed: bool) -> None:
+def add_cluster_arguments(parser: argparse.ArgumentParser, *, all_allowed: bool) -> None:
+    """kubectl's own flags for where to look, as a kubectl plugin takes them."""
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--context", metavar="NAME", help="kubeconfig context (default: its current context)"
+    )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
-        "-n", "--namespace", metavar="NS", help="default: the kubeconfig context's namespace"
+        "-n", "--namespace", metavar="NS", help="namespace (default: the context's namespace)"
     )
     if all_allowed:
-        scope.add_argument("-A", "--all-namespaces", action="store_true")
+        scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+
+
+def kubeconfig_choice(args: argparse.Namespace) -> KubeconfigChoice:
+    return KubeconfigChoice(args.kubeconfig, args.context)
 
 
 def status(args: argparse.Namespace) -> int:
@@ -57,7 +85,7 @@ def _run(
     command: Callable[[Kube, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
 ) -> int:
     async def main() -> int:
-        kube = Kube(default_login)
+        kube = Kube(kubeconfig_login(kubeconfig_choice(args)))
         try:
             return await command(kube, args)
         finally:
@@ -66,6 +94,8 @@ def _run(
     try:
         return asyncio.run(main())
     except ApiError as err:
+        if err.reason == NO_CREDENTIALS:
+            raise ClusterCommandError(err.message) from None
         if err.status == 0:
             raise ClusterCommandError(f"cannot reach the cluster: {err.message}") from None
         raise ClusterCommandError(
@@ -76,7 +106,7 @@ def _run(
 def _namespace(args: argparse.Namespace) -> str | None:
     if getattr(args, "all_namespaces", False):
         return None
-    return args.namespace or current_namespace()
+    return args.namespace or current_namespace(kubeconfig_choice(args))
 
 
 async def _status(kube: Kube, args: argparse.Namespace) -> int:
@@ -84,34 +114,16 @@ async def _status(kube: Kube, args: argparse.Namespace) -> int:
     items, _ = await kube.list(certificates_path(namespace))
     now = datetime.datetime.now(datetime.UTC)
     rows = [_status_row(item, now) for item in sorted(items, key=_sort_key)]
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    if args.output in MACHINE_FORMATS:
+        print(dump(rows, args.output))
         return 0
     if not rows:
         where = "any namespace" if namespace is None else f"namespace {namespace}"
         print(f"No MtlsCertificates in {where}.")
         return 0
-    columns = ["NAME", "READY", "REASON", "SECRET", "EXPIRES", "DAYS LEFT", "RENEWAL"]
-    if namespace is None:
-        columns.insert(0, "NAMESPACE")
-    keys = {
-        "NAMESPACE": "namespace",
-        "NAME": "name",
-        "READY": "ready",
-        "REASON": "reason",
-        "SECRET": "secret",
-        "EXPIRES": "notAfter",
-        "DAYS LEFT": "daysLeft",
-        "RENEWAL": "renewalTime",
-    }
-    table = [columns] + [
-        [str(row[keys[c]] if row[keys[c]] is not None else "-") for c in columns] for row in rows
-    ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    for line in table:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+    columns = {"NAMESPACE": "namespace"} if namespace is None else {}
+    columns |= COLUMNS | (WIDE_COLUMNS if args.output == WIDE else {})
+    print(table(rows, columns))
     return 0
 
 
@@ -140,6 +152,8 @@ def _status_row(item: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
         "notAfter": status.get("notAfter"),
         "daysLeft": round((not_after - now).total_seconds() / 86400, 1) if not_after else None,
         "renewalTime": status.get("renewalTime"),
+        "serialNumber": status.get("serialNumber"),
+        "revision": status.get("revision"),
     }
 
 
@@ -200,13 +214,9 @@ async def _inspect_secret(kube: Kube, args: argparse.Namespace) -> int:
     key_state = facts.problem or (
         "tls.key matches tls.crt" if facts.key_matches else "tls.key does NOT match tls.crt"
     )
-    if args.json:
-        print(
-            json.dumps(
-                {**report.to_json(), "secret": f"{namespace}/{args.name}", "key": key_state},
-                indent=2,
-            )
-        )
+    if args.output in MACHINE_FORMATS:
+        found = {**report.to_json(), "secret": f"{namespace}/{args.name}", "key": key_state}
+        print(dump(found, args.output))
     else:
         print(f"Secret {namespace}/{args.name} ({body.get('type', '')}): {key_state}")
         print(render_chain_report(report).replace("the given CA bundle", f"the Secret's {CA_CRT}"))

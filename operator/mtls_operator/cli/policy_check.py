@@ -55,7 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a label of the namespace, for the policies' namespaceSelector; repeatable",
     )
-    parser.add_argument("--cluster-domain", default="cluster.local", metavar="DOMAIN")
+    parser.add_argument(
+        "--cluster-domain",
+        default="cluster.local",
+        metavar="DOMAIN",
+        help="the cluster's DNS domain (default: cluster.local)",
+    )
     parser.add_argument(
         "--trust-domain", metavar="DOMAIN", help="SPIFFE trust domain (default: the cluster domain)"
     )

@@ -9,7 +9,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtls_operator.authorities.layouts import CA_LAYOUTS, NoCAFound, load_ca_from
+from mtls_operator.authorities.layouts import (
+    CA_LAYOUTS,
+    NoCAFound,
+    complete_layout,
+    load_ca_from,
+)
 from mtls_operator.pki import (
     CertificateAuthority,
     IssuedCertificate,
@@ -18,6 +23,7 @@ from mtls_operator.pki import (
     LeafRequest,
     certificates_to_pem,
     create_root_ca,
+    is_encrypted_pem,
     issue_leaf,
     private_key_to_pem,
 )
@@ -60,9 +66,7 @@ def init_ca(
     """Create `ca-key.pem` and `ca-crt.pem` in `out_dir`."""
     key_path, cert_path = out_dir / CA_KEY_FILE, out_dir / CA_CERT_FILE
     if not overwrite:
-        for path in (key_path, cert_path):
-            if path.exists():
-                raise RecipeError(f"{path} already exists; refusing to replace a CA (use --force)")
+        _refuse_to_replace(key_path, cert_path, what="a CA")
     key = key_spec.generate()
     certificate = create_root_ca(key, common_name, now, lifetime)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +87,16 @@ def load_ca_dir(
         path = ca_dir / name
         return path.read_bytes() if path.is_file() else None
 
+    layout = complete_layout(read)
+    if layout is not None:
+        key_file = ca_dir / layout[1]
+        encrypted = is_encrypted_pem(key_file.read_bytes())
+        if encrypted and passphrase is None:
+            raise RecipeError(
+                f"{key_file} is encrypted: give its passphrase with --passphrase-file"
+            )
+        if passphrase is not None and not encrypted:
+            raise RecipeError(f"--passphrase-file given, but {key_file} is not encrypted")
     try:
         return load_ca_from(read, now, passphrase)
     except NoCAFound as err:
@@ -95,16 +109,26 @@ def issue_to_files(
     key_spec: KeySpec,
     out_dir: Path,
     now: datetime.datetime,
+    *,
+    overwrite: bool = False,
 ) -> tuple[WrittenFiles, IssuedCertificate]:
     """Write `<usage>-key.pem` and `<usage>-crt.pem` (leaf, then intermediates)."""
+    prefix = request.usage.value
+    key_path, cert_path = out_dir / f"{prefix}-key.pem", out_dir / f"{prefix}-crt.pem"
+    if not overwrite:
+        _refuse_to_replace(key_path, cert_path, what="a key pair")
     key = key_spec.generate()
     issued = issue_leaf(ca, request, key.public_key(), now)
-    prefix = request.usage.value
     out_dir.mkdir(parents=True, exist_ok=True)
-    key_path, cert_path = out_dir / f"{prefix}-key.pem", out_dir / f"{prefix}-crt.pem"
     write_private_file(key_path, private_key_to_pem(key))
     write_public_file(cert_path, issued.chain_pem)
     return WrittenFiles(key_path, cert_path), issued
+
+
+def _refuse_to_replace(*paths: Path, what: str) -> None:
+    for path in paths:
+        if path.exists():
+            raise RecipeError(f"{path} already exists; refusing to replace {what} (use --force)")
 
 
 def write_private_file(path: Path, data: bytes) -> None:

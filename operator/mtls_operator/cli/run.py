@@ -87,7 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_identity_arguments(parser)
     _add_pod_certificate_arguments(parser)
-    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text (default), or json: one object per line, for log collectors",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every reconciliation")
 
 

@@ -31,6 +31,7 @@ from mtls_operator.pki.keys import (
     KeySpec,
     PrivateKey,
     PublicKey,
+    is_encrypted_pem,
     load_private_key,
     private_key_to_pem,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "fingerprint_sha256",
     "inspect_certificate",
     "inspect_chain",
+    "is_encrypted_pem",
     "issue_leaf",
     "load_ca",
     "load_certificates",

@@ -39,6 +39,8 @@ _KEY_USAGE_NAMES = (
     ("crl_sign", "cRLSign"),
 )
 _SECONDS_PER_DAY = 86400
+# Where camelCase of the field name is not what Kubernetes would write.
+_JSON_KEYS = {"is_ca": "isCA", "fingerprint_sha256": "fingerprintSHA256"}
 _Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 
 
@@ -61,11 +63,15 @@ class CertificateReport:
     email_addresses: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
+        """camelCase keys, as Kubernetes and `status -o json` write them."""
         data = asdict(self)
         data["not_before"] = self.not_before.isoformat()
         data["not_after"] = self.not_after.isoformat()
         data["days_left"] = round(self.days_left, 2)
-        return {key: list(v) if isinstance(v, tuple) else v for key, v in data.items()}
+        return {
+            _JSON_KEYS.get(key, _camel(key)): list(v) if isinstance(v, tuple) else v
+            for key, v in data.items()
+        }
 
 
 def inspect_certificate(certificate: x509.Certificate, now: datetime.datetime) -> CertificateReport:
@@ -119,9 +125,14 @@ class ChainReport:
             "chain": {
                 "valid": self.chain_valid,
                 "problem": self.chain_problem,
-                "checked_against": self.checked_against,
+                "checkedAgainst": self.checked_against,
             },
         }
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
 
 
 def inspect_chain(

@@ -389,18 +389,55 @@ async def default_login() -> kopf.ConnectionInfo:
     return await asyncio.to_thread(login)
 
 
-def login() -> kopf.ConnectionInfo:
+# The reason of the ApiError when there is nothing to log in with.
+NO_CREDENTIALS = "NoCredentials"
+
+
+@dataclass(frozen=True)
+class KubeconfigChoice:
+    """What kubectl's --kubeconfig and --context pick; both None: the
+    in-cluster ServiceAccount, else $KUBECONFIG or ~/.kube/config and its
+    current context."""
+
+    path: str | None = None
+    context: str | None = None
+
+    @property
+    def explicit(self) -> bool:
+        return self.path is not None or self.context is not None
+
+    def config_file(self) -> str | None:
+        return self.path or os.environ.get("KUBECONFIG") or None
+
+
+def kubeconfig_login(choice: KubeconfigChoice) -> Callable[[], Awaitable[kopf.ConnectionInfo]]:
+    """A login as `kubectl --kubeconfig PATH --context NAME` would make."""
+
+    async def chosen() -> kopf.ConnectionInfo:
+        return await asyncio.to_thread(login, choice)
+
+    return chosen
+
+
+def login(choice: KubeconfigChoice | None = None) -> kopf.ConnectionInfo:
     import kubernetes.client  # noqa: PLC0415 - heavy; only needed to log in
     import kubernetes.config  # noqa: PLC0415
 
+    choice = choice or KubeconfigChoice()
     try:
+        if choice.explicit:
+            # Asked for by name: a ServiceAccount around us must not win.
+            raise kubernetes.config.ConfigException("a kubeconfig was chosen")
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
+        _check_context(choice)
         try:
-            kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)  # type: ignore[no-untyped-call]
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=choice.config_file(), context=choice.context
+            )
         except (kubernetes.config.ConfigException, OSError) as err:
             raise ApiError(
-                0, "NoCredentials", f"no in-cluster ServiceAccount and no usable kubeconfig: {err}"
+                0, NO_CREDENTIALS, f"no in-cluster ServiceAccount and no usable kubeconfig: {err}"
             ) from None
     config = kubernetes.client.Configuration.get_default_copy()
     header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
@@ -420,16 +457,40 @@ def login() -> kopf.ConnectionInfo:
     )
 
 
-def current_namespace() -> str:
+def current_namespace(choice: KubeconfigChoice | None = None) -> str:
     """The namespace commands default to, as kubectl picks it: the
     kubeconfig context's namespace, else `default`."""
+    choice = choice or KubeconfigChoice()
+    _check_context(choice)
+    contexts, current = _contexts(choice)
+    context = contexts.get(choice.context or current or "", {})
+    namespace = (context.get("context") or {}).get("namespace")
+    return str(namespace) if namespace else "default"
+
+
+def _check_context(choice: KubeconfigChoice) -> None:
+    """A --context the kubeconfig lacks is named, with the ones it has."""
+    if choice.context is None:
+        return
+    known, _ = _contexts(choice)
+    if choice.context not in known:
+        where = choice.config_file() or "~/.kube/config"
+        listed = ", ".join(sorted(known)) or "none"
+        raise ApiError(
+            0,
+            NO_CREDENTIALS,
+            f"--context {choice.context}: no such context in {where} (it has: {listed})",
+        )
+
+
+def _contexts(choice: KubeconfigChoice) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """The kubeconfig's contexts by name, and the name of its current one."""
     import kubernetes.config  # noqa: PLC0415 - heavy; only the CLI needs it
 
     try:
-        _, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-            config_file=os.environ.get("KUBECONFIG") or None
+        contexts, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=choice.config_file()
         )
     except (kubernetes.config.ConfigException, OSError, ValueError):
-        return "default"
-    namespace = ((active or {}).get("context") or {}).get("namespace")
-    return str(namespace) if namespace else "default"
+        return {}, None
+    return {str(c.get("name")): c for c in contexts or []}, (active or {}).get("name")
