@@ -68,7 +68,7 @@ def test_usage_and_usages_together_are_invalid() -> None:
 
 
 def test_neither_usage_nor_usages_is_invalid() -> None:
-    with pytest.raises(InvalidSpec, match='^spec.usage "": is required$'):
+    with pytest.raises(InvalidSpec, match=r'^spec\.usage "": is required$'):
         parse_spec(without_usage(), MIN_DURATION)
 
 
