@@ -48,7 +48,7 @@ def usage_from_usages(usages: Iterable[object]) -> Usage:
                 "the operator issues only server auth and client auth certificates "
                 f"(accepted: {', '.join(ACCEPTED_USAGES)})",
             )
-    wanted = frozenset(listed) - IMPLIED_USAGES
+    wanted = frozenset(str(entry) for entry in listed) - IMPLIED_USAGES
     profile = _PROFILES.get(wanted)
     if profile is None:
         raise UnsupportedUsages(None, listed, "must include server auth, client auth or both")
