@@ -576,6 +576,7 @@ JSON_VALUES = st.recursive(
 SPEC_FIELDS = [
     "secretName",
     "usage",
+    "usages",
     "commonName",
     "dnsNames",
     "ipAddresses",

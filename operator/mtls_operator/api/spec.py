@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from mtls_operator.api.durations import format_duration, parse_duration
 from mtls_operator.api.errors import FieldError
 from mtls_operator.api.outputs import OutputFormat, expected_data_keys
+from mtls_operator.api.usages import UnsupportedUsages, usage_from_usages
 from mtls_operator.pki import (
     DistinguishedName,
     KeyAlgorithm,
@@ -131,11 +132,7 @@ class CertificateSpec:
 def parse_spec(spec: Mapping[str, Any], min_duration: datetime.timedelta) -> CertificateSpec:
     """Validate and type a `.spec`; raises InvalidSpec on the first problem."""
     secret_name = _string(spec, "secretName", required=True)
-    usage_text = _string(spec, "usage", required=True)
-    try:
-        usage = Usage(usage_text)
-    except ValueError:
-        raise InvalidSpec("usage", usage_text, "must be server, client or both") from None
+    usage = _usage(spec)
     request = _request(spec, usage, min_duration)
     renew_before, percentage = _renewal(spec, request.lifetime)
     labels, annotations = _secret_template(spec.get("secretTemplate") or {})
@@ -160,6 +157,26 @@ def parse_spec(spec: Mapping[str, Any], min_duration: datetime.timedelta) -> Cer
         output_formats=_output_formats(spec.get("additionalOutputFormats") or []),
         pkcs12_password=_pkcs12(spec.get("keystores") or {}),
     )
+
+
+def _usage(spec: Mapping[str, Any]) -> Usage:
+    """`usage`, or cert-manager's `usages` list meaning the same (not both)."""
+    if spec.get("usages") is None:
+        usage_text = _string(spec, "usage", required=True)
+        try:
+            return Usage(usage_text)
+        except ValueError:
+            raise InvalidSpec("usage", usage_text, "must be server, client or both") from None
+    if spec.get("usage") is not None:
+        raise InvalidSpec("usages", spec["usages"], "set usage or usages, not both")
+    usages = spec["usages"]
+    if not isinstance(usages, list):
+        raise InvalidSpec("usages", usages, "must be a list")
+    try:
+        return usage_from_usages(usages)
+    except UnsupportedUsages as err:
+        where = "usages" if err.index is None else f"usages[{err.index}]"
+        raise InvalidSpec(where, err.value, str(err)) from None
 
 
 def _request(
@@ -396,6 +413,12 @@ def _pkcs12(keystores: Mapping[str, Any]) -> SecretKeyRef | None:
         return None
     if not isinstance(pkcs12, Mapping):
         raise InvalidSpec("keystores.pkcs12", pkcs12, "must be an object")
+    create = pkcs12.get("create", True)
+    if not isinstance(create, bool):
+        raise InvalidSpec("keystores.pkcs12.create", create, "must be true or false")
+    if not create:
+        # cert-manager's switch: a keystore section that is kept but turned off.
+        return None
     ref = pkcs12.get("passwordSecretRef")
     if not isinstance(ref, Mapping):
         raise InvalidSpec("keystores.pkcs12.passwordSecretRef", ref, "is required")
