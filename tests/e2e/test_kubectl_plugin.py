@@ -73,7 +73,9 @@ def test_kubectl_mtls_takes_kubectls_flags(
     two_contexts: Path,
     tmp_path: Path,
 ) -> None:
-    create_certificate(kube_api, namespace, certificate("web", "server"))
+    create_certificate(
+        kube_api, namespace, certificate("web", "server", dnsNames=[f"web.{namespace}.svc"])
+    )
     wait_ready(kube_api, namespace, "web")
 
     # The context's namespace is the default, as with kubectl get.

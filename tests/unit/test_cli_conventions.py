@@ -247,7 +247,7 @@ BASH_LINES = {
     "mtls-operator st": "status",
     "mtls-operator status -o ": "table wide json yaml",
     "mtls-operator status --con": "--context",
-    "kubectl-mtls ca ": "init",
+    "kubectl-mtls ca ": "init rotate",
     "mtls-operator issue s": "server",
     "mtls-operator completion ": "bash zsh fish",
     "mtls-operator policy check --namespace-l": "--namespace-label",

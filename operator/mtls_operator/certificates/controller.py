@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from mtls_operator.api.durations import format_duration
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec
 from mtls_operator.api.status import Reason, ready_condition
@@ -31,7 +30,7 @@ from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.errors import one_line
-from mtls_operator.runtime.events import NORMAL, WARNING
+from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import ApiError, ObjectKey, object_key, secrets_path
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.reflector import Reflector
@@ -205,17 +204,10 @@ class CertificateController:
         )
         message = f"certificate {written.serial} issued by {ca.subject!r}"
         message += f", valid until {written.not_after}"
-        ca_ref = self._ca_ref(record, spec)
         if written.content.issued.clamped_to_ca:
             message += " (cut to the CA's own expiry)"
-            self._runtime.metrics.observe_cut_to_ca(*ca_ref.key)
-            await self._status.event(
-                record,
-                WARNING,
-                "CutToCAExpiry",
-                f"the certificate lives only until {written.not_after}, when CA {ca_ref} "
-                f"expires, not the {format_duration(spec.request.lifetime)} asked for: "
-                "rotate the CA (docs/ca-rotation.md)",
+            await self._status.cut_to_ca(
+                record, self._ca_ref(record, spec), spec.request.lifetime, written.not_after
             )
         record.failures = 0
         if written.facts is not None:

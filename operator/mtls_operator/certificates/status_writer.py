@@ -4,10 +4,12 @@ ends here."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from mtls_operator.api.durations import format_duration
 from mtls_operator.api.managed_secret import SecretFacts
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.spec import CertificateSpec
@@ -18,6 +20,7 @@ from mtls_operator.api.status import (
     ready_status,
     same_status,
 )
+from mtls_operator.authorities.store import CARef
 from mtls_operator.certificates.store import CertificateRecord, Store
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.policy.certificate import secret_renewal_time
@@ -132,6 +135,24 @@ class StatusWriter:
             CertificateGauges(
                 record.secret_name or "", leaf.not_after.timestamp() if leaf else None, None, False
             ),
+        )
+
+    async def cut_to_ca(
+        self,
+        record: CertificateRecord,
+        ca: CARef,
+        lifetime: datetime.timedelta,
+        not_after: str,
+    ) -> None:
+        """A lifetime shorter than asked for, because the CA expires first:
+        a Warning event and a metric, since only rotating the CA helps."""
+        self._metrics.observe_cut_to_ca(*ca.key)
+        await self.event(
+            record,
+            WARNING,
+            "CutToCAExpiry",
+            f"the certificate lives only until {not_after}, when CA {ca} expires, not the "
+            f"{format_duration(lifetime)} asked for: rotate the CA (docs/ca-rotation.md)",
         )
 
     async def event(self, record: CertificateRecord, kind: str, reason: str, message: str) -> None:

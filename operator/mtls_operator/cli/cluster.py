@@ -68,20 +68,20 @@ def kubeconfig_choice(args: argparse.Namespace) -> KubeconfigChoice:
 
 
 def status(args: argparse.Namespace) -> int:
-    return _run(_status, args)
+    return run_with_kube(_status, args)
 
 
 def renew(args: argparse.Namespace) -> int:
     if bool(args.name) == bool(args.all):
         raise ClusterCommandError("give a certificate NAME or --all")
-    return _run(_renew, args)
+    return run_with_kube(_renew, args)
 
 
 def inspect_secret(args: argparse.Namespace) -> int:
-    return _run(_inspect_secret, args)
+    return run_with_kube(_inspect_secret, args)
 
 
-def _run(
+def run_with_kube(
     command: Callable[[Kube, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
 ) -> int:
     async def main() -> int:
@@ -103,14 +103,14 @@ def _run(
         ) from None
 
 
-def _namespace(args: argparse.Namespace) -> str | None:
+def namespace_of(args: argparse.Namespace) -> str | None:
     if getattr(args, "all_namespaces", False):
         return None
     return args.namespace or current_namespace(kubeconfig_choice(args))
 
 
 async def _status(kube: Kube, args: argparse.Namespace) -> int:
-    namespace = _namespace(args)
+    namespace = namespace_of(args)
     items, _ = await kube.list(certificates_path(namespace))
     now = datetime.datetime.now(datetime.UTC)
     rows = [_status_row(item, now) for item in sorted(items, key=_sort_key)]
@@ -158,7 +158,7 @@ def _status_row(item: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
 
 
 async def _renew(kube: Kube, args: argparse.Namespace) -> int:
-    namespace = _namespace(args)
+    namespace = namespace_of(args)
     if args.all:
         items, _ = await kube.list(certificates_path(namespace))
         targets = [
@@ -197,7 +197,7 @@ async def _renew(kube: Kube, args: argparse.Namespace) -> int:
 
 
 async def _inspect_secret(kube: Kube, args: argparse.Namespace) -> int:
-    namespace = _namespace(args) or "default"
+    namespace = namespace_of(args) or "default"
     body = await kube.get(secrets_path(namespace, args.name))
     if body is None:
         raise ClusterCommandError(f"Secret {namespace}/{args.name} not found")

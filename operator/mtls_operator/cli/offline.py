@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mtls_operator.api.spec import MAX_COMMON_NAME
+from mtls_operator.cli import ca_rotate
 from mtls_operator.cli import cluster as cluster_cli
 from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import MACHINE_FORMATS, dump
@@ -85,6 +86,7 @@ def _add_ca(commands: Any) -> None:
     )
     ca_init.add_argument("--force", action="store_true", help="replace an existing CA")
     ca_init.set_defaults(command=_ca_init)
+    ca_rotate.add_rotate(ca_commands)
 
 
 def _add_issue(commands: Any) -> None:

@@ -1,0 +1,292 @@
+"""`mtls-operator ca rotate`: the three steps of docs/ca-rotation.md done on
+a CA Secret, each only when every certificate it signs is Ready and where
+the next step needs it, with time between them for pods to reload. It reads
+the step from the Secret, so a rotation that stopped goes on when run again."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime
+from pathlib import Path
+from typing import Any
+
+from mtls_operator.api.durations import format_duration, parse_duration
+from mtls_operator.api.outputs import CA_CRT, TLS_CRT, TLS_KEY
+from mtls_operator.api.resources import certificates_path
+from mtls_operator.api.secret_data import decode_data
+from mtls_operator.api.timestamps import format_timestamp, parse_timestamp
+from mtls_operator.authorities.layouts import ca_from_secret_data, complete_layout
+from mtls_operator.cli import cluster as cluster_cli
+from mtls_operator.cli.errors import CommandError
+from mtls_operator.cli.parsers import PROGRAM, add_command, examples
+from mtls_operator.cli.recipe import load_ca_dir
+from mtls_operator.cli.rotation import DOING, CAState, Leaf, Step, leaf_problem, next_step
+from mtls_operator.pki import (
+    CAError,
+    CertificateAuthority,
+    certificates_to_pem,
+    is_encrypted_pem,
+    load_certificates,
+)
+from mtls_operator.pki.certs import fingerprint_sha256
+from mtls_operator.runtime.kube import Kube, secrets_path
+
+POLL_SECONDS = 2.0
+# When step 2 was done: pod certificates of the cluster CA are renewed by the
+# kubelets within their lifetime of it, and step 3 waits for that.
+SIGNED_AT_ANNOTATION = "mtls.dev/rotation-signed-at"
+# The layout the command edits; other layouts are rotated by hand.
+TLS_LAYOUT = (TLS_CRT, TLS_KEY)
+
+
+def add_rotate(ca_commands: Any) -> None:
+    rotate = add_command(
+        ca_commands,
+        "rotate",
+        "rotate a CA Secret to a new CA in the three steps of docs/ca-rotation.md",
+        examples(
+            f"{PROGRAM} ca init --out ./new-ca --common-name 'Shop CA 2027'",
+            f"{PROGRAM} ca rotate shop-ca -n shop --new-ca-dir ./new-ca --dry-run",
+            f"{PROGRAM} ca rotate shop-ca -n shop --new-ca-dir ./new-ca",
+            f"{PROGRAM} ca rotate mtls-operator-ca -n mtls-operator --cluster-ca "
+            "--new-ca-dir ./new-ca --settle 5m",
+        ),
+    )
+    rotate.add_argument(
+        "secret", metavar="SECRET", help="the CA Secret (tls.crt, tls.key and ca.crt)"
+    )
+    rotate.add_argument(
+        "--new-ca-dir",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the new CA, as `ca init` writes it (unencrypted key)",
+    )
+    rotate.add_argument(
+        "--cluster-ca",
+        action="store_true",
+        help="SECRET is the operator's cluster CA: it signs the certificates of every "
+        "namespace that name no caSecretName",
+    )
+    rotate.add_argument(
+        "--settle",
+        type=_duration,
+        default=datetime.timedelta(minutes=2),
+        metavar="DURATION",
+        help="time for pods to reload their Secrets before the next step (default: 2m; "
+        "the kubelet refreshes mounted Secrets within about a minute)",
+    )
+    rotate.add_argument(
+        "--timeout",
+        type=_duration,
+        default=datetime.timedelta(minutes=30),
+        metavar="DURATION",
+        help="how long to wait for the certificates at each step (default: 30m)",
+    )
+    rotate.add_argument(
+        "--pod-cert-max-duration",
+        type=_duration,
+        default=datetime.timedelta(hours=24),
+        metavar="DURATION",
+        help="with --cluster-ca: the operator's --pod-cert-max-duration; step 3 waits that "
+        "long after step 2, for the kubelets to renew pod certificates (default: 24h)",
+    )
+    rotate.add_argument(
+        "--dry-run", action="store_true", help="print the steps left, and change nothing"
+    )
+    cluster_cli.add_cluster_arguments(rotate, all_allowed=False)
+    rotate.set_defaults(command=lambda args: cluster_cli.run_with_kube(_rotate, args))
+
+
+def _duration(text: str) -> datetime.timedelta:
+    try:
+        value = parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+    if value < datetime.timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+async def _rotate(kube: Kube, args: argparse.Namespace) -> int:
+    namespace = cluster_cli.namespace_of(args) or "default"
+    new, new_key = _new_ca(args.new_ca_dir)
+    where = f"{namespace}/{args.secret}"
+    while True:
+        secret = await kube.get(secrets_path(namespace, args.secret))
+        if secret is None:
+            raise CommandError(f"CA Secret {where} not found")
+        state = _state(secret, where)
+        step = next_step(state, new.certificate, new.trust_bundle)
+        if args.dry_run:
+            return await _print_plan(kube, args, namespace, step, new)
+        await _wait_for_leaves(kube, args, namespace, step, new)
+        if step is Step.DONE:
+            print(f"{where} is rotated: it signs with, and trusts only, the new CA")
+            return 0
+        if step is Step.DROP_OLD and args.cluster_ca:
+            await _wait_for_pod_certificates(secret, args.pod_cert_max_duration)
+        if step is not Step.TRUST_NEW and args.settle:
+            print(f"waiting {format_duration(args.settle)} for pods to reload their Secrets")
+            await asyncio.sleep(args.settle.total_seconds())
+        await kube.merge_patch(
+            secrets_path(namespace, args.secret), _patch(secret, state, step, new, new_key)
+        )
+        print(f"step {step.value} of 3 done: {DOING[step]}")
+
+
+def _new_ca(directory: Path) -> tuple[CertificateAuthority, bytes]:
+    """The new CA and its key file's bytes, written to the Secret as they are."""
+    layout = complete_layout(lambda name: _read(directory / name))
+    if layout is not None and is_encrypted_pem(_read(directory / layout[1]) or b""):
+        raise CommandError(
+            f"{directory / layout[1]} is encrypted: ca rotate writes the key into the Secret "
+            "as it is; give an unencrypted one (docs/ca-rotation.md for encrypted keys)"
+        )
+    # Loaded first: it says what is wrong with the directory, if anything.
+    new = load_ca_dir(directory, datetime.datetime.now(datetime.UTC))
+    key_name = layout[1] if layout is not None else ""
+    return new, (directory / key_name).read_bytes()
+
+
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
+def _state(secret: dict[str, Any], where: str) -> CAState:
+    data = decode_data(secret.get("data"))
+    if complete_layout(data.get) != TLS_LAYOUT:
+        raise CommandError(
+            f"CA Secret {where} does not hold {TLS_CRT} and {TLS_KEY}: ca rotate edits that "
+            "layout only; rotate others by hand (docs/ca-rotation.md)"
+        )
+    if is_encrypted_pem(data[TLS_KEY]):
+        raise CommandError(
+            f"the key in CA Secret {where} is encrypted: rotate it by hand (docs/ca-rotation.md)"
+        )
+    try:
+        ca = ca_from_secret_data(data, datetime.datetime.now(datetime.UTC))
+    except CAError as err:
+        raise CommandError(f"CA Secret {where}: {err}") from None
+    return CAState(ca.certificate, ca.trust_bundle)
+
+
+def _patch(
+    secret: dict[str, Any], state: CAState, step: Step, new: CertificateAuthority, new_key: bytes
+) -> dict[str, Any]:
+    """The change of `step`, on the resourceVersion it was decided on: a
+    Secret changed meanwhile makes the write fail instead of undoing it."""
+    if step is Step.TRUST_NEW:
+        known = {fingerprint_sha256(c) for c in state.bundle}
+        added = [c for c in new.trust_bundle if fingerprint_sha256(c) not in known]
+        changes = {CA_CRT: certificates_to_pem([*state.bundle, *added])}
+    elif step is Step.SIGN_WITH_NEW:
+        signing = certificates_to_pem([new.certificate, *new.intermediates])
+        changes = {TLS_CRT: signing, TLS_KEY: new_key}
+    else:
+        changes = {CA_CRT: new.trust_bundle_pem}
+    metadata: dict[str, Any] = {"resourceVersion": secret["metadata"]["resourceVersion"]}
+    if step is Step.SIGN_WITH_NEW:
+        signed_at = format_timestamp(datetime.datetime.now(datetime.UTC))
+        metadata["annotations"] = {SIGNED_AT_ANNOTATION: signed_at}
+    return {
+        "metadata": metadata,
+        "data": {key: base64.b64encode(value).decode() for key, value in changes.items()},
+    }
+
+
+async def _wait_for_pod_certificates(
+    secret: dict[str, Any], max_duration: datetime.timedelta
+) -> None:
+    """Pod certificates signed by the old key live until the kubelets renew
+    them, at most `max_duration` after step 2: the old root stays trusted
+    until then. A step 2 done by hand (no record of when) counts from now."""
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    now = datetime.datetime.now(datetime.UTC)
+    signed_at = parse_timestamp(annotations.get(SIGNED_AT_ANNOTATION)) or now
+    left = (signed_at + max_duration - now).total_seconds()
+    if left > 0:
+        print(
+            f"waiting {format_duration(datetime.timedelta(seconds=round(left)))} for pod "
+            "certificates signed by the old CA to be renewed (--pod-cert-max-duration)"
+        )
+        await asyncio.sleep(left)
+
+
+async def _leaves(kube: Kube, args: argparse.Namespace, namespace: str) -> list[Leaf]:
+    """The certificates the CA signs, with their Secrets' tls.crt and ca.crt."""
+    items, _ = await kube.list(certificates_path(None if args.cluster_ca else namespace))
+    leaves = []
+    for item in items:
+        spec, metadata = item.get("spec") or {}, item.get("metadata") or {}
+        ca_name = spec.get("caSecretName")
+        if (ca_name is not None) if args.cluster_ca else (ca_name != args.secret):
+            continue
+        item_namespace = metadata.get("namespace", "")
+        secret = await kube.get(secrets_path(item_namespace, spec.get("secretName", "")))
+        data = decode_data(secret.get("data")) if secret else {}
+        leaves.append(
+            Leaf(
+                name=f"{item_namespace}/{metadata.get('name')}",
+                ready=_is_ready(item),
+                chain=tuple(load_certificates(data[TLS_CRT])) if data.get(TLS_CRT) else (),
+                bundle=tuple(load_certificates(data[CA_CRT])) if data.get(CA_CRT) else (),
+            )
+        )
+    return leaves
+
+
+def _is_ready(item: dict[str, Any]) -> bool:
+    status = item.get("status") or {}
+    if status.get("observedGeneration") != (item.get("metadata") or {}).get("generation"):
+        return False
+    ready: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    return ready.get("status") == "True"
+
+
+async def _problems(
+    kube: Kube, args: argparse.Namespace, namespace: str, step: Step, new: CertificateAuthority
+) -> list[str]:
+    now = datetime.datetime.now(datetime.UTC)
+    found = []
+    for leaf in await _leaves(kube, args, namespace):
+        problem = leaf_problem(leaf, step, new.trust_bundle, now)
+        if problem is not None:
+            found.append(f"{leaf.name}: {problem}")
+    return found
+
+
+async def _wait_for_leaves(
+    kube: Kube, args: argparse.Namespace, namespace: str, step: Step, new: CertificateAuthority
+) -> None:
+    deadline = asyncio.get_running_loop().time() + args.timeout.total_seconds()
+    shown = None
+    while problems := await _problems(kube, args, namespace, step, new):
+        what = "the end" if step is Step.DONE else f"step {step.value}"
+        summary = f"{len(problems)} certificate(s) not ready for {what}: {problems[0]}"
+        if asyncio.get_running_loop().time() > deadline:
+            raise CommandError(f"timed out after {format_duration(args.timeout)}: {summary}")
+        if summary != shown:
+            print(f"waiting: {summary}")
+            shown = summary
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _print_plan(
+    kube: Kube, args: argparse.Namespace, namespace: str, step: Step, new: CertificateAuthority
+) -> int:
+    where = f"{namespace}/{args.secret}"
+    if step is Step.DONE:
+        print(f"{where} is rotated already: nothing to do")
+        return 0
+    for left in Step:
+        if step <= left < Step.DONE:
+            print(f"would do step {left.value} of 3: {DOING[left]}")
+    problems = await _problems(kube, args, namespace, step, new)
+    waiting = f"; first it would wait for {len(problems)}: {problems[0]}" if problems else ""
+    print(f"{len(await _leaves(kube, args, namespace))} certificate(s) signed by {where}{waiting}")
+    return 0

@@ -1,0 +1,195 @@
+"""`mtls-operator ca rotate` on the real control plane: the three steps, each
+only once every certificate is where the next needs it, while a sampler
+checks that no leaf Secret ever fails to verify against its own ca.crt; and
+a rotation stopped after its first step goes on from the second."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from kubernetes import client
+
+from mtls_operator.pki import chain_problem, load_certificates
+
+from e2e.support import (
+    b64,
+    certificate,
+    create_certificate,
+    get_certificate,
+    get_secret,
+    new_root,
+    secret_data,
+    wait_ready,
+)
+from operator_process import OperatorProcess
+from recipe_checks import openssl_verify
+
+COMMAND = str(Path(sys.executable).parent / "mtls-operator")
+CA_SECRET = "shop-ca"
+LEAVES = ("web", "api", "worker")
+
+
+def ca_secret(api: client.ApiClient, namespace: str, directory: Path) -> bytes:
+    """A namespaced CA Secret from `ca init`; its root."""
+    root, key = new_root(directory, "Shop CA")
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=CA_SECRET),
+            type="kubernetes.io/tls",
+            data={"tls.crt": b64(root), "tls.key": b64(key), "ca.crt": b64(root)},
+        ),
+    )
+    return root
+
+
+def leaves(api: client.ApiClient, namespace: str) -> None:
+    for name in LEAVES:
+        body = certificate(
+            name, "server", dnsNames=[f"{name}.{namespace}.svc"], caSecretName=CA_SECRET
+        )
+        create_certificate(api, namespace, body)
+    for name in LEAVES:
+        wait_ready(api, namespace, name)
+
+
+def resource_version(api: client.ApiClient, namespace: str) -> str:
+    secret = get_secret(api, namespace, CA_SECRET)
+    assert secret is not None
+    return str(secret["metadata"]["resourceVersion"])
+
+
+def rotate(namespace: str, new_ca: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COMMAND, "ca", "rotate", CA_SECRET, "-n", namespace, "--new-ca-dir", str(new_ca), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+class Sampler(threading.Thread):
+    """Reads every leaf Secret over and over; a tls.crt that does not chain
+    to its own ca.crt is a moment a client would refuse the server."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        super().__init__(daemon=True)
+        self.api, self.namespace = api, namespace
+        self.samples, self.broken = 0, list[str]()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            for name in LEAVES:
+                data = secret_data(self.api, self.namespace, f"{name}-tls")
+                chain = load_certificates(data["tls.crt"])
+                anchors = load_certificates(data["ca.crt"])
+                problem = chain_problem(chain, anchors, datetime.datetime.now(datetime.UTC))
+                self.samples += 1
+                if problem is not None:
+                    self.broken.append(f"{name}: {problem}")
+            self.done.wait(0.1)
+
+
+def test_ca_rotate_does_the_three_steps_without_a_moment_of_distrust(
+    operator: OperatorProcess, kube_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    ca_secret(kube_api, namespace, tmp_path / "old")
+    leaves(kube_api, namespace)
+    new, _ = new_root(tmp_path / "new", "Shop CA 2")
+    before = resource_version(kube_api, namespace)
+
+    planned = rotate(namespace, tmp_path / "new", "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    assert [line.split(":")[0] for line in planned.stdout.splitlines()] == [
+        "would do step 1 of 3",
+        "would do step 2 of 3",
+        "would do step 3 of 3",
+        f"3 certificate(s) signed by {namespace}/{CA_SECRET}",
+    ]
+    assert resource_version(kube_api, namespace) == before, "a dry run writes nothing"
+
+    sampler = Sampler(kube_api, namespace)
+    sampler.start()
+    rotated = rotate(namespace, tmp_path / "new", "--settle", "1s", "--timeout", "2m")
+    sampler.done.set()
+    sampler.join()
+    assert rotated.returncode == 0, rotated.stderr
+    done = [line for line in rotated.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split(":")[0] for line in done] == [
+        "step 1 of 3 done",
+        "step 2 of 3 done",
+        "step 3 of 3 done",
+    ]
+    assert rotated.stdout.splitlines()[-1].endswith(
+        "is rotated: it signs with, and trusts only, the new CA"
+    )
+    print(f"{sampler.samples} samples of the leaf Secrets during the rotation")
+    assert sampler.samples > 30
+    assert sampler.broken == []
+
+    ca = secret_data(kube_api, namespace, CA_SECRET)
+    assert ca["tls.crt"] == new
+    assert ca["ca.crt"] == new
+    (tmp_path / "new-root.pem").write_bytes(new)
+    for name in LEAVES:
+        data = secret_data(kube_api, namespace, f"{name}-tls")
+        assert data["ca.crt"] == new
+        (tmp_path / f"{name}.pem").write_bytes(data["tls.crt"])
+        verified = openssl_verify(tmp_path / "new-root.pem", tmp_path / f"{name}.pem")
+        assert verified.returncode == 0, verified.stderr
+        body = get_certificate(kube_api, namespace, name)
+        assert body is not None
+        assert body["status"]["revision"] == 2, "re-issued exactly once"
+
+    again = rotate(namespace, tmp_path / "new", "--settle", "0s")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        f"{namespace}/{CA_SECRET} is rotated: it signs with, and trusts only, the new CA"
+    ]
+
+
+def test_a_rotation_stopped_after_the_first_step_goes_on_from_the_second(
+    operator: OperatorProcess, kube_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    old = ca_secret(kube_api, namespace, tmp_path / "old")
+    leaves(kube_api, namespace)
+    new, _ = new_root(tmp_path / "new", "Shop CA 2")
+    # Step 1 by hand, as docs/ca-rotation.md shows it.
+    client.CoreV1Api(kube_api).patch_namespaced_secret(
+        CA_SECRET, namespace, {"data": {"ca.crt": b64(old + new)}}
+    )
+    resumed = rotate(namespace, tmp_path / "new", "--settle", "0s", "--timeout", "2m")
+    assert resumed.returncode == 0, resumed.stderr
+    done = [line.split(":")[0] for line in resumed.stdout.splitlines() if line.startswith("step ")]
+    assert done == ["step 2 of 3 done", "step 3 of 3 done"]
+
+
+def test_a_new_ca_with_an_encrypted_key_is_refused_in_one_line(
+    operator: OperatorProcess, kube_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    ca_secret(kube_api, namespace, tmp_path / "old")
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("secret\n")
+    subprocess.run(
+        [
+            COMMAND,
+            "ca",
+            "init",
+            "--out",
+            str(tmp_path / "new"),
+            "--passphrase-file",
+            str(passphrase),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    refused = rotate(namespace, tmp_path / "new")
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert "is encrypted: ca rotate writes the key into the Secret as it is" in refused.stderr
