@@ -63,9 +63,12 @@ def resource_version(api: client.ApiClient, namespace: str) -> str:
     return str(secret["metadata"]["resourceVersion"])
 
 
-def rotate(namespace: str, new_ca: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def rotate(
+    operator: OperatorProcess, namespace: str, new_ca: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    where = ["-n", namespace, "--kubeconfig", str(operator.kubeconfig)]
     return subprocess.run(
-        [COMMAND, "ca", "rotate", CA_SECRET, "-n", namespace, "--new-ca-dir", str(new_ca), *extra],
+        [COMMAND, "ca", "rotate", CA_SECRET, *where, "--new-ca-dir", str(new_ca), *extra],
         capture_output=True,
         text=True,
         timeout=300,
@@ -104,7 +107,7 @@ def test_ca_rotate_does_the_three_steps_without_a_moment_of_distrust(
     new, _ = new_root(tmp_path / "new", "Shop CA 2")
     before = resource_version(kube_api, namespace)
 
-    planned = rotate(namespace, tmp_path / "new", "--dry-run")
+    planned = rotate(operator, namespace, tmp_path / "new", "--dry-run")
     assert planned.returncode == 0, planned.stderr
     assert [line.split(":")[0] for line in planned.stdout.splitlines()] == [
         "would do step 1 of 3",
@@ -116,7 +119,7 @@ def test_ca_rotate_does_the_three_steps_without_a_moment_of_distrust(
 
     sampler = Sampler(kube_api, namespace)
     sampler.start()
-    rotated = rotate(namespace, tmp_path / "new", "--settle", "1s", "--timeout", "2m")
+    rotated = rotate(operator, namespace, tmp_path / "new", "--settle", "1s", "--timeout", "2m")
     sampler.done.set()
     sampler.join()
     assert rotated.returncode == 0, rotated.stderr
@@ -147,7 +150,7 @@ def test_ca_rotate_does_the_three_steps_without_a_moment_of_distrust(
         assert body is not None
         assert body["status"]["revision"] == 2, "re-issued exactly once"
 
-    again = rotate(namespace, tmp_path / "new", "--settle", "0s")
+    again = rotate(operator, namespace, tmp_path / "new", "--settle", "0s")
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [
         f"{namespace}/{CA_SECRET} is rotated: it signs with, and trusts only, the new CA"
@@ -164,7 +167,7 @@ def test_a_rotation_stopped_after_the_first_step_goes_on_from_the_second(
     client.CoreV1Api(kube_api).patch_namespaced_secret(
         CA_SECRET, namespace, {"data": {"ca.crt": b64(old + new)}}
     )
-    resumed = rotate(namespace, tmp_path / "new", "--settle", "0s", "--timeout", "2m")
+    resumed = rotate(operator, namespace, tmp_path / "new", "--settle", "0s", "--timeout", "2m")
     assert resumed.returncode == 0, resumed.stderr
     done = [line.split(":")[0] for line in resumed.stdout.splitlines() if line.startswith("step ")]
     assert done == ["step 2 of 3 done", "step 3 of 3 done"]
@@ -189,7 +192,7 @@ def test_a_new_ca_with_an_encrypted_key_is_refused_in_one_line(
         check=True,
         capture_output=True,
     )
-    refused = rotate(namespace, tmp_path / "new")
+    refused = rotate(operator, namespace, tmp_path / "new")
     assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1
     assert "is encrypted: ca rotate writes the key into the Secret as it is" in refused.stderr

@@ -69,7 +69,7 @@ def test_every_example_parses(path: str, parser: argparse.ArgumentParser) -> Non
         for command in re.split(r" \| | && ", line.strip()):
             # Without redirections and process substitution: the words themselves.
             bare = re.sub(r"\s+>\s*\S+", "", command).replace("<(", "").replace(")", "")
-            argv = our_arguments(shlex.split(bare))
+            argv = our_arguments(shlex.split(bare, comments=True))
             if argv is not None:
                 build_parser().parse_args(argv)
 

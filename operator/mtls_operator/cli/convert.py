@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import yaml
 
 from mtls_operator.api.cert_manager import Conversion, convert_documents
+from mtls_operator.cli.parsers import add_command, examples
 
 PROGRAM = "mtls-operator convert"
 EXIT_CONVERTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -39,15 +40,15 @@ class InputError(Exception):
 
 def add_convert_command(commands: Any) -> None:
     """Register `convert` on the subcommands of the `mtls-operator` parser."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "convert",
-        help="convert cert-manager Certificates (and ca/selfSigned issuers) to MtlsCertificates",
+        "convert cert-manager Certificates (and ca/selfSigned issuers) to MtlsCertificates",
+        examples(*EXAMPLES),
         description="Read cert-manager.io/v1 Certificate, Issuer and ClusterIssuer YAML and "
         "write MtlsCertificate YAML to stdout. What cannot be converted is refused on stderr, "
         "one line naming the field; exit status 1 then (the rest is still written), 2 for "
         "unreadable input.",
-        epilog="examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(command=convert)

@@ -13,7 +13,7 @@ from typing import Any
 
 from mtls_operator import __version__
 from mtls_operator.cli import cluster as cluster_cli
-from mtls_operator.cli import completion, offline, policy_check
+from mtls_operator.cli import completion, convert, offline, policy_check
 from mtls_operator.cli import run as operator_command
 from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import add_output_argument
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(metavar="COMMAND")
     offline.add_commands(commands)
     _add_cluster_commands(commands)
+    convert.add_convert_command(commands)
     completion.add_completion_command(commands, parser)
     return parser
 
