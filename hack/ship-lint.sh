@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Lints what we ship: the Dockerfile (hadolint, checkov) and the Kubernetes
-# manifests (checkov, on the raw files and on the kustomize render of
-# deploy/ and its overlays). Fails on any finding; a deliberate exception is
-# a skip with its reason next to the code (`# hadolint ignore=`,
+# manifests (checkov, on the raw files, on the kustomize render of deploy/
+# and its overlays, and on the Helm chart's render). Fails on any finding;
+# a deliberate exception is a skip with its reason next to the code (`# hadolint ignore=`,
 # `# checkov:skip=` or a `checkov.io/skip<N>` annotation). `make ship-lint`.
 #
 # Both tools come from PyPI, pinned, in their own virtualenv (.venv-ship):
@@ -65,6 +65,17 @@ checkov --framework dockerfile --file Dockerfile
 for root in deploy/base deploy/overlays/namespaced; do
     checkov --framework kubernetes kustomize --directory "$root"
 done
+# The Helm chart, rendered with the pinned helm (hack/tools) for its default
+# values and with every optional object on: the same checks as deploy/.
+chart_render=$(mktemp -d)
+trap 'rm -f "$log"; rm -rf "$chart_render"' EXIT
+helm=$(bash hack/tools/build.sh helm | tail -n 1)
+HELM_CACHE_HOME=$chart_render/.cache HELM_CONFIG_HOME=$chart_render/.config \
+    HELM_DATA_HOME=$chart_render/.data "$helm" template mtls-operator charts/mtls-operator \
+    -n mtls-operator --kube-version 1.37.2 \
+    --set metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true \
+    --set metrics.dashboard.enabled=true >"$chart_render/chart.yaml"
+checkov --framework kubernetes --file "$chart_render/chart.yaml"
 checkov --framework kubernetes --file examples/deployment-server.yaml \
     --file examples/deployment-client.yaml
 
