@@ -68,5 +68,8 @@ cluster-down: $(INSTALLED)
 clean:
 	rm -rf $(VENV) .venv-ship .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
+# `make bench SCENARIO=scale` (or storm, rotation, pods, policy, all): one
+# scenario; figures printed and written to .bench/<scenario>.json.
+SCENARIO ?= default
 bench: $(INSTALLED) control-plane
-	@$(BIN)/python hack/bench.py
+	@$(BIN)/python hack/bench.py --scenario $(SCENARIO)

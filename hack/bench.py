@@ -10,21 +10,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import datetime
+import json
 import os
-import re
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
+import bench_policy
+import bench_rotation
+import bench_scale
+import bench_storm
+from bench_support import (
+    CONCURRENCY,
+    WORK,
+    Figures,
+    ReadyWatch,
+    Stage,
+    api_writes,
+    baseline,
+    certificate,
+    in_parallel,
+    mib,
+    operator_counter,
+    ready_gauges,
+)
 from mtls_operator.api.pod_certificates import pod_certificate_requests_path
 from mtls_operator.api.resources import certificates_path
-from mtls_operator.runtime.kube import Kube, default_login, events_path, secrets_path
+from mtls_operator.runtime.kube import secrets_path
 
 from bench_pods import (
     answered,
@@ -34,260 +49,37 @@ from bench_pods import (
     request_body,
     stub_requests,
 )
-from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
-from operator_process import OperatorProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".bench"
 NAMESPACE = "bench"
 BASELINE_NAMESPACE = "bench-baseline"
 PODS_BASELINE_NAMESPACE = "bench-pods-baseline"
-OPERATOR_NAMESPACE = "mtls-operator"
-CONCURRENCY = 32
 ROUNDS = 2
-WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
-
-
-def certificate(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "mtls.dev/v1alpha1",
-        "kind": "MtlsCertificate",
-        "metadata": {"name": name},
-        "spec": {
-            "secretName": f"{name}-tls",
-            "usage": "server",
-            "commonName": f"{name}.{NAMESPACE}.svc",
-            "dnsNames": [f"{name}.{NAMESPACE}.svc.cluster.local"],
-        },
-    }
-
-
-async def in_parallel(count: int, job: Callable[[int], Awaitable[object]]) -> float:
-    """Run job(0..count-1) with CONCURRENCY at a time; seconds taken."""
-    started = time.monotonic()
-    indexes = iter(range(count))
-
-    async def lane() -> None:
-        for index in indexes:
-            await job(index)
-
-    await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
-    return time.monotonic() - started
-
-
-class ReadyWatch:
-    """Follows every MtlsCertificate of a namespace and notes when each
-    first reports Ready=True."""
-
-    def __init__(self, kube: Kube, namespace: str) -> None:
-        self.kube, self.namespace = kube, namespace
-        self.ready_at: dict[str, float] = {}
-        self.changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    async def wait(self, names: set[str] | int, timeout: float = 600.0) -> float:
-        deadline = time.monotonic() + timeout
-        while not self._reached(names):
-            self.changed.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                wanted = names if isinstance(names, int) else len(names)
-                raise TimeoutError(f"{len(self.ready_at)} Ready, wanted {wanted}")
-            try:
-                await asyncio.wait_for(self.changed.wait(), timeout=remaining)
-            except TimeoutError:
-                continue
-        return time.monotonic()
-
-    def _reached(self, names: set[str] | int) -> bool:
-        if isinstance(names, int):
-            return len(self.ready_at) >= names
-        return names <= self.ready_at.keys()
-
-    async def _run(self) -> None:
-        path = certificates_path(self.namespace)
-        items, version = await self.kube.list(path)
-        for item in items:
-            self._note(item)
-        while True:
-            try:
-                async for _, obj in self.kube.watch(path, version):
-                    version = obj.get("metadata", {}).get("resourceVersion", version)
-                    self._note(obj)
-            except Exception:  # reconnect on any stream failure
-                items, version = await self.kube.list(path)
-                for item in items:
-                    self._note(item)
-
-    def _note(self, obj: dict[str, Any]) -> None:
-        name = obj.get("metadata", {}).get("name")
-        for condition in (obj.get("status") or {}).get("conditions") or []:
-            if (
-                condition.get("type") == "Ready"
-                and condition.get("status") == "True"
-                and name not in self.ready_at
-            ):
-                self.ready_at[name] = time.monotonic()
-                self.changed.set()
-
-
-def api_writes(kubectl: Kubectl) -> int:
-    """Write requests the API server has answered for the resources an
-    issuance writes (Secrets, MtlsCertificates and their status, Events),
-    from its own request counter: every client's writes count, kopf's
-    bookkeeping included. Lease renewals (leader election, every 2 s) are
-    per time, not per issuance, and are left out."""
-    text = kubectl("get", "--raw", "/metrics", timeout=120).stdout
-    total = 0
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in {
-            "secrets",
-            "mtlscertificates",
-            "events",
-        }:
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
-
-
-def operator_counter(operator: OperatorProcess, name: str, **labels: str) -> float:
-    """The sum of the operator's samples of `name` with these labels."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(operator.metrics())
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )
-
-
-def ready_gauges(operator: OperatorProcess) -> int:
-    return int(operator_counter(operator, "mtls_operator_certificate_ready"))
-
-
-def mib(kib: int) -> str:
-    return f"{kib / 1024:.0f} MiB"
-
-
-async def baseline(kube: Kube, count: int, secret_data: dict[str, str], prefix: str) -> float:
-    """A bare client doing the minimum for each certificate applied: create
-    it, then write its Secret, its status and one Event (no crypto, no
-    reading). Measured like the operator, from the first create to the last
-    write, so both carry the cost of applying the objects: issuances/s."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    async def apply_and_issue(index: int) -> None:
-        name = f"{prefix}-{index}"
-        await kube.create(certificates_path(BASELINE_NAMESPACE), certificate(name))
-        await kube.create(
-            secrets_path(BASELINE_NAMESPACE),
-            {
-                "metadata": {
-                    "name": f"{name}-tls",
-                    "labels": {"app.kubernetes.io/managed-by": "baseline"},
-                },
-                "type": "kubernetes.io/tls",
-                "data": secret_data,
-            },
-        )
-        await kube.merge_patch(
-            certificates_path(BASELINE_NAMESPACE, name, "status"),
-            {
-                "status": {
-                    "conditions": [
-                        {
-                            "type": "Ready",
-                            "status": "True",
-                            "reason": "Issued",
-                            "message": "baseline",
-                            "lastTransitionTime": now,
-                        }
-                    ]
-                }
-            },
-        )
-        await kube.create(
-            events_path(BASELINE_NAMESPACE),
-            {
-                "metadata": {"generateName": f"{name}."},
-                "involvedObject": {
-                    "kind": "MtlsCertificate",
-                    "name": name,
-                    "namespace": BASELINE_NAMESPACE,
-                },
-                "reason": "Issued",
-                "message": "baseline",
-                "type": "Normal",
-            },
-        )
-
-    seconds = await in_parallel(count, apply_and_issue)
-    return count / seconds
 
 
 class Bench:
-    """The phases of the benchmark, each adding its figures to the table."""
+    """The default scenario's phases, each adding its figures to the table."""
 
-    def __init__(self, args: argparse.Namespace, cluster: LocalCluster, kubectl: Kubectl) -> None:
-        self.args, self.kubectl = args, kubectl
-        self.figures: list[tuple[str, str, str]] = []
-        self.kube = Kube(default_login, max_connections=CONCURRENCY * 2)
-        self.operator = OperatorProcess(
-            cluster.kubeconfig,
-            WORK / "operator.log",
-            [
-                "--namespace",
-                NAMESPACE,
-                "--bootstrap-ca",
-                "--cluster-ca-secret",
-                f"{OPERATOR_NAMESPACE}/mtls-operator-ca",
-            ],
-        )
+    def __init__(self, args: argparse.Namespace, stage: Stage, figures: Figures) -> None:
+        self.args, self.stage, self.figures = args, stage, figures
+        self.kube, self.kubectl, self.operator = stage.kube, stage.kubectl, stage.operator
         self.watch = ReadyWatch(self.kube, NAMESPACE)
         self.bare_rate = 0.0
 
-    def note(self, name: str, value: str, remark: str) -> None:
-        self.figures.append((name, value, remark))
+    def note(
+        self, name: str, value: str, remark: str, number: float | None = None, unit: str = ""
+    ) -> None:
+        self.figures.note(name, value, remark, number, unit)
 
     def create(self, count: int, prefix: str) -> Awaitable[float]:
-        return in_parallel(
-            count,
-            lambda i: self.kube.create(certificates_path(NAMESPACE), certificate(f"{prefix}-{i}")),
-        )
-
-    async def prepare(self) -> None:
-        self.kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
-        for crd in ("mtlscertificates.mtls.dev", "mtlspolicies.mtls.dev"):
-            self.kubectl("wait", "--for=condition=Established", f"crd/{crd}")
-        for namespace in (
-            NAMESPACE,
-            BASELINE_NAMESPACE,
-            PODS_BASELINE_NAMESPACE,
-            OPERATOR_NAMESPACE,
-        ):
-            self.kubectl("create", "namespace", namespace)
-        await asyncio.sleep(2)  # discovery of the new kind
+        return self.stage.create(NAMESPACE, count, prefix)
 
     async def speed(self) -> None:
         """Bare client and operator bursts, alternating, ROUNDS times each:
         this machine's speed drifts by a third between minutes, so each
         figure is the best of its runs, and every run is shown."""
-        sample = {
-            "tls.crt": base64.b64encode(b"x" * 1400).decode(),
-            "tls.key": base64.b64encode(b"k" * 240).decode(),
-            "ca.crt": base64.b64encode(b"c" * 700).decode(),
-        }
         count = self.args.count
         # A warm-up first: a fresh API server is slower for its first writes.
-        await baseline(self.kube, count // 5, sample, "warm")
+        await baseline(self.kube, BASELINE_NAMESPACE, count // 5, "warm")
         self.operator.start()
         idle_rss, _ = self.operator.memory_kib()
         self.note("operator RSS, idle", mib(idle_rss), "after start-up, no certificates")
@@ -295,7 +87,9 @@ class Bench:
         bare_rates, times, applying = [], [], []
         writes = 0
         for round_number in range(ROUNDS):
-            bare_rates.append(await baseline(self.kube, count, sample, f"base{round_number}"))
+            bare_rates.append(
+                await baseline(self.kube, BASELINE_NAMESPACE, count, f"base{round_number}")
+            )
             writes_before = api_writes(self.kubectl)
             started = time.monotonic()
             applying.append(await self.create(count, f"c{round_number}"))
@@ -340,7 +134,7 @@ class Bench:
         for index in range(self.args.latency_samples):
             name = f"lat-{index}"
             begin = time.monotonic()
-            await self.kube.create(certificates_path(NAMESPACE), certificate(name))
+            await self.kube.create(certificates_path(NAMESPACE), certificate(name, NAMESPACE))
             latencies.append((await self.watch.wait({name}) - begin) * 1000)
         latencies.sort()
         p95 = latencies[max(int(len(latencies) * 0.95) - 1, 0)]
@@ -446,22 +240,19 @@ class Bench:
 
     async def close(self) -> None:
         await self.watch.stop()
-        self.operator.stop()
-        await self.kube.close()
 
 
-async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    bin_dir = control_plane_bin_dir()
-    WORK.mkdir(exist_ok=True)
-    cluster = LocalCluster.start(WORK / "cluster", bin_dir)
-    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
-    bench = Bench(
-        args,
-        cluster,
-        Kubectl(bin_dir / "kubectl", cluster.kubeconfig, cache_dir=WORK / "kubectl-cache"),
+async def default(args: argparse.Namespace, figures: Figures) -> None:
+    """The figures of the README: speed against the bare client, latency,
+    memory, unrelated Secrets, pod certificates, 10,000 and a restart."""
+    stage = Stage(
+        "default",
+        [NAMESPACE, BASELINE_NAMESPACE, PODS_BASELINE_NAMESPACE],
+        ["--namespace", NAMESPACE],
     )
+    bench = Bench(args, stage, figures)
     try:
-        await bench.prepare()
+        await asyncio.sleep(2)  # discovery of the new kind
         await bench.speed()
         await bench.latency()
         await bench.unrelated_secrets()
@@ -472,12 +263,37 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
             await bench.restart()
     finally:
         await bench.close()
-        cluster.stop()
-    return bench.figures
+        await stage.close()
+
+
+async def pods(args: argparse.Namespace, figures: Figures) -> None:
+    """Pod certificates alone."""
+    stage = Stage("pods", [NAMESPACE, PODS_BASELINE_NAMESPACE], ["--namespace", NAMESPACE])
+    bench = Bench(args, stage, figures)
+    try:
+        stage.operator.start()
+        await bench.pod_certificates()
+    finally:
+        await bench.close()
+        await stage.close()
+
+
+# Each scenario, alone with `make bench SCENARIO=name`; `all` runs them in turn.
+SCENARIOS: dict[str, Callable[[argparse.Namespace, Figures], Coroutine[Any, Any, None]]] = {
+    "default": default,
+    "scale": bench_scale.run,
+    "storm": bench_storm.run,
+    "rotation": bench_rotation.run,
+    "pods": pods,
+    "policy": bench_policy.run,
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--scenario", choices=[*SCENARIOS, "all"], default="default", help="what to measure"
+    )
     parser.add_argument("--count", type=int, default=1000, help="certificates applied together")
     parser.add_argument(
         "--scale",
@@ -490,19 +306,44 @@ def main() -> int:
     parser.add_argument(
         "--pod-requests", type=int, default=1000, help="PodCertificateRequests posted together"
     )
+    bench_scale.add_arguments(parser)
+    bench_storm.add_arguments(parser)
+    bench_rotation.add_arguments(parser)
+    bench_policy.add_arguments(parser)
     args = parser.parse_args()
-    started = time.monotonic()
-    figures = asyncio.run(run(args))
-    width = max(len(name) for name, _, _ in figures)
-    value_width = max(len(value) for _, value, _ in figures)
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    for name in names:
+        started = time.monotonic()
+        figures = Figures()
+        asyncio.run(SCENARIOS[name](args, figures))
+        report(name, figures, time.monotonic() - started)
+    return 0
+
+
+def report(scenario: str, figures: Figures, seconds: float) -> None:
+    """The table on stdout, and the same figures as JSON in .bench/."""
+    rows = figures.rows
+    width = max(len(row.name) for row in rows)
+    value_width = max(len(row.value) for row in rows)
     print(
-        f"\nmtls-operator benchmark ({os.cpu_count()} CPUs, "
+        f"\nmtls-operator benchmark, scenario {scenario} ({os.cpu_count()} CPUs, "
         "operator + kube-apiserver + etcd on this machine)\n"
     )
-    for name, value, note in figures:
-        print(f"{name:<{width}}  {value:>{value_width}}  {note}")
-    print(f"\nbenchmark took {time.monotonic() - started:.0f} s; log in {WORK / 'operator.log'}")
-    return 0
+    for row in rows:
+        print(f"{row.name:<{width}}  {row.value:>{value_width}}  {row.remark}")
+    result = WORK / f"{scenario}.json"
+    result.write_text(
+        json.dumps(
+            {
+                "scenario": scenario,
+                "cpus": os.cpu_count(),
+                "seconds": round(seconds),
+                "figures": [asdict(row) for row in rows],
+            },
+            indent=2,
+        )
+    )
+    print(f"\nscenario {scenario} took {seconds:.0f} s; figures in {result}, logs in {WORK}")
 
 
 if __name__ == "__main__":

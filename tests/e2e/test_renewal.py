@@ -312,5 +312,7 @@ def test_renew_status_and_inspect_commands(
         check=False,
     )
     assert unreachable.returncode == 1
-    assert unreachable.stderr.startswith("mtls-operator: error: cannot reach the cluster: ")
+    assert unreachable.stderr.startswith(
+        "mtls-operator: error: no in-cluster ServiceAccount and no usable kubeconfig: "
+    )
     assert unreachable.stderr.count("\n") == 1

@@ -149,8 +149,8 @@ def test_ca_made_by_the_recipes_own_openssl_commands(tmp_path: Path) -> None:
     )
     assert missing.returncode == 1
     assert missing.stderr == (
-        "mtls-operator: error: the CA key is unusable: "
-        "the private key is encrypted and no passphrase was given\n"
+        f"mtls-operator: error: {tmp_path / 'ca-key.pem'} is encrypted: "
+        "give its passphrase with --passphrase-file\n"
     )
     wrong_file = tmp_path / "wrong.txt"
     wrong_file.write_text("guess\n")

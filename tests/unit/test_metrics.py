@@ -12,6 +12,7 @@ FAMILIES = {
     "mtls_operator_certificate_expiration_timestamp_seconds": "gauge",
     "mtls_operator_certificate_renewal_timestamp_seconds": "gauge",
     "mtls_operator_certificate_ready": "gauge",
+    "mtls_operator_certificate_reconciliations": "counter",
     "mtls_operator_ca_expiration_timestamp_seconds": "gauge",
     "mtls_operator_issuances": "counter",
     "mtls_operator_issuance_duration_seconds": "histogram",
@@ -35,6 +36,16 @@ def test_every_family_is_declared_with_one_prefix_and_help() -> None:
     assert {"process_resident_memory_bytes", "python_info", "python_gc_objects_collected"} <= {
         s.name for _, _, samples in found.values() for s in samples
     } | set(found)
+
+
+def test_reconciliations_are_counted_by_namespace() -> None:
+    metrics = Metrics()
+    for namespace in ("shop", "shop", "bank"):
+        metrics.observe_reconciliation(namespace)
+    scraped = text(metrics)
+    name = "mtls_operator_certificate_reconciliations_total"
+    assert value(scraped, name, namespace="shop") == 2
+    assert value(scraped, name, namespace="bank") == 1
 
 
 def test_build_info_names_the_version() -> None:

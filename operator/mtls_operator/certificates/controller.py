@@ -114,6 +114,7 @@ class CertificateController:
         if record is None:
             self._forget(key)
             return
+        self._runtime.metrics.observe_reconciliation(record.namespace)
         try:
             await self._reconcile(record)
         except Exception as err:  # one object's failure must not stop the others

@@ -113,6 +113,13 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self._reconciliations = Counter(
+            f"{PREFIX}_certificate_reconciliations",
+            "Times the operator looked at a certificate (gathered and decided), by namespace: "
+            "what a change of CA, policy or namespace made it judge again.",
+            ["namespace"],
+            registry=self.registry,
+        )
         self._cut_to_ca = Counter(
             f"{PREFIX}_issuances_cut_to_ca",
             "Certificates issued shorter than asked because their CA expires first.",
@@ -152,6 +159,9 @@ class Metrics:
     def observe_issuance(self, result: str, trigger: str, seconds: float) -> None:
         self._issuances.labels(result, trigger).inc()
         self._issuance_seconds.labels(result).observe(seconds)
+
+    def observe_reconciliation(self, namespace: str) -> None:
+        self._reconciliations.labels(namespace).inc()
 
     def observe_cut_to_ca(self, namespace: str, secret: str) -> None:
         """A certificate cut to the expiry of the CA `namespace/secret`."""
