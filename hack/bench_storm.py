@@ -44,39 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class Renewals:
-    """When each certificate's revision 2 was first seen, and the notAfter
-    of its revision 1, from a watch of the namespace."""
+class Renewals(ReadyWatch):
+    """Also when each certificate's revision 2 was first seen, and the
+    notAfter of its revision 1."""
 
     def __init__(self, kube: Kube) -> None:
-        self.kube = kube
+        super().__init__(kube, NAMESPACE)
         self.first_not_after: dict[str, datetime.datetime] = {}
         self.renewed_at: dict[str, datetime.datetime] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    async def _run(self) -> None:
-        path = certificates_path(NAMESPACE)
-        items, version = await self.kube.list(path)
-        for item in items:
-            self._note(item)
-        while True:
-            try:
-                async for _, obj in self.kube.watch(path, version):
-                    version = obj.get("metadata", {}).get("resourceVersion", version)
-                    self._note(obj)
-            except Exception:  # reconnect on any stream failure
-                items, version = await self.kube.list(path)
-                for item in items:
-                    self._note(item)
 
     def _note(self, obj: dict[str, Any]) -> None:
+        super()._note(obj)
         name = str(obj.get("metadata", {}).get("name"))
         status = obj.get("status") or {}
         revision = int(status.get("revision") or 0)
