@@ -119,6 +119,19 @@ def control_plane_bin_dir() -> Path:
     return bin_dir
 
 
+def kubectl_binary() -> Path:
+    """The pinned kubectl build (its server version and kustomize are what the
+    tests expect); any installed kubectl when it cannot be built here (for
+    example without Go)."""
+    try:
+        return control_plane_bin_dir() / "kubectl"
+    except ClusterError:
+        found = shutil.which("kubectl")
+        if found is None:
+            raise
+        return Path(found)
+
+
 @dataclass(frozen=True)
 class Kubectl:
     """Runs kubectl against one cluster."""

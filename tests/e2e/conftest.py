@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from e2e.support import (
     TEST_NAMES_LABEL,
     TRUST_BUNDLE_LABEL,
 )
-from localcluster import ClusterError, Kubectl, LocalCluster, control_plane_bin_dir
+from localcluster import Kubectl, LocalCluster, control_plane_bin_dir, kubectl_binary
 from operator_process import OperatorProcess
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -51,23 +50,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-def _existing_cluster_kubectl() -> Path:
-    # The pinned build matches the server version the tests expect; fall back to whatever
-    # kubectl is installed when the build cannot run here (for example without Go).
-    try:
-        return control_plane_bin_dir() / "kubectl"
-    except ClusterError:
-        found = shutil.which("kubectl")
-        if found is None:
-            raise
-        return Path(found)
-
-
 @pytest.fixture(scope="session")
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     existing = os.environ.get(KUBECONFIG_ENV)
     if existing:
-        yield KubeCluster(Path(existing).resolve(), _existing_cluster_kubectl(), None)
+        yield KubeCluster(Path(existing).resolve(), kubectl_binary(), None)
         return
     state_dir = tmp_path_factory.mktemp("cluster")
     cluster = LocalCluster.start(state_dir, control_plane_bin_dir())

@@ -3,6 +3,7 @@ test modules."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -34,6 +35,25 @@ def apply_crd(kubectl: Kubectl) -> None:
     for name in (CRD_NAME, POLICY_CRD_NAME):
         kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s")
     _wait_discoverable(kubectl)
+
+
+def server_apply(
+    kubectl: Kubectl, namespace: str, text: str, *flags: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl apply --server-side --validate=strict`: what the API server
+    takes, with every unknown field refused."""
+    return kubectl(
+        "apply",
+        "--server-side",
+        "--validate=strict",
+        "-n",
+        namespace,
+        *flags,
+        "-f",
+        "-",
+        input=text,
+        check=check,
+    )
 
 
 def _wait_discoverable(kubectl: Kubectl) -> None:

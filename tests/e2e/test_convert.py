@@ -25,6 +25,7 @@ from kubernetes import client
 from mtls_operator.api.cert_manager import convert_documents
 from mtls_operator.cli.convert import write_conversion
 
+from e2e.crd import server_apply
 from e2e.support import (
     GROUP,
     VERSION,
@@ -87,20 +88,6 @@ def into_namespace(text: str) -> str:
     return yaml.safe_dump_all(documents)
 
 
-def apply_strictly(kubectl: Kubectl, namespace: str, text: str, check: bool = True) -> Any:
-    return kubectl(
-        "apply",
-        "--server-side",
-        "--validate=strict",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=text,
-        check=check,
-    )
-
-
 def create_ca_secret(kubectl: Kubectl, namespace: str, name: str, directory: Path) -> None:
     directory.mkdir()
     new_root(directory, f"{name} root")
@@ -130,7 +117,7 @@ def test_converted_examples_are_issued(
     assert sorted(applied) == sorted(CONVERTED)
 
     for manifest in manifests:
-        apply_strictly(kubectl, namespace, manifest)
+        server_apply(kubectl, namespace, manifest)
 
     for name, (_, allowed) in CONVERTED.items():
         if allowed:
@@ -190,7 +177,7 @@ def test_hand_ported_manifest_with_cert_manager_spellings_applies_strictly(
         "--from-literal=password=changeit",
     )
 
-    apply_strictly(kubectl, namespace, PORTED_BY_HAND)
+    server_apply(kubectl, namespace, PORTED_BY_HAND)
 
     payments = wait_ready(kube_api, namespace, "payments")
     wait_ready(kube_api, namespace, "reports")
@@ -229,7 +216,7 @@ def test_cert_manager_spellings_are_checked_at_apply_time(
         "spec": {"secretName": "bad-tls", "dnsNames": ["bad.example.com"], **spec},
     }
 
-    result = apply_strictly(kubectl, namespace, json.dumps(body), check=False)
+    result = server_apply(kubectl, namespace, json.dumps(body), check=False)
 
     assert result.returncode != 0
     assert message in " ".join(result.stderr.split()), result.stderr
@@ -286,7 +273,7 @@ def test_secret_written_by_cert_manager_is_handed_over_by_label(
     )
     before = get_secret(kube_api, namespace, "web-tls")
     assert before is not None
-    apply_strictly(
+    server_apply(
         kubectl,
         namespace,
         converted_yaml_for(

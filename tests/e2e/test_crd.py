@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.crd import API_VERSION, CRD_NAME, CRD_PATH, KIND, REPO_ROOT, apply_crd
+from e2e.crd import API_VERSION, CRD_NAME, CRD_PATH, KIND, REPO_ROOT, apply_crd, server_apply
 from localcluster import Kubectl
 from operator_process import OperatorProcess
 
@@ -105,23 +104,6 @@ def with_changes(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
         else:
             spec[key] = value
     return spec
-
-
-def server_apply(
-    kubectl: Kubectl, namespace: str, text: str, *flags: str, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    return kubectl(
-        "apply",
-        "--server-side",
-        "--validate=strict",
-        "-n",
-        namespace,
-        *flags,
-        "-f",
-        "-",
-        input=text,
-        check=check,
-    )
 
 
 def stored_spec(kubectl: Kubectl, namespace: str, name: str) -> Any:

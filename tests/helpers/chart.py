@@ -4,18 +4,15 @@ renders of the chart and of deploy/, and the one list of what may differ between
 from __future__ import annotations
 
 import copy
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from built_tools import tool
-from localcluster import ClusterError, control_plane_bin_dir
+from ship.manifests import REPO_ROOT, Object
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "mtls-operator"
 RELEASE = "mtls-operator"
 NAMESPACE = "mtls-operator"
@@ -24,7 +21,6 @@ NAMESPACE = "mtls-operator"
 KUBE_VERSION = "1.37.2"
 KEEP = ("helm.sh/resource-policy", "keep")
 
-Object = dict[str, Any]
 Key = tuple[str, str, str]
 
 
@@ -35,18 +31,6 @@ def helm_labels(release: str = RELEASE) -> dict[str, str]:
         "app.kubernetes.io/managed-by": "Helm",
         "app.kubernetes.io/instance": release,
     }
-
-
-def kubectl_binary() -> Path:
-    # The pinned build (its kustomize renders deploy/ as users' `kubectl apply -k` does);
-    # any installed kubectl when it cannot be built here.
-    try:
-        return control_plane_bin_dir() / "kubectl"
-    except ClusterError:
-        found = shutil.which("kubectl")
-        if found is None:
-            raise
-        return Path(found)
 
 
 @dataclass(frozen=True)
@@ -103,19 +87,6 @@ class Helm:
 
 def documents(text: str) -> list[Object]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-def kustomize(directory: str) -> list[Object]:
-    """What `kubectl kustomize` makes of a directory of the repository."""
-    result = subprocess.run(
-        [str(kubectl_binary()), "kustomize", str(REPO_ROOT / directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"kubectl kustomize {directory}: {result.stderr}"
-    return documents(result.stdout)
 
 
 def key(obj: Object) -> Key:

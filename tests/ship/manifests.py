@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from localcluster import kubectl_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 Object = dict[str, Any]
 # `render("deploy")`: what `kubectl kustomize` makes of a directory of the repository.
 Render = Callable[[str], list[Object]]
+
+
+def kustomize(directory: str) -> list[Object]:
+    """What `kubectl kustomize` makes of a directory of the repository, with
+    the pinned kubectl (its kustomize is what users of `kubectl apply -k` have)."""
+    result = subprocess.run(
+        [str(kubectl_binary()), "kustomize", str(REPO_ROOT / directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, f"kubectl kustomize {directory}: {result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def find(objects: list[Object], kind: str, name: str, namespace: str | None = None) -> Object:

@@ -24,17 +24,15 @@ from mtls_operator.policy.identity import IdentityMode
 from helpers.chart import (
     CHART,
     KEEP,
-    REPO_ROOT,
     Helm,
-    Object,
     by_key,
     documents,
     helm_labels,
     key,
-    kustomize,
     without_helm_additions,
     without_namespace,
 )
+from ship.manifests import REPO_ROOT, Object, kustomize
 
 SYNC_SCRIPT = "hack/sync-chart-files.sh"
 NAMESPACED = {"watchNamespaces": ["shop", "demo"]}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtls_operator.api.durations import format_duration, parse_duration
+from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
 from mtls_operator.api.outputs import CA_CRT, TLS_CRT, TLS_KEY
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.secret_data import decode_data
@@ -216,8 +217,20 @@ async def _wait_for_pod_certificates(
 
 
 async def _leaves(kube: Kube, args: argparse.Namespace, namespace: str) -> list[Leaf]:
-    """The certificates the CA signs, with their Secrets' tls.crt and ca.crt."""
-    items, _ = await kube.list(certificates_path(None if args.cluster_ca else namespace))
+    """The certificates the CA signs, with their Secrets' tls.crt and ca.crt:
+    one list of certificates and one of the operator's Secrets, however many
+    there are."""
+    scope = None if args.cluster_ca else namespace
+    items, _ = await kube.list(certificates_path(scope))
+    secrets, _ = await kube.list(
+        secrets_path(scope), {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
+    )
+    data_of = {
+        ((s.get("metadata") or {}).get("namespace"), (s.get("metadata") or {}).get("name")): (
+            decode_data(s.get("data"))
+        )
+        for s in secrets
+    }
     leaves = []
     for item in items:
         spec, metadata = item.get("spec") or {}, item.get("metadata") or {}
@@ -225,8 +238,7 @@ async def _leaves(kube: Kube, args: argparse.Namespace, namespace: str) -> list[
         if (ca_name is not None) if args.cluster_ca else (ca_name != args.secret):
             continue
         item_namespace = metadata.get("namespace", "")
-        secret = await kube.get(secrets_path(item_namespace, spec.get("secretName", "")))
-        data = decode_data(secret.get("data")) if secret else {}
+        data = data_of.get((item_namespace, spec.get("secretName")), {})
         leaves.append(
             Leaf(
                 name=f"{item_namespace}/{metadata.get('name')}",
@@ -248,12 +260,10 @@ def _is_ready(item: dict[str, Any]) -> bool:
     return ready.get("status") == "True"
 
 
-async def _problems(
-    kube: Kube, args: argparse.Namespace, namespace: str, step: Step, new: CertificateAuthority
-) -> list[str]:
+def _problems(leaves: list[Leaf], step: Step, new: CertificateAuthority) -> list[str]:
     now = datetime.datetime.now(datetime.UTC)
     found = []
-    for leaf in await _leaves(kube, args, namespace):
+    for leaf in leaves:
         problem = leaf_problem(leaf, step, new.trust_bundle, now)
         if problem is not None:
             found.append(f"{leaf.name}: {problem}")
@@ -265,7 +275,7 @@ async def _wait_for_leaves(
 ) -> None:
     deadline = asyncio.get_running_loop().time() + args.timeout.total_seconds()
     shown = None
-    while problems := await _problems(kube, args, namespace, step, new):
+    while problems := _problems(await _leaves(kube, args, namespace), step, new):
         what = "the end" if step is Step.DONE else f"step {step.value}"
         summary = f"{len(problems)} certificate(s) not ready for {what}: {problems[0]}"
         if asyncio.get_running_loop().time() > deadline:
@@ -286,7 +296,8 @@ async def _print_plan(
     for left in Step:
         if step <= left < Step.DONE:
             print(f"would do step {left.value} of 3: {DOING[left]}")
-    problems = await _problems(kube, args, namespace, step, new)
+    leaves = await _leaves(kube, args, namespace)
+    problems = _problems(leaves, step, new)
     waiting = f"; first it would wait for {len(problems)}: {problems[0]}" if problems else ""
-    print(f"{len(await _leaves(kube, args, namespace))} certificate(s) signed by {where}{waiting}")
+    print(f"{len(leaves)} certificate(s) signed by {where}{waiting}")
     return 0

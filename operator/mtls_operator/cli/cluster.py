@@ -14,6 +14,7 @@ from mtls_operator.api.outputs import CA_CRT, TLS_CRT
 from mtls_operator.api.resources import RENEW_REQUESTED_ANNOTATION, certificates_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import parse_timestamp
+from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import MACHINE_FORMATS, TABLE, WIDE, dump, table
 from mtls_operator.cli.report import EXIT_CHAIN_INVALID, render_chain_report
 from mtls_operator.pki import CertificateLoadError, inspect_chain, load_certificates
@@ -39,10 +40,6 @@ COLUMNS = {
     "RENEWAL": "renewalTime",
 }
 WIDE_COLUMNS = {"SERIAL": "serialNumber", "REVISION": "revision", "MESSAGE": "message"}
-
-
-class ClusterCommandError(Exception):
-    """A one-line message for the user."""
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser, *, all_allowed: bool) -> None:
@@ -73,7 +70,7 @@ def status(args: argparse.Namespace) -> int:
 
 def renew(args: argparse.Namespace) -> int:
     if bool(args.name) == bool(args.all):
-        raise ClusterCommandError("give a certificate NAME or --all")
+        raise CommandError("give a certificate NAME or --all")
     return run_with_kube(_renew, args)
 
 
@@ -95,10 +92,10 @@ def run_with_kube(
         return asyncio.run(main())
     except ApiError as err:
         if err.reason == NO_CREDENTIALS:
-            raise ClusterCommandError(err.message) from None
+            raise CommandError(err.message) from None
         if err.status == 0:
-            raise ClusterCommandError(f"cannot reach the cluster: {err.message}") from None
-        raise ClusterCommandError(
+            raise CommandError(f"cannot reach the cluster: {err.message}") from None
+        raise CommandError(
             f"the API server refused: {err.status} {err.reason}: {err.message}"
         ) from None
 
@@ -170,7 +167,7 @@ async def _renew(kube: Kube, args: argparse.Namespace) -> int:
         ]
     else:
         if namespace is None:
-            raise ClusterCommandError("renew NAME needs a namespace, not --all-namespaces")
+            raise CommandError("renew NAME needs a namespace, not --all-namespaces")
         targets = [(namespace, args.name)]
     # A new value each time: the operator honours each distinct value once.
     requested = (
@@ -186,9 +183,7 @@ async def _renew(kube: Kube, args: argparse.Namespace) -> int:
             )
         except ApiError as err:
             if err.not_found:
-                raise ClusterCommandError(
-                    f"MtlsCertificate {target_namespace}/{name} not found"
-                ) from None
+                raise CommandError(f"MtlsCertificate {target_namespace}/{name} not found") from None
             raise
         print(f"renewal requested for {target_namespace}/{name}")
     if not targets:
@@ -200,15 +195,15 @@ async def _inspect_secret(kube: Kube, args: argparse.Namespace) -> int:
     namespace = namespace_of(args) or "default"
     body = await kube.get(secrets_path(namespace, args.name))
     if body is None:
-        raise ClusterCommandError(f"Secret {namespace}/{args.name} not found")
+        raise CommandError(f"Secret {namespace}/{args.name} not found")
     data = decode_data(body.get("data"))
     if not data.get(TLS_CRT):
-        raise ClusterCommandError(f"Secret {namespace}/{args.name} has no {TLS_CRT}")
+        raise CommandError(f"Secret {namespace}/{args.name} has no {TLS_CRT}")
     try:
         chain = load_certificates(data[TLS_CRT])
         anchors = load_certificates(data[CA_CRT]) if data.get(CA_CRT) else None
     except CertificateLoadError as err:
-        raise ClusterCommandError(f"Secret {namespace}/{args.name}: {err}") from None
+        raise CommandError(f"Secret {namespace}/{args.name}: {err}") from None
     report = inspect_chain(chain, anchors, datetime.datetime.now(datetime.UTC))
     facts = read_secret(body)
     key_state = facts.problem or (

@@ -35,7 +35,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(args)
     except (
         CommandError,
-        cluster_cli.ClusterCommandError,
         policy_check.PolicyCheckError,
         RecipeError,
         PKIError,

@@ -424,12 +424,8 @@ def login(choice: KubeconfigChoice | None = None) -> kopf.ConnectionInfo:
     import kubernetes.config  # noqa: PLC0415
 
     choice = choice or KubeconfigChoice()
-    try:
-        if choice.explicit:
-            # Asked for by name: a ServiceAccount around us must not win.
-            raise kubernetes.config.ConfigException("a kubeconfig was chosen")
-        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kubernetes.config.ConfigException:
+    # A kubeconfig asked for by name wins over a ServiceAccount around us.
+    if choice.explicit or not _load_in_cluster():
         _check_context(choice)
         try:
             kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
@@ -455,6 +451,17 @@ def login(choice: KubeconfigChoice | None = None) -> kopf.ConnectionInfo:
         certificate_path=config.cert_file,
         private_key_path=config.key_file,
     )
+
+
+def _load_in_cluster() -> bool:
+    """The ServiceAccount of the pod we run in, if we run in one."""
+    import kubernetes.config  # noqa: PLC0415 - heavy; only needed to log in
+
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        return False
+    return True
 
 
 def current_namespace(choice: KubeconfigChoice | None = None) -> str:

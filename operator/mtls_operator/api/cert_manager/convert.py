@@ -185,5 +185,6 @@ _ORDER = (
 
 
 def _ordered(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields in the order of the operator's documentation, to read easily."""
-    return {k: spec[k] for k in _ORDER if k in spec}
+    """The fields in the order of the operator's documentation, to read
+    easily; a field the order does not list comes last, never dropped."""
+    return {**{k: spec[k] for k in _ORDER if k in spec}, **spec}
