@@ -117,7 +117,7 @@ class Bench:
         self.note(
             "operator: apply, then issue until Ready",
             f"{rate:.0f}/s = {rate / self.bare_rate:.0%}",
-            "of the bare client's best rate; target >= 50 %",
+            "of the bare client's best rate; target >= 85 %",
         )
         issued = operator_counter(self.operator, "mtls_operator_issuances_total", result="success")
         self.note(

@@ -1,5 +1,5 @@
 """The operator assembled: one runtime, the CA store, and the controllers,
-fed by kopf's watches. This is the only module that knows them all."""
+run by kopf's lifecycle. This is the only module that knows them all."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import kopf
 
 from mtls_operator.api.mtls_policy import LabelSelector
-from mtls_operator.api.resources import GROUP, PLURAL, VERSION
 from mtls_operator.authorities.bootstrap import ensure_cluster_ca
 from mtls_operator.authorities.store import AuthorityStore, CARef
 from mtls_operator.certificates.controller import CertificateController, Settings
@@ -21,7 +20,7 @@ from mtls_operator.podcertificates.controller import (
 )
 from mtls_operator.runtime.clock import Clock, SystemClock
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kopf_source import WatchSource, build_registry
+from mtls_operator.runtime.kopf_lifecycle import build_registry
 from mtls_operator.runtime.kube import Kube, Login
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
@@ -104,13 +103,7 @@ class Operator:
         self.runtime.add(self.certificates)
 
     def registry(self) -> kopf.OperatorRegistry:
-        return build_registry(
-            [WatchSource(GROUP, VERSION, PLURAL, self.certificates.on_event)],
-            login=self._login,
-            start=self.start,
-            stop=self.stop,
-            persistence_prefix=GROUP,
-        )
+        return build_registry(login=self._login, start=self.start, stop=self.stop)
 
     async def start(self) -> None:
         if self.config.bootstrap_ca:

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from mtls_operator.api.resources import CertificateRef
 from mtls_operator.api.spec import InvalidSpec
-from mtls_operator.certificates.store import SecretSink, Store, certificate_record, newer
+from mtls_operator.certificates.store import (
+    CertificateSink,
+    SecretSink,
+    Store,
+    certificate_record,
+    newer,
+)
 from mtls_operator.runtime.kube import ObjectKey
 
 from helpers.objects import MIN_DURATION, spec_dict
@@ -446,7 +453,7 @@ def test_a_newer_incarnation_replaces_the_stored_secret(store: Store, changes: R
     assert changes.take() == [(NS, "payments")]
 
 
-def relist(sink: SecretSink, *pages: list[dict[str, Any]]) -> None:
+def relist(sink: SecretSink | CertificateSink, *pages: list[dict[str, Any]]) -> None:
     sink.begin_relist()
     for page in pages:
         sink.add_page(page)
@@ -486,6 +493,31 @@ def test_secret_sink_feeds_the_store(store: Store, changes: Recorder) -> None:
     assert store.secrets[(NS, "payments-tls")].resource_version == "2"
     sink.apply("DELETED", secret("payments-tls", rv="3"))
     assert store.secrets == {}
+
+
+def test_certificate_sink_hands_over_what_a_relist_no_longer_holds_as_deleted(
+    store: Store,
+) -> None:
+    events: list[tuple[str, str]] = []
+
+    def on_event(event_type: str, body: Mapping[str, Any]) -> None:
+        events.append((event_type, body["metadata"]["name"]))
+        if event_type == "DELETED":
+            store.remove_certificate(body)
+        else:
+            store.upsert_certificate(body)
+
+    for name in ("kept", "gone"):
+        store.upsert_certificate(certificate(name))
+    store.upsert_certificate(certificate("elsewhere", namespace="other"))
+    sink = CertificateSink(store, NS, on_event)
+    relist(sink, [certificate("kept")], [certificate("new")])
+    assert events == [("ADDED", "kept"), ("ADDED", "new"), ("DELETED", "gone")]
+    assert set(store.certificates) == {(NS, "kept"), (NS, "new"), ("other", "elsewhere")}
+    sink.apply("MODIFIED", certificate("kept", rv="2"))
+    assert events[-1] == ("MODIFIED", "kept")
+    relist(CertificateSink(store, None, on_event), [certificate("kept", rv="2")])
+    assert set(store.certificates) == {(NS, "kept")}
 
 
 @pytest.mark.parametrize(

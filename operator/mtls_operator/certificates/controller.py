@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts
+from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec
 from mtls_operator.api.status import Reason, ready_condition
 from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CAUnusable
@@ -21,7 +23,12 @@ from mtls_operator.certificates.gather import Gatherer
 from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.secret_writer import SecretWriter
 from mtls_operator.certificates.status_writer import StatusWriter
-from mtls_operator.certificates.store import CertificateRecord, SecretSink, Store
+from mtls_operator.certificates.store import (
+    CertificateRecord,
+    CertificateSink,
+    SecretSink,
+    Store,
+)
 from mtls_operator.pki import CAProblem, CertificateAuthority, PKIError
 from mtls_operator.policy import certificate as policy
 from mtls_operator.policy.certificate import RATE_LIMITED_TRIGGERS, RENEWAL_TRIGGERS, Drift
@@ -77,31 +84,35 @@ class CertificateController:
             settings.reissue_rate, burst=max(1, int(settings.reissue_rate)), clock=runtime.clock
         )
         self._turns = Turns(bucket, runtime.clock)
-        self._reflectors: list[Reflector] = []
 
     async def start(self) -> None:
         """Load every managed Secret before the first certificate is looked
         at, so that a restart never mistakes an existing Secret for a
-        missing one."""
+        missing one; then watch the certificates."""
         selector = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
-        for namespace in self._settings.namespaces or (None,):
-            reflector = Reflector(
-                self._runtime.kube,
-                secrets_path(namespace),
-                SecretSink(self.store, namespace),
-                selector,
-            )
-            self._reflectors.append(reflector)
+        namespaces = self._settings.namespaces or (None,)
+        secrets = [
+            Reflector(self._runtime.kube, secrets_path(ns), SecretSink(self.store, ns), selector)
+            for ns in namespaces
+        ]
+        for namespace, reflector in zip(namespaces, secrets, strict=True):
             self._runtime.watch(reflector, f"secrets-{namespace or 'all'}")
-        for reflector in self._reflectors:
+        for reflector in secrets:
             await reflector.synced.wait()
         logger.info("loaded %d managed Secrets", len(self.store.secrets))
+        for namespace in namespaces:
+            reflector = Reflector(
+                self._runtime.kube,
+                certificates_path(namespace),
+                CertificateSink(self.store, namespace, self.on_event),
+            )
+            self._runtime.watch(reflector, f"certificates-{namespace or 'all'}")
 
     async def close(self) -> None:
         """Stop the watches of keystore password Secrets."""
         await self._passwords.close()
 
-    def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+    def on_event(self, event_type: str, body: Mapping[str, Any]) -> None:
         """An MtlsCertificate event from the watch."""
         if event_type == "DELETED":
             self.store.remove_certificate(body)
@@ -279,9 +290,7 @@ class CertificateController:
 
     def _gone(self, record: CertificateRecord) -> None:
         self._forget(record.key)
-        self.store.remove_certificate(
-            {"metadata": {"namespace": record.namespace, "name": record.name, "uid": record.uid}}
-        )
+        self.store.remove_certificate(record.metadata_only())
 
     def _forget(self, key: ObjectKey) -> None:
         """A certificate that no longer exists: drop everything kept for it."""

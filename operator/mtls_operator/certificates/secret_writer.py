@@ -5,7 +5,6 @@ resourceVersion it was computed from, so a concurrent change makes it fail
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ class SecretWriter:
     ) -> None:
         self._kube = runtime.kube
         self._passwords = passwords
-        self._executor = runtime.executor
+        self._compute = runtime.compute
         self._clock = runtime.clock
         self._store = store
         self._foreign = foreign
@@ -123,12 +122,12 @@ class SecretWriter:
         reuse_key: bool,
         now: datetime.datetime,
     ) -> SecretContent:
-        """In a worker thread: RSA key generation takes up to seconds."""
+        """In a worker thread unless quick: RSA key generation takes up to
+        seconds, and keystores derive keys from their passwords."""
         previous_key = None
         if reuse_key and spec.private_key.rotation is RotationPolicy.NEVER:
             previous_key = await self._secret_data(record.namespace, spec.secret_name, TLS_KEY)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor,
+        return await self._compute(
             lambda: issue_secret_content(
                 spec,
                 ca,
@@ -137,6 +136,7 @@ class SecretWriter:
                 previous_key_pem=previous_key,
                 pkcs12_password=password,
             ),
+            quick=_quick(spec, ca),
         )
 
     async def repair(
@@ -158,8 +158,9 @@ class SecretWriter:
                 return None
             password = await self._passwords.password(record.namespace, spec)
             current_data = decode_data(current.get("data"))
-            data = await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: repaired_data(spec, ca, current_data, password)
+            data = await self._compute(
+                lambda: repaired_data(spec, ca, current_data, password),
+                quick=_quick(spec, ca),
             )
             if secret.leaf is not None:
                 record_password = _password_record(secret.leaf.serial_number, password)
@@ -190,6 +191,11 @@ class SecretWriter:
     async def _secret_data(self, namespace: str, name: str, key: str) -> bytes | None:
         body = await self._kube.get(secrets_path(namespace, name))
         return decode_data(body.get("data")).get(key) if body else None
+
+
+def _quick(spec: CertificateSpec, ca: CertificateAuthority) -> bool:
+    """No RSA key to make or sign with, and no keystore to encrypt."""
+    return ca.quick and spec.private_key.key.quick and not spec.output_formats
 
 
 def _password_record(serial: str, password: bytes | None) -> dict[str, str]:

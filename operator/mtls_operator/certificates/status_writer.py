@@ -167,8 +167,7 @@ class StatusWriter:
             )
         except ApiError as err:
             if err.not_found:
-                # Gone, though no DELETED event said so (kopf does not report
-                # deletions that happened while its watch was re-listing).
+                # Gone before its DELETED event arrived.
                 self._on_gone(record)
                 return
             raise

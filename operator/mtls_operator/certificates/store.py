@@ -5,7 +5,7 @@ responses to its own writes."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,10 @@ class CertificateRecord:
     def secret_name(self) -> str | None:
         name = self.spec.get("secretName")
         return name if isinstance(name, str) and name else None
+
+    def metadata_only(self) -> dict[str, Any]:
+        """Enough of the object to remove it from the store."""
+        return {"metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid}}
 
     def parsed_spec(self, min_duration: datetime.timedelta) -> CertificateSpec:
         """The validated spec; raises InvalidSpec."""
@@ -152,6 +156,12 @@ class Store:
                 del self._by_namespace[record.namespace]
         self._unclaim(record)
         self._notify_claimants(record)
+
+    def certificates_in(self, namespace: str | None) -> Iterator[CertificateRecord]:
+        """Every certificate of `namespace` (None: of all namespaces)."""
+        for record in list(self.certificates.values()):
+            if namespace is None or record.namespace == namespace:
+                yield record
 
     def keys_in(self, namespace: str) -> list[ObjectKey]:
         return [(namespace, name) for name in sorted(self._by_namespace.get(namespace, ()))]
@@ -270,3 +280,35 @@ class SecretSink:
             self._store.remove_secret(obj)
         else:
             self._store.upsert_secret(obj)
+
+
+CertificateEvents = Callable[[str, Mapping[str, Any]], None]
+
+
+class CertificateSink:
+    """Feeds a reflector of MtlsCertificates to the controller, page by page:
+    a certificate missing from a re-list was deleted while the watch was
+    down, and is handed over as a deletion."""
+
+    def __init__(self, store: Store, namespace: str | None, on_event: CertificateEvents) -> None:
+        self._store = store
+        self._namespace = namespace
+        self._on_event = on_event
+        self._listed: set[ObjectKey] = set()
+
+    def begin_relist(self) -> None:
+        self._listed = set()
+
+    def add_page(self, items: list[dict[str, Any]]) -> None:
+        for body in items:
+            self._listed.add(object_key(body))
+            self._on_event("ADDED", body)
+
+    def end_relist(self) -> None:
+        for record in self._store.certificates_in(self._namespace):
+            if record.key not in self._listed:
+                self._on_event("DELETED", record.metadata_only())
+        self._listed = set()
+
+    def apply(self, event_type: str, obj: dict[str, Any]) -> None:
+        self._on_event(event_type, obj)

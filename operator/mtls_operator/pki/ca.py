@@ -25,7 +25,13 @@ from mtls_operator.pki.certs import (
     not_before,
 )
 from mtls_operator.pki.errors import CAError, CAProblem, CertificateLoadError, KeyLoadError
-from mtls_operator.pki.keys import PrivateKey, load_private_key, public_key_der, signature_hash
+from mtls_operator.pki.keys import (
+    PrivateKey,
+    key_spec_of,
+    load_private_key,
+    public_key_der,
+    signature_hash,
+)
 from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
 
 DEFAULT_CA_LIFETIME = datetime.timedelta(days=3650)
@@ -44,6 +50,11 @@ class CertificateAuthority:
     @cached_property
     def fingerprint(self) -> str:
         return fingerprint_sha256(self.certificate)
+
+    @cached_property
+    def quick(self) -> bool:
+        """Signs in about 0.1 ms (not an RSA key)."""
+        return key_spec_of(self.private_key).quick
 
     @cached_property
     def trust_bundle_pem(self) -> bytes:

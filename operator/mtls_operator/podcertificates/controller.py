@@ -8,7 +8,6 @@ reaches the API server or the operator.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 from dataclasses import dataclass
@@ -151,11 +150,11 @@ class PodCertificateController:
             logger.info("%s %s/%s: %s", outcome.lower(), *key, reason)
 
     async def _sign(self, ca: CertificateAuthority, sign: pod_request.Sign) -> dict[str, Any]:
-        issued = await asyncio.get_running_loop().run_in_executor(
-            self._runtime.executor,
+        issued = await self._runtime.compute(
             lambda: issue_leaf(
                 ca, sign.request, sign.public_key, sign.now, backdate=sign.now - sign.not_before
             ),
+            quick=ca.quick,
         )
         leaf = issued.certificate
         message = f"certificate {format(leaf.serial_number, 'x')} issued by {ca.subject!r}"

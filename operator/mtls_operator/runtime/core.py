@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from mtls_operator.runtime.clock import Clock
 from mtls_operator.runtime.events import EventRecorder
@@ -20,6 +20,7 @@ from mtls_operator.runtime.scheduler import Lane, Scheduler, WorkQueue
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 WorkKey = tuple[str, Any]  # (controller name, the controller's own key)
 
 
@@ -60,6 +61,15 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._reflectors: list[Reflector] = []
         self._working = False
+
+    async def compute(self, work: Callable[[], T], *, quick: bool) -> T:
+        """CPU-bound work (keys, signatures, keystores): on the event loop
+        when `quick`, since handing about 0.1 ms of ECDSA work to a thread
+        costs as much again and contends for the GIL; in a crypto thread
+        otherwise, so that RSA never stalls every other reconciliation."""
+        if quick:
+            return work()
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
     def lane(self, name: str) -> Lane[Hashable]:
         return Lane(name, self.scheduler, self.queue)

@@ -35,8 +35,7 @@ _RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _WATCH_TIMEOUT_SECONDS = 290
 # The API server sends every watch a bookmark about once a minute, however
 # quiet the collection: a watch silent for longer has stalled (a frozen API
-# server, a half-open connection) and is opened again. kopf's watches use
-# the same bound.
+# server, a half-open connection) and is opened again.
 WATCH_INACTIVITY_SECONDS = 70.0
 _LIST_PAGE_SIZE = 500
 _REQUEST_TIMEOUT = 30.0
