@@ -80,9 +80,9 @@ class CertificateController:
         tenancy.on_namespace_change(self._namespace_changed)
         self._secrets = SecretWriter(runtime, self.store, self._foreign, self._passwords)
         self._status = StatusWriter(runtime, self.store, self._lane, on_gone=self._gone)
-        bucket = TokenBucket(
-            settings.reissue_rate, burst=max(1, int(settings.reissue_rate)), clock=runtime.clock
-        )
+        # A burst of one: re-issuances are spread evenly, so that no stretch
+        # of time sees more than --reissue-rate per second.
+        bucket = TokenBucket(settings.reissue_rate, burst=1, clock=runtime.clock)
         self._turns = Turns(bucket, runtime.clock)
 
     async def start(self) -> None:
