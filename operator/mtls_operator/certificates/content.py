@@ -1,6 +1,6 @@
 """Turning a spec and a CA into the contents of a Secret: key, chain, trust
-bundle and the extra formats. Pure and CPU-bound; callers run it in a worker
-thread so key generation never blocks the event loop."""
+bundle and the extra formats. Pure and CPU-bound; callers run it in a crypto
+thread unless it is quick, so RSA key generation never blocks the event loop."""
 
 from __future__ import annotations
 

@@ -92,13 +92,13 @@ class KeySpec:
 
     @property
     def quick(self) -> bool:
-        """Generated and signing in about 0.1 ms (ECDSA, Ed25519), where RSA
+        """Generates and signs in about 0.1 ms (ECDSA, Ed25519), where RSA
         takes tens to hundreds of ms to generate and ms to sign."""
         return self.algorithm is not KeyAlgorithm.RSA
 
     def generate(self) -> PrivateKey:
         """Generate a fresh key. RSA is slow (tens to hundreds of ms): call it
-        from a worker thread in an event-loop program."""
+        from a worker thread in an event-loop program (see `quick`)."""
         if self.algorithm is KeyAlgorithm.ED25519:
             return ed25519.Ed25519PrivateKey.generate()
         if self.size is None:

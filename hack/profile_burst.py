@@ -1,0 +1,102 @@
+"""Where a burst's CPU goes: the bench's bare client and operator burst on a
+fresh control plane, the CPU each process spends per certificate (etcd,
+kube-apiserver, kube-controller-manager, the operator and this client), and
+optionally a py-spy profile of the operator during the burst.
+
+    .venv/bin/python hack/profile_burst.py --count 2000 --py-spy /path/to/py-spy
+
+py-spy is not a dependency: install it anywhere (`pip install py-spy` in a
+throwaway virtualenv) and give its path. The profile is written in py-spy's
+raw format (one stack per line, then its sample count), with `--gil` so that
+only the thread holding the GIL is sampled: what Python spends, not what it
+waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from bench_support import WORK, ReadyWatch, Stage, baseline, cpu_seconds
+
+NAMESPACE = "bench"
+BASELINE_NAMESPACE = "bench-baseline"
+
+
+def cpu_by_process(stage: Stage) -> dict[str, float]:
+    used = {process.name: cpu_seconds(process.pid) for process in stage.cluster.processes}
+    used["operator"] = cpu_seconds(stage.operator.pid)
+    own = os.times()
+    used["client"] = own.user + own.system
+    return used
+
+
+def per_certificate(before: dict[str, float], after: dict[str, float], count: int) -> str:
+    return "  ".join(
+        f"{name} {(after[name] - before[name]) * 1000 / count:.1f} ms" for name in before
+    )
+
+
+async def profile(args: argparse.Namespace) -> None:
+    stage = Stage("profile", [NAMESPACE, BASELINE_NAMESPACE], ["--namespace", NAMESPACE])
+    watch = ReadyWatch(stage.kube, NAMESPACE)
+    try:
+        await baseline(stage.kube, BASELINE_NAMESPACE, 200, "warm")
+        stage.operator.start()
+        watch.start()
+        before = cpu_by_process(stage)
+        rate = await baseline(stage.kube, BASELINE_NAMESPACE, args.count, "base")
+        used = per_certificate(before, cpu_by_process(stage), args.count)
+        print(f"bare client {rate:.0f}/s; CPU per certificate: {used}")
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen(
+                [
+                    args.py_spy,
+                    "record",
+                    "--pid",
+                    str(stage.operator.pid),
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(args.output),
+                    "--nonblocking",
+                    "--threads",
+                    "--gil",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            await asyncio.sleep(1.5)  # py-spy attached
+        before = cpu_by_process(stage)
+        started = time.monotonic()
+        await stage.create(NAMESPACE, args.count, "c")
+        seconds = await watch.wait(args.count) - started
+        used = per_certificate(before, cpu_by_process(stage), args.count)
+        print(f"operator {args.count / seconds:.0f}/s; CPU per certificate: {used}")
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait()
+            print(f"profile of the operator in {args.output}")
+    finally:
+        await watch.stop()
+        await stage.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=2000, help="certificates in the burst")
+    parser.add_argument("--py-spy", help="path of a py-spy binary: profile the operator")
+    parser.add_argument("--output", type=Path, default=WORK / "profile.raw")
+    asyncio.run(profile(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
