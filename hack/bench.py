@@ -36,6 +36,7 @@ from bench_support import (
     mib,
     operator_counter,
     ready_gauges,
+    rss_target,
 )
 from mtls_operator.api.pod_certificates import pod_certificate_requests_path
 from mtls_operator.api.resources import certificates_path
@@ -126,7 +127,9 @@ class Bench:
             f"{writes} writes for {issued:.0f} issuances, all clients; target <= 3",
         )
         self.note(
-            f"operator RSS at {count} certificates", mib(rss), f"peak {mib(peak)}; target 150 MiB"
+            f"operator RSS at {count} certificates",
+            mib(rss),
+            f"peak {mib(peak)}" + rss_target(count),
         )
 
     async def latency(self) -> None:
@@ -176,7 +179,7 @@ class Bench:
         self.note(
             f"operator RSS at {self.args.scale} certificates",
             mib(rss),
-            f"peak {mib(peak)}; target 300 MiB",
+            f"peak {mib(peak)}" + rss_target(self.args.scale),
         )
 
     async def restart(self) -> None:
@@ -197,7 +200,11 @@ class Bench:
             f"all Ready again in {resync:.1f} s; {writes} write requests",
         )
         rss, peak = self.operator.memory_kib()
-        self.note("operator RSS after the restart", mib(rss), f"peak {mib(peak)}; target 300 MiB")
+        self.note(
+            "operator RSS after the restart",
+            mib(rss),
+            f"peak {mib(peak)}" + rss_target(self.args.scale),
+        )
 
     async def pod_certificates(self) -> None:
         """PodCertificateRequests posted together, as kubelets post them,

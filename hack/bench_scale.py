@@ -22,14 +22,12 @@ from bench_support import (
     mib,
     operator_counter,
     ready_gauges,
+    rss_target,
 )
 
 NAMESPACE = "scale"
 # Idle: every certificate looked at, and under this much of a core for a second.
 IDLE_CORE_FRACTION = 0.05
-
-# Memory targets of the operator, by number of certificates.
-RSS_TARGETS_MIB = {1000: 150, 10000: 250, 50000: 600}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +72,7 @@ async def run(args: argparse.Namespace, figures: Figures) -> None:
             figures.note(
                 f"operator RSS at {size} certificates",
                 mib(rss),
-                f"peak {mib(peak)}" + _rss_target(size),
+                f"peak {mib(peak)}" + rss_target(size),
                 rss / 1024,
                 "MiB",
             )
@@ -83,11 +81,6 @@ async def run(args: argparse.Namespace, figures: Figures) -> None:
     finally:
         await watch.stop()
         await stage.close()
-
-
-def _rss_target(size: int) -> str:
-    target = RSS_TARGETS_MIB.get(size)
-    return f"; target at most {target} MiB" if target else ""
 
 
 async def idle_cpu(stage: Stage, figures: Figures, total: int, seconds: int) -> None:

@@ -39,6 +39,16 @@ SAMPLE_SECRET = {
 }
 
 
+# Memory targets of the operator, by number of certificates.
+RSS_TARGETS_MIB = {1000: 150, 10000: 250, 50000: 600}
+
+
+def rss_target(size: int) -> str:
+    """The remark naming the memory target at `size` certificates, if any."""
+    target = RSS_TARGETS_MIB.get(size)
+    return f"; target at most {target} MiB" if target else ""
+
+
 @dataclass(frozen=True)
 class Figure:
     """One row of the table: `value` as printed, `number` in `unit` for the JSON."""

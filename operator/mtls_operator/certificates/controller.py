@@ -91,12 +91,16 @@ class CertificateController:
         missing one; then watch the certificates."""
         selector = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
         namespaces = self._settings.namespaces or (None,)
-        secrets = [
-            Reflector(self._runtime.kube, secrets_path(ns), SecretSink(self.store, ns), selector)
-            for ns in namespaces
-        ]
-        for namespace, reflector in zip(namespaces, secrets, strict=True):
+        secrets = []
+        for namespace in namespaces:
+            reflector = Reflector(
+                self._runtime.kube,
+                secrets_path(namespace),
+                SecretSink(self.store, namespace),
+                selector,
+            )
             self._runtime.watch(reflector, f"secrets-{namespace or 'all'}")
+            secrets.append(reflector)
         for reflector in secrets:
             await reflector.synced.wait()
         logger.info("loaded %d managed Secrets", len(self.store.secrets))

@@ -5,7 +5,7 @@ responses to its own writes."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,13 +157,10 @@ class Store:
         self._unclaim(record)
         self._notify_claimants(record)
 
-    def certificates_in(self, namespace: str | None) -> Iterator[CertificateRecord]:
-        """Every certificate of `namespace` (None: of all namespaces)."""
-        for record in list(self.certificates.values()):
-            if namespace is None or record.namespace == namespace:
-                yield record
-
-    def keys_in(self, namespace: str) -> list[ObjectKey]:
+    def keys_in(self, namespace: str | None) -> list[ObjectKey]:
+        """The certificates of `namespace` (None: of every namespace)."""
+        if namespace is None:
+            return sorted(self.certificates)
         return [(namespace, name) for name in sorted(self._by_namespace.get(namespace, ()))]
 
     def _notify_claimants(self, departed: CertificateRecord) -> None:
@@ -305,9 +302,9 @@ class CertificateSink:
             self._on_event("ADDED", body)
 
     def end_relist(self) -> None:
-        for record in self._store.certificates_in(self._namespace):
-            if record.key not in self._listed:
-                self._on_event("DELETED", record.metadata_only())
+        for key in self._store.keys_in(self._namespace):
+            if key not in self._listed:
+                self._on_event("DELETED", self._store.certificates[key].metadata_only())
         self._listed = set()
 
     def apply(self, event_type: str, obj: dict[str, Any]) -> None:
