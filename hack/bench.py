@@ -209,33 +209,45 @@ class Bench:
     async def pod_certificates(self) -> None:
         """PodCertificateRequests posted together, as kubelets post them,
         against a bare client posting the same and answering each with one
-        status write."""
+        status write: alternating, ROUNDS times each, the best of each."""
         count = self.args.pod_requests
-        stubs = stub_requests(2 * count)
+        stubs = stub_requests(count)
         node, pods = await pods_on_a_node(self.kube, PODS_BASELINE_NAMESPACE)
-        bodies = [request_body(pods[i % len(pods)], node, stubs[i]) for i in range(count)]
-        bare = await bare_signer(self.kube, PODS_BASELINE_NAMESPACE, bodies, in_parallel)
+        bare_bodies = [request_body(pods[i % len(pods)], node, stubs[i]) for i in range(count)]
         node, pods = await pods_on_a_node(self.kube, NAMESPACE)
-        bodies = [request_body(pods[i % len(pods)], node, stubs[count + i]) for i in range(count)]
-        writes_before = pcr_writes(self.kubectl("get", "--raw", "/metrics", timeout=120).stdout)
-        started = time.monotonic()
-        await in_parallel(
-            count,
-            lambda i: self.kube.create(pod_certificate_requests_path(NAMESPACE), bodies[i]),
-        )
-        seconds = await answered(self.kube, NAMESPACE, count) - started
-        await asyncio.sleep(2)
-        metrics = self.kubectl("get", "--raw", "/metrics", timeout=120).stdout
-        writes = pcr_writes(metrics) - writes_before - count
+        bodies = [request_body(pods[i % len(pods)], node, stubs[i]) for i in range(count)]
+        bare_rates, times = [], []
+        writes = 0
+        for round_number in range(ROUNDS):
+            bare_rates.append(
+                await bare_signer(self.kube, PODS_BASELINE_NAMESPACE, bare_bodies, in_parallel)
+            )
+            writes_before = pcr_writes(self.kubectl("get", "--raw", "/metrics", timeout=120).stdout)
+            started = time.monotonic()
+            await in_parallel(
+                count,
+                lambda i: self.kube.create(pod_certificate_requests_path(NAMESPACE), bodies[i]),
+            )
+            answered_at = await answered(self.kube, NAMESPACE, count * (round_number + 1))
+            times.append(answered_at - started)
+            await asyncio.sleep(2)
+            metrics = self.kubectl("get", "--raw", "/metrics", timeout=120).stdout
+            writes += pcr_writes(metrics) - writes_before - count
+        bare, best = max(bare_rates), min(times)
         issued = operator_counter(
             self.operator, "mtls_operator_pod_certificate_requests_total", outcome="Issued"
         )
-        rate = count / seconds
+        rate = count / best
         self.note(
             f"{count} PodCertificateRequests posted together: all Issued",
-            f"{seconds:.1f} s",
+            f"{best:.1f} s",
             f"{rate:.0f}/s = {rate / bare:.0%} of a bare client posting and answering "
             f"({bare:.0f}/s); target >= 80 %",
+        )
+        self.note(
+            "pod certificate runs, operator and bare",
+            ", ".join(f"{count / t:.0f}/s" for t in times),
+            "bare " + ", ".join(f"{r:.0f}/s" for r in bare_rates),
         )
         self.note(
             "write requests per pod certificate",

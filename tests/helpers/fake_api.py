@@ -28,6 +28,7 @@ class FakeKube(Kube):
     def __init__(self) -> None:  # no connection, deliberately
         self.objects: dict[str, Object] = {}
         self.writes: list[tuple[str, str]] = []
+        self.reads: list[str] = []
         self._versions = itertools.count(1000)
 
     def put(self, path: str, body: Object) -> Object:
@@ -39,6 +40,7 @@ class FakeKube(Kube):
     async def get(
         self, path: str, *, retry: bool = True, timeout: float = 30.0, cached: bool = False
     ) -> Object | None:
+        self.reads.append(path)
         found = self.objects.get(path)
         return copy.deepcopy(found) if found is not None else None
 

@@ -36,9 +36,9 @@ POD_SIGNER_RULES = {
     ("certificates.k8s.io", "podcertificaterequests", ()): {"get", "list", "watch"},
     ("certificates.k8s.io", "podcertificaterequests/status", ()): {"patch"},
     ("certificates.k8s.io", "signers", ("mtls.dev/pod-identity",)): {"sign"},
-    ("", "pods", ()): {"get"},
-    ("", "nodes", ()): {"get"},
-    ("", "serviceaccounts", ()): {"get"},
+    ("", "pods", ()): {"get", "list", "watch"},
+    ("", "nodes", ()): {"get", "list", "watch"},
+    ("", "serviceaccounts", ()): {"get", "list", "watch"},
 }
 TRUST_BUNDLE_RULES = {
     ("certificates.k8s.io", "clustertrustbundles", ()): {

@@ -24,6 +24,7 @@ from mtls_operator.api.pod_certificates import (
 from mtls_operator.api.timestamps import parse_timestamp
 from mtls_operator.authorities.store import AuthorityStore, CARef
 from mtls_operator.pki import CertificateAuthority, PKIError, issue_leaf
+from mtls_operator.podcertificates.directory import Directory
 from mtls_operator.podcertificates.gather import Gatherer
 from mtls_operator.policy import pod_request
 from mtls_operator.runtime import backoff
@@ -81,16 +82,27 @@ class PodCertificateController:
         self._authorities = authorities
         self._settings = settings
         self._lane = runtime.lane(NAME)
+        self._directory = Directory()
         self._gatherer = Gatherer(
-            runtime.kube, tenancy, runtime.clock, max_duration=settings.max_duration
+            runtime.kube,
+            self._directory,
+            tenancy,
+            runtime.clock,
+            max_duration=settings.max_duration,
         )
         self._pending: dict[ObjectKey, PodCertificateRequest] = {}
         self._failures: dict[ObjectKey, int] = {}
 
     async def start(self) -> None:
         """Watch the requests of this signer only (a server-side field
-        selector), and sign with the cluster CA."""
+        selector), and sign with the cluster CA. The pods, nodes and service
+        accounts they name are watched too, but not waited for: until those
+        are listed, what a request claims is read from the API."""
         self._authorities.use(self._settings.cluster_ca, self._ca_changed, NAME)
+        for name, watch in self._directory.reflectors(
+            self._runtime.kube, self._settings.namespaces
+        ).items():
+            self._runtime.watch(watch, name)
         selector = {"fieldSelector": f"spec.signerName={self._settings.signer_name}"}
         reflectors = []
         for namespace in self._settings.namespaces or (None,):

@@ -1,62 +1,77 @@
 """Gather, for one PodCertificateRequest: the pod, node and service account
-it names, as they are now (read from the API: a signer must not take the
-request's word for them), and the key it asks to certify. Read-only."""
+it names, as they are now (a signer must not take the request's word for
+them), and the key it asks to certify. Read-only."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
+from collections.abc import Callable
+from typing import TypeVar
 
 from mtls_operator.api.pod_certificates import PodCertificateRequest
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.pki.requests import public_key_of_request
+from mtls_operator.podcertificates.directory import Directory, pod_facts, uid_of
 from mtls_operator.policy.pod_request import Input, PodFacts
 from mtls_operator.runtime.clock import Clock
 from mtls_operator.runtime.kube import Kube, Object
 from mtls_operator.tenancy.store import Tenancy
 
-
-def _uid(body: Object | None) -> str | None:
-    return str((body.get("metadata") or {}).get("uid", "")) if body is not None else None
+F = TypeVar("F")
 
 
 class Gatherer:
     def __init__(
-        self, kube: Kube, tenancy: Tenancy, clock: Clock, *, max_duration: datetime.timedelta
+        self,
+        kube: Kube,
+        directory: Directory,
+        tenancy: Tenancy,
+        clock: Clock,
+        *,
+        max_duration: datetime.timedelta,
     ) -> None:
         self._kube = kube
+        self._directory = directory
         self._tenancy = tenancy
         self._clock = clock
         self._max_duration = max_duration
 
     async def gather(self, request: PodCertificateRequest, ca: CertificateAuthority) -> Input:
-        """Raises ApiError when the API cannot answer (the request waits)."""
+        """Raises ApiError when the API cannot answer (the request waits).
+
+        A fact the directory holds is taken when it agrees with the request;
+        one it lacks or that disagrees is read from the API server's watch
+        cache (as its NodeRestriction reads them), so that a refusal never
+        rests on a watch that lags: a UID that changed milliseconds ago may
+        not show yet, which is why the kubelet's node is checked by the API
+        server too."""
         namespace = request.namespace
-        # From the watch cache, as the API server's NodeRestriction reads
-        # them: a UID that changed milliseconds ago may not show yet, which
-        # is why the kubelet's node is checked by the API server too.
-        pod, node, account = await asyncio.gather(
-            self._kube.get(f"/api/v1/namespaces/{namespace}/pods/{request.pod_name}", cached=True),
-            self._kube.get(f"/api/v1/nodes/{request.node_name}", cached=True),
-            self._kube.get(
-                f"/api/v1/namespaces/{namespace}/serviceaccounts/{request.service_account_name}",
-                cached=True,
-            ),
+        claimed_pod = PodFacts(request.pod_uid, request.node_name, request.service_account_name)
+        # One after the other: each is a dictionary look-up unless it disagrees.
+        pod = await self._confirm(
+            self._directory.pods.known.get((namespace, request.pod_name)),
+            claimed_pod,
+            f"/api/v1/namespaces/{namespace}/pods/{request.pod_name}",
+            pod_facts,
         )
-        pod_facts = None
-        if pod is not None:
-            spec = pod.get("spec") or {}
-            pod_facts = PodFacts(
-                uid=_uid(pod) or "",
-                node_name=str(spec.get("nodeName") or ""),
-                service_account_name=str(spec.get("serviceAccountName") or "default"),
-            )
+        node_uid = await self._confirm(
+            self._directory.nodes.known.get(request.node_name),
+            request.node_uid,
+            f"/api/v1/nodes/{request.node_name}",
+            uid_of,
+        )
+        account_uid = await self._confirm(
+            self._directory.service_accounts.known.get((namespace, request.service_account_name)),
+            request.service_account_uid,
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{request.service_account_name}",
+            uid_of,
+        )
         settings = self._tenancy.settings
         return Input(
             request=request,
-            pod=pod_facts,
-            node_uid=_uid(node),
-            service_account_uid=_uid(account),
+            pod=pod,
+            node_uid=node_uid,
+            service_account_uid=account_uid,
             public_key=public_key_of_request(request.stub_pkcs10_request),
             ca=ca,
             trust_domain=settings.trust_domain,
@@ -64,3 +79,11 @@ class Gatherer:
             max_duration=self._max_duration,
             now=self._clock.now(),
         )
+
+    async def _confirm(
+        self, known: F | None, claimed: F, path: str, fact: Callable[[Object], F]
+    ) -> F | None:
+        if known == claimed:
+            return known
+        body = await self._kube.get(path, cached=True)
+        return fact(body) if body is not None else None

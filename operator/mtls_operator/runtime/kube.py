@@ -38,6 +38,11 @@ _WATCH_TIMEOUT_SECONDS = 290
 # server, a half-open connection) and is opened again.
 WATCH_INACTIVITY_SECONDS = 70.0
 _LIST_PAGE_SIZE = 500
+# Metadata-only reads, as client-go's metadata informers make them: the API
+# server sends each object's metadata alone (a Node's status, which can be
+# tens of kilobytes, never crosses the wire).
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+_METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _REQUEST_TIMEOUT = 30.0
 
 
@@ -89,8 +94,11 @@ def leases_path(namespace: str, name: str | None = None) -> str:
 
 
 class Pages:
-    def __init__(self, kube: Kube, path: str, params: dict[str, str]) -> None:
+    def __init__(
+        self, kube: Kube, path: str, params: dict[str, str], *, metadata_only: bool = False
+    ) -> None:
         self._kube, self._path, self._params = kube, path, params
+        self._accept = _METADATA_LIST if metadata_only else None
         self.resource_version = ""
 
     def __aiter__(self) -> AsyncIterator[list[Object]]:
@@ -99,7 +107,7 @@ class Pages:
     async def _pages(self) -> AsyncIterator[list[Object]]:
         query = {**self._params, "limit": str(_LIST_PAGE_SIZE)}
         while True:
-            page = await self._kube.request("GET", self._path, params=query)
+            page = await self._kube.request("GET", self._path, params=query, accept=self._accept)
             yield page.get("items") or []
             metadata = page.get("metadata") or {}
             token = metadata.get("continue")
@@ -145,11 +153,13 @@ class Kube:
         params: Mapping[str, str] | None = None,
         body: object = None,
         content_type: str = "application/json",
+        accept: str | None = None,
         retry: bool = True,
         timeout: float = _REQUEST_TIMEOUT,
     ) -> Object:
         """One API call. Unless `retry` is off, connection failures, 429 and
         5xx answers are retried a few times with backoff."""
+        extra = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
         relogged = False
         delays = (*backoff.REQUEST, None) if retry else (None,)
         for attempt, delay in enumerate(delays):
@@ -160,7 +170,7 @@ class Kube:
                     connection.server + path,
                     params=params,
                     data=None if body is None else json.dumps(body),
-                    headers={**connection.headers, "Content-Type": content_type},
+                    headers={**connection.headers, **extra},
                     timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as response:
                     if response.status == 401 and not relogged:
@@ -225,25 +235,34 @@ class Kube:
         return await self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
 
     async def list(
-        self, path: str, params: Mapping[str, str] | None = None
+        self, path: str, params: Mapping[str, str] | None = None, *, metadata_only: bool = False
     ) -> tuple[list[Object], str]:
         """Every item, and the resourceVersion to watch from."""
         items: list[Object] = []
-        pages = self.list_pages(path, params)
+        pages = self.list_pages(path, params, metadata_only=metadata_only)
         async for page in pages:
             items.extend(page)
         return items, pages.resource_version
 
-    def list_pages(self, path: str, params: Mapping[str, str] | None = None) -> Pages:
+    def list_pages(
+        self, path: str, params: Mapping[str, str] | None = None, *, metadata_only: bool = False
+    ) -> Pages:
         """The items in pages, so that a large collection is never held in
-        memory at once; `resource_version` is set after the last page."""
-        return Pages(self, path, dict(params or {}))
+        memory at once; `resource_version` is set after the last page.
+        `metadata_only`: each item is its apiVersion, kind and metadata."""
+        return Pages(self, path, dict(params or {}), metadata_only=metadata_only)
 
     async def watch(
-        self, path: str, resource_version: str, params: Mapping[str, str] | None = None
+        self,
+        path: str,
+        resource_version: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        metadata_only: bool = False,
     ) -> AsyncIterator[tuple[str, Object]]:
         """Events after `resource_version`, until the server ends the stream.
-        Raises Gone when the version is too old to continue from."""
+        Raises Gone when the version is too old to continue from.
+        `metadata_only`: each object is its apiVersion, kind and metadata."""
         query = {
             **(params or {}),
             "watch": "true",
@@ -253,8 +272,9 @@ class Kube:
         }
         connection = await self._connect()
         timeout = aiohttp.ClientTimeout(total=None, sock_read=WATCH_INACTIVITY_SECONDS)
+        headers = {**connection.headers, **({"Accept": _METADATA_WATCH} if metadata_only else {})}
         async with connection.watch_session.get(
-            connection.server + path, params=query, headers=connection.headers, timeout=timeout
+            connection.server + path, params=query, headers=headers, timeout=timeout
         ) as response:
             if response.status == 401:
                 await self._reset(connection)

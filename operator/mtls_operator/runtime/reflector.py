@@ -61,16 +61,19 @@ class Reflector:
         on_error: Callable[[str], None] | None = None,
         *,
         absent_is_empty: bool = False,
+        metadata_only: bool = False,
     ) -> None:
         """`absent_is_empty`: a resource the API server does not serve (its
         CRD is not installed) reads as an empty collection, checked again
-        every half minute, instead of a failure."""
+        every half minute, instead of a failure. `metadata_only`: the sink
+        sees each object's metadata alone."""
         self._kube = kube
         self._path = path
         self._params = dict(params or {})
         self._sink = sink
         self._on_error = on_error
         self._absent_is_empty = absent_is_empty
+        self._metadata_only = metadata_only
         self.synced = asyncio.Event()
         # True while the API server does not serve the resource (absent_is_empty).
         self.absent = False
@@ -89,7 +92,7 @@ class Reflector:
                     self._solved()
                     self.synced.set()
                 async for event_type, obj in self._kube.watch(
-                    self._path, resource_version, self._params
+                    self._path, resource_version, self._params, metadata_only=self._metadata_only
                 ):
                     failures = 0
                     resource_version = (obj.get("metadata") or {}).get(
@@ -155,10 +158,12 @@ class Reflector:
 
     async def _relist(self) -> str:
         if not isinstance(self._sink, PagedSink):
-            items, resource_version = await self._kube.list(self._path, self._params)
+            items, resource_version = await self._kube.list(
+                self._path, self._params, metadata_only=self._metadata_only
+            )
             self._sink.replace(items)
             return resource_version
-        pages = self._kube.list_pages(self._path, self._params)
+        pages = self._kube.list_pages(self._path, self._params, metadata_only=self._metadata_only)
         self._sink.begin_relist()
         async for page in pages:
             self._sink.add_page(page)

@@ -1,0 +1,103 @@
+"""What the signer knows, from watches of its own, of the pods, nodes and
+service accounts that requests name: each object reduced to the facts a
+request is checked against (a pod to three strings, a node or a service
+account to its UID, read metadata-only), as kube-controller-manager's
+controllers keep informers instead of reading an object per request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, Generic, TypeVar
+
+from mtls_operator.policy.pod_request import PodFacts
+from mtls_operator.runtime.kube import Kube, Object, ObjectKey
+from mtls_operator.runtime.reflector import Reflector
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# A kubelet asks only for the pods bound to its node: the others are not kept.
+SCHEDULED_PODS = {"fieldSelector": "spec.nodeName!="}
+
+
+def _metadata(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    return body.get("metadata") or {}
+
+
+def _namespaced_key(body: Mapping[str, Any]) -> ObjectKey:
+    metadata = _metadata(body)
+    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+
+
+def uid_of(body: Mapping[str, Any]) -> str:
+    return str(_metadata(body).get("uid", ""))
+
+
+def pod_facts(body: Mapping[str, Any]) -> PodFacts:
+    spec = body.get("spec") or {}
+    return PodFacts(
+        uid=uid_of(body),
+        node_name=str(spec.get("nodeName") or ""),
+        service_account_name=str(spec.get("serviceAccountName") or "default"),
+    )
+
+
+class FactTable(Generic[K, V]):
+    """One small fact per object of a watched collection (a PagedSink)."""
+
+    def __init__(self, key: Callable[[Object], K], fact: Callable[[Object], V]) -> None:
+        self._key, self._fact = key, fact
+        self.known: dict[K, V] = {}
+        self._listed: set[K] = set()
+
+    def begin_relist(self) -> None:
+        self._listed = set()
+
+    def add_page(self, items: list[Object]) -> None:
+        for item in items:
+            key = self._key(item)
+            self.known[key] = self._fact(item)
+            self._listed.add(key)
+
+    def end_relist(self) -> None:
+        for key in self.known.keys() - self._listed:
+            del self.known[key]
+        self._listed = set()
+
+    def apply(self, event_type: str, obj: Object) -> None:
+        key = self._key(obj)
+        if event_type == "DELETED":
+            self.known.pop(key, None)
+        else:
+            self.known[key] = self._fact(obj)
+
+
+def _collection(namespace: str | None, plural: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/{plural}" if namespace else f"/api/v1/{plural}"
+
+
+class Directory:
+    """Filled by the watches `reflectors` returns; a fact missing here is
+    read from the API by who asks (the watches may lag, or be refused)."""
+
+    def __init__(self) -> None:
+        self.pods: FactTable[ObjectKey, PodFacts] = FactTable(_namespaced_key, pod_facts)
+        self.nodes: FactTable[str, str] = FactTable(lambda b: str(_metadata(b).get("name")), uid_of)
+        self.service_accounts: FactTable[ObjectKey, str] = FactTable(_namespaced_key, uid_of)
+
+    def reflectors(self, kube: Kube, namespaces: tuple[str, ...]) -> dict[str, Reflector]:
+        """The watches that keep this current, by name: pods and service
+        accounts of `namespaces` (empty: all), and every node."""
+        found = {"nodes": Reflector(kube, "/api/v1/nodes", self.nodes, metadata_only=True)}
+        for namespace in namespaces or (None,):
+            suffix = namespace or "all"
+            found[f"pods-{suffix}"] = Reflector(
+                kube, _collection(namespace, "pods"), self.pods, SCHEDULED_PODS
+            )
+            found[f"serviceaccounts-{suffix}"] = Reflector(
+                kube,
+                _collection(namespace, "serviceaccounts"),
+                self.service_accounts,
+                metadata_only=True,
+            )
+        return found

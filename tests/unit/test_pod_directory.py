@@ -1,0 +1,155 @@
+"""What the pod signer knows from its watches: one small fact per pod, node
+and service account, current through re-lists and deletions; a claim it
+holds and that agrees is not read again, one it lacks or that disagrees is
+read from the API, so that no refusal rests on a lagging watch."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import pytest
+
+from mtls_operator.api.pod_certificates import read_request
+from mtls_operator.podcertificates.directory import Directory
+from mtls_operator.podcertificates.gather import Gatherer
+from mtls_operator.policy.pod_request import Input, PodFacts
+from mtls_operator.runtime.core import Runtime
+from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.tenancy.store import IdentitySettings, Tenancy
+
+from conftest import NOW, make_ca
+from helpers.clock import FakeClock
+from helpers.fake_api import FakeKube
+
+POD_PATH = "/api/v1/namespaces/shop/pods/app"
+NODE_PATH = "/api/v1/nodes/node-1"
+ACCOUNT_PATH = "/api/v1/namespaces/shop/serviceaccounts/payments"
+
+
+def pod(name: str, uid: str, node: str = "node-1", account: str = "payments") -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "shop", "name": name, "uid": uid},
+        "spec": {"nodeName": node, "serviceAccountName": account, "containers": []},
+    }
+
+
+def named(name: str, uid: str, namespace: str | None = None) -> dict[str, Any]:
+    metadata = {"name": name, "uid": uid, **({"namespace": namespace} if namespace else {})}
+    return {"kind": "PartialObjectMetadata", "metadata": metadata}
+
+
+def test_a_relist_keeps_what_it_lists_and_drops_the_rest() -> None:
+    directory = Directory()
+    pods = directory.pods
+    pods.begin_relist()
+    pods.add_page([pod("app", "uid-1"), pod("old", "uid-2")])
+    pods.end_relist()
+    pods.begin_relist()
+    pods.add_page([pod("app", "uid-1")])
+    pods.add_page([pod("new", "uid-3", account="")])
+    pods.end_relist()
+    assert pods.known == {
+        ("shop", "app"): PodFacts("uid-1", "node-1", "payments"),
+        ("shop", "new"): PodFacts("uid-3", "node-1", "default"),
+    }
+
+
+def test_events_change_and_remove_facts() -> None:
+    directory = Directory()
+    directory.nodes.apply("ADDED", named("node-1", "uid-a"))
+    directory.nodes.apply("MODIFIED", named("node-1", "uid-b"))
+    directory.service_accounts.apply("ADDED", named("payments", "uid-sa", "shop"))
+    directory.service_accounts.apply("DELETED", named("payments", "uid-sa", "shop"))
+    assert directory.nodes.known == {"node-1": "uid-b"}
+    assert directory.service_accounts.known == {}
+
+
+def test_the_watches_cover_the_signers_namespaces_and_every_node() -> None:
+    names = Directory().reflectors(FakeKube(), ("shop", "bank"))
+    assert sorted(names) == [
+        "nodes",
+        "pods-bank",
+        "pods-shop",
+        "serviceaccounts-bank",
+        "serviceaccounts-shop",
+    ]
+    assert sorted(Directory().reflectors(FakeKube(), ())) == [
+        "nodes",
+        "pods-all",
+        "serviceaccounts-all",
+    ]
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    kube = FakeKube()
+    kube.put(POD_PATH, pod("app", "uid-pod"))
+    kube.put(NODE_PATH, named("node-1", "uid-node"))
+    kube.put(ACCOUNT_PATH, named("payments", "uid-sa", "shop"))
+    return kube
+
+
+def gathered(kube: FakeKube, directory: Directory, **spec: str) -> Input:
+    runtime = Runtime(kube, FakeClock(NOW), Metrics(), workers=1, crypto_threads=1)
+    runtime.executor.shutdown()
+    tenancy = Tenancy(runtime, IdentitySettings())
+    gatherer = Gatherer(
+        kube, directory, tenancy, runtime.clock, max_duration=datetime.timedelta(hours=24)
+    )
+    request = read_request(
+        {
+            "metadata": {"namespace": "shop", "name": "req-1", "uid": "uid-req"},
+            "spec": {
+                "signerName": "mtls.dev/pod-identity",
+                "podName": "app",
+                "podUID": "uid-pod",
+                "serviceAccountName": "payments",
+                "serviceAccountUID": "uid-sa",
+                "nodeName": "node-1",
+                "nodeUID": "uid-node",
+                **spec,
+            },
+        }
+    )
+    return asyncio.run(gatherer.gather(request, make_ca()))
+
+
+def known_directory() -> Directory:
+    directory = Directory()
+    directory.pods.apply("ADDED", pod("app", "uid-pod"))
+    directory.nodes.apply("ADDED", named("node-1", "uid-node"))
+    directory.service_accounts.apply("ADDED", named("payments", "uid-sa", "shop"))
+    return directory
+
+
+def test_claims_the_watches_agree_with_are_not_read_again(kube: FakeKube) -> None:
+    given = gathered(kube, known_directory())
+    assert kube.reads == []
+    assert (given.pod, given.node_uid, given.service_account_uid) == (
+        PodFacts("uid-pod", "node-1", "payments"),
+        "uid-node",
+        "uid-sa",
+    )
+
+
+def test_claims_the_watches_lack_are_read(kube: FakeKube) -> None:
+    given = gathered(kube, Directory())
+    assert kube.reads == [POD_PATH, NODE_PATH, ACCOUNT_PATH]
+    assert (given.pod, given.node_uid, given.service_account_uid) == (
+        PodFacts("uid-pod", "node-1", "payments"),
+        "uid-node",
+        "uid-sa",
+    )
+
+
+def test_a_claim_that_disagrees_is_judged_on_what_the_api_says(kube: FakeKube) -> None:
+    directory = known_directory()
+    directory.pods.apply("MODIFIED", pod("app", "uid-stale"))
+    given = gathered(kube, directory, podUID="uid-forged", nodeUID="uid-other")
+    assert kube.reads == [POD_PATH, NODE_PATH]
+    assert given.pod == PodFacts("uid-pod", "node-1", "payments")
+    assert given.node_uid == "uid-node"
+    kube.objects.pop(ACCOUNT_PATH)
+    assert gathered(kube, Directory()).service_account_uid is None
