@@ -53,7 +53,10 @@ async def run(args: argparse.Namespace, figures: Figures) -> None:
         total = 0
         for size, baseline_namespace in zip(sizes, baselines, strict=True):
             burst = size - total
-            bare = await baseline(stage.kube, baseline_namespace, burst, "b")
+            bare_watch = ReadyWatch(stage.kube, baseline_namespace)
+            bare_watch.start()
+            bare = await baseline(stage.kube, baseline_namespace, burst, "b", bare_watch)
+            await bare_watch.stop()
             started = time.monotonic()
             await stage.create(NAMESPACE, burst, f"s{size}")
             total = size

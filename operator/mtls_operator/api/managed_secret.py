@@ -13,6 +13,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from mtls_operator.api.kept import kept, kept_mapping
 from mtls_operator.api.outputs import CA_CRT, MANAGED_DATA_KEYS, TLS_CRT, TLS_KEY
 from mtls_operator.api.resources import API_VERSION, KIND, CertificateRef
 from mtls_operator.api.secret_data import decode_data, encode_data
@@ -55,7 +56,7 @@ TEMPLATE_ANNOTATIONS_ANNOTATION = "mtls.dev/template-annotations"
 KEYSTORE_PASSWORD_ANNOTATION = "mtls.dev/keystore-password-digest"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LeafFacts:
     serial_number: str
     fingerprint_sha256: str
@@ -65,7 +66,7 @@ class LeafFacts:
     authority_key_id: bytes | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretFacts:
     """A managed Secret as the decision sees it. Holds no key material."""
 
@@ -137,13 +138,13 @@ def read_secret(body: Mapping[str, Any], known: KnownKeyPair | None = None) -> S
         problem, leaf, key_matches = _examine_key_pair(data)
     bundle = data.get(CA_CRT)
     return SecretFacts(
-        namespace=metadata.get("namespace", ""),
+        namespace=kept(metadata.get("namespace", "")),
         name=metadata.get("name", ""),
         uid=metadata.get("uid", ""),
         resource_version=metadata.get("resourceVersion", ""),
-        labels=dict(metadata.get("labels") or {}),
-        annotations=dict(metadata.get("annotations") or {}),
-        owner_references=tuple(dict(ref) for ref in metadata.get("ownerReferences") or []),
+        labels=kept_mapping(metadata.get("labels")),
+        annotations=kept_mapping(metadata.get("annotations")),
+        owner_references=tuple(kept_mapping(ref) for ref in metadata.get("ownerReferences") or []),
         data_keys=frozenset(data),
         secret_type=body.get("type", ""),
         problem=problem,

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtls_operator.api.kept import kept, kept_mapping
 from mtls_operator.api.managed_secret import (
     CERTIFICATE_ANNOTATION,
     CERTIFICATE_UID_ANNOTATION,
@@ -21,7 +22,7 @@ from mtls_operator.api.spec import CertificateSpec, InvalidSpec, parse_spec
 from mtls_operator.runtime.kube import ObjectKey, object_key
 
 
-@dataclass
+@dataclass(slots=True)
 class CertificateRecord:
     namespace: str
     name: str
@@ -82,15 +83,15 @@ class CertificateRecord:
 def certificate_record(body: Mapping[str, Any]) -> CertificateRecord:
     metadata = body.get("metadata") or {}
     return CertificateRecord(
-        namespace=metadata.get("namespace", ""),
+        namespace=kept(metadata.get("namespace", "")),
         name=metadata.get("name", ""),
-        uid=metadata.get("uid", ""),
+        uid=kept(metadata.get("uid", "")),
         generation=int(metadata.get("generation") or 0),
         created=metadata.get("creationTimestamp", ""),
         resource_version=metadata.get("resourceVersion", ""),
-        spec=dict(body.get("spec") or {}),
-        status=dict(body.get("status") or {}),
-        annotations=dict(metadata.get("annotations") or {}),
+        spec=kept_mapping(body.get("spec")),
+        status=kept_mapping(body.get("status")),
+        annotations=kept_mapping(metadata.get("annotations")),
     )
 
 
@@ -119,13 +120,16 @@ class Store:
     ) -> CertificateRecord | None:
         """Record a certificate; `notify=False` for the response to the
         operator's own write, which needs no second look."""
+        metadata = body.get("metadata") or {}
+        previous = self.certificates.get(object_key(body))
+        if (
+            previous is not None
+            and previous.uid == metadata.get("uid", "")
+            and not newer(metadata.get("resourceVersion", ""), previous.resource_version)
+        ):
+            return None  # before the record is built: most often the echo of our own write
         record = certificate_record(body)
-        previous = self.certificates.get(record.key)
         if previous is not None:
-            if previous.uid == record.uid and not newer(
-                record.resource_version, previous.resource_version
-            ):
-                return None
             if previous.uid == record.uid and previous.generation == record.generation:
                 record._parsed = previous._parsed
             record.failures = previous.failures if previous.uid == record.uid else 0
