@@ -54,7 +54,7 @@ from bench_pods import (
 NAMESPACE = "bench"
 BASELINE_NAMESPACE = "bench-baseline"
 PODS_BASELINE_NAMESPACE = "bench-pods-baseline"
-ROUNDS = 2
+ROUNDS = 3
 
 
 class Bench:

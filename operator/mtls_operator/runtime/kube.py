@@ -160,6 +160,8 @@ class Kube:
         """One API call. Unless `retry` is off, connection failures, 429 and
         5xx answers are retried a few times with backoff."""
         extra = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
+        # Encoded once, as bytes: aiohttp takes them as they are.
+        data = None if body is None else json.dumps(body).encode()
         relogged = False
         delays = (*backoff.REQUEST, None) if retry else (None,)
         for attempt, delay in enumerate(delays):
@@ -169,7 +171,7 @@ class Kube:
                     method,
                     connection.server + path,
                     params=params,
-                    data=None if body is None else json.dumps(body),
+                    data=data,
                     headers={**connection.headers, **extra},
                     timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as response:
