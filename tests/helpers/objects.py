@@ -17,6 +17,7 @@ from mtls_operator.api.managed_secret import (
     new_secret,
     read_secret,
 )
+from mtls_operator.api.pod_certificates import PodCertificateRequest, read_request
 from mtls_operator.api.resources import CertificateRef
 from mtls_operator.api.secret_data import decode_data, encode_data
 from mtls_operator.api.spec import CertificateSpec, parse_spec
@@ -165,4 +166,25 @@ def with_next_root(
         private_key_to_pem(ca.private_key),
         NOW,
         trust_bundle_pem=certificates_to_pem([*ca.trust_bundle, next_root]),
+    )
+
+
+def pod_certificate_request(**spec: Any) -> PodCertificateRequest:
+    """A request of pod shop/app (service account payments, node node-1) as
+    the signer reads it; `spec` overrides its fields."""
+    return read_request(
+        {
+            "metadata": {"namespace": "shop", "name": "req-1", "uid": "uid-req"},
+            "spec": {
+                "signerName": "mtls.dev/pod-identity",
+                "podName": "app",
+                "podUID": "uid-pod",
+                "serviceAccountName": "payments",
+                "serviceAccountUID": "uid-sa",
+                "nodeName": "node-1",
+                "nodeUID": "uid-node",
+                "maxExpirationSeconds": 86400,
+                **spec,
+            },
+        }
     )

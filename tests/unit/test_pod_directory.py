@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.api.pod_certificates import read_request
 from mtls_operator.podcertificates.directory import Directory
 from mtls_operator.podcertificates.gather import Gatherer
 from mtls_operator.policy.pod_request import Input, PodFacts
@@ -22,6 +21,7 @@ from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 from conftest import NOW, make_ca
 from helpers.clock import FakeClock
 from helpers.fake_api import FakeKube
+from helpers.objects import pod_certificate_request
 
 POD_PATH = "/api/v1/namespaces/shop/pods/app"
 NODE_PATH = "/api/v1/nodes/node-1"
@@ -98,21 +98,7 @@ def gathered(kube: FakeKube, directory: Directory, **spec: str) -> Input:
     gatherer = Gatherer(
         kube, directory, tenancy, runtime.clock, max_duration=datetime.timedelta(hours=24)
     )
-    request = read_request(
-        {
-            "metadata": {"namespace": "shop", "name": "req-1", "uid": "uid-req"},
-            "spec": {
-                "signerName": "mtls.dev/pod-identity",
-                "podName": "app",
-                "podUID": "uid-pod",
-                "serviceAccountName": "payments",
-                "serviceAccountUID": "uid-sa",
-                "nodeName": "node-1",
-                "nodeUID": "uid-node",
-                **spec,
-            },
-        }
-    )
+    request = pod_certificate_request(**spec)
     return asyncio.run(gatherer.gather(request, make_ca()))
 
 

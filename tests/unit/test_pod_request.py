@@ -11,34 +11,15 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mtls_operator.api.pod_certificates import PodCertificateRequest, read_request
 from mtls_operator.pki import CertificateAuthority, Usage
 from mtls_operator.policy import pod_request
 from mtls_operator.policy.identity import IdentityRules
 
 from conftest import NOW, make_ca
+from helpers.objects import pod_certificate_request as request
 
 td = datetime.timedelta
 KEY = ec.generate_private_key(ec.SECP256R1()).public_key()
-
-
-def request(**spec: Any) -> PodCertificateRequest:
-    return read_request(
-        {
-            "metadata": {"namespace": "shop", "name": "req-1", "uid": "uid-req"},
-            "spec": {
-                "signerName": "mtls.dev/pod-identity",
-                "podName": "app",
-                "podUID": "uid-pod",
-                "serviceAccountName": "payments",
-                "serviceAccountUID": "uid-sa",
-                "nodeName": "node-1",
-                "nodeUID": "uid-node",
-                "maxExpirationSeconds": 86400,
-                **spec,
-            },
-        }
-    )
 
 
 def given(ca: CertificateAuthority, **changes: Any) -> pod_request.Input:

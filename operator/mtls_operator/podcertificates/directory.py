@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Generic, TypeVar
 
+from mtls_operator.api.kept import kept
 from mtls_operator.policy.pod_request import PodFacts
 from mtls_operator.runtime.kube import Kube, Object, ObjectKey
 from mtls_operator.runtime.reflector import Reflector
@@ -35,10 +36,11 @@ def uid_of(body: Mapping[str, Any]) -> str:
 
 def pod_facts(body: Mapping[str, Any]) -> PodFacts:
     spec = body.get("spec") or {}
+    # A node's and an account's name are shared by many pods: one copy each.
     return PodFacts(
         uid=uid_of(body),
-        node_name=str(spec.get("nodeName") or ""),
-        service_account_name=str(spec.get("serviceAccountName") or "default"),
+        node_name=kept(str(spec.get("nodeName") or "")),
+        service_account_name=kept(str(spec.get("serviceAccountName") or "default")),
     )
 
 

@@ -55,7 +55,7 @@ POLICY_DENIED = "PolicyDenied"
 CA_EXPIRES_TOO_SOON = "CAExpiresTooSoon"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodFacts:
     uid: str
     node_name: str
