@@ -34,6 +34,7 @@ from bench_support import (
     certificate,
     in_parallel,
     mib,
+    observed_baseline,
     operator_counter,
     ready_gauges,
     rss_target,
@@ -85,17 +86,11 @@ class Bench:
         idle_rss, _ = self.operator.memory_kib()
         self.note("operator RSS, idle", mib(idle_rss), "after start-up, no certificates")
         self.watch.start()
-        # The bare client is timed by a watch like the one that times the
-        # operator, so that both runs carry the same observer.
-        bare_watch = ReadyWatch(self.kube, BASELINE_NAMESPACE)
-        bare_watch.start()
         bare_rates, times, applying = [], [], []
         writes = 0
         for round_number in range(ROUNDS):
             bare_rates.append(
-                await baseline(
-                    self.kube, BASELINE_NAMESPACE, count, f"base{round_number}", bare_watch
-                )
+                await observed_baseline(self.kube, BASELINE_NAMESPACE, count, f"base{round_number}")
             )
             writes_before = api_writes(self.kubectl)
             started = time.monotonic()
@@ -105,7 +100,6 @@ class Bench:
             writes += api_writes(self.kubectl) - writes_before - count
             if round_number == 0:
                 rss, peak = self.operator.memory_kib()
-        await bare_watch.stop()
         self.kubectl("delete", "namespace", BASELINE_NAMESPACE, "--wait=false")
         self.bare_rate = max(bare_rates)
         best = min(times)
@@ -224,6 +218,11 @@ class Bench:
         bare_bodies = [request_body(pods[i % len(pods)], node, stubs[i]) for i in range(count)]
         node, pods = await pods_on_a_node(self.kube, NAMESPACE)
         bodies = [request_body(pods[i % len(pods)], node, stubs[i]) for i in range(count)]
+        path = pod_certificate_requests_path(NAMESPACE)
+
+        def post_all() -> Awaitable[float]:
+            return in_parallel(count, lambda i: self.kube.create(path, bodies[i]))
+
         bare_rates, times = [], []
         writes = 0
         for round_number in range(ROUNDS):
@@ -234,16 +233,7 @@ class Bench:
                 )
             )
             writes_before = pcr_writes(self.kubectl("get", "--raw", "/metrics", timeout=120).stdout)
-            seconds = await observed(
-                self.kube,
-                NAMESPACE,
-                total,
-                lambda: in_parallel(
-                    count,
-                    lambda i: self.kube.create(pod_certificate_requests_path(NAMESPACE), bodies[i]),
-                ),
-            )
-            times.append(seconds)
+            times.append(await observed(self.kube, NAMESPACE, total, post_all))
             await asyncio.sleep(2)
             metrics = self.kubectl("get", "--raw", "/metrics", timeout=120).stdout
             writes += pcr_writes(metrics) - writes_before - count

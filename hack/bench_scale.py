@@ -17,9 +17,9 @@ from bench_support import (
     ReadyWatch,
     Stage,
     api_writes,
-    baseline,
     cpu_seconds,
     mib,
+    observed_baseline,
     operator_counter,
     ready_gauges,
     rss_target,
@@ -53,10 +53,7 @@ async def run(args: argparse.Namespace, figures: Figures) -> None:
         total = 0
         for size, baseline_namespace in zip(sizes, baselines, strict=True):
             burst = size - total
-            bare_watch = ReadyWatch(stage.kube, baseline_namespace)
-            bare_watch.start()
-            bare = await baseline(stage.kube, baseline_namespace, burst, "b", bare_watch)
-            await bare_watch.stop()
+            bare = await observed_baseline(stage.kube, baseline_namespace, burst, "b")
             started = time.monotonic()
             await stage.create(NAMESPACE, burst, f"s{size}")
             total = size

@@ -259,6 +259,17 @@ async def baseline(
     return count / (finished - started)
 
 
+async def observed_baseline(kube: Kube, namespace: str, count: int, prefix: str) -> float:
+    """`baseline`, timed by a watch of `namespace` opened for it, as the
+    operator's bursts are timed."""
+    observer = ReadyWatch(kube, namespace)
+    observer.start()
+    try:
+        return await baseline(kube, namespace, count, prefix, observer)
+    finally:
+        await observer.stop()
+
+
 class Stage:
     """A fresh control plane with the CRDs and namespaces, a client, and an
     operator (not started) with the given flags."""

@@ -22,7 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench_support import WORK, ReadyWatch, Stage, baseline, cpu_seconds
+from bench_support import WORK, ReadyWatch, Stage, baseline, cpu_seconds, observed_baseline
 
 NAMESPACE = "bench"
 BASELINE_NAMESPACE = "bench-baseline"
@@ -50,7 +50,7 @@ async def profile(args: argparse.Namespace) -> None:
         stage.operator.start()
         watch.start()
         before = cpu_by_process(stage)
-        rate = await baseline(stage.kube, BASELINE_NAMESPACE, args.count, "base")
+        rate = await observed_baseline(stage.kube, BASELINE_NAMESPACE, args.count, "base")
         used = per_certificate(before, cpu_by_process(stage), args.count)
         print(f"bare client {rate:.0f}/s; CPU per certificate: {used}")
         spy = None

@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from mtls_operator.api.kept import kept
 from mtls_operator.policy.pod_request import PodFacts
-from mtls_operator.runtime.kube import Kube, Object, ObjectKey
+from mtls_operator.runtime.kube import Kube, Object, ObjectKey, core_path, object_key
 from mtls_operator.runtime.reflector import Reflector
 
 K = TypeVar("K", bound=Hashable)
@@ -21,17 +21,8 @@ V = TypeVar("V")
 SCHEDULED_PODS = {"fieldSelector": "spec.nodeName!="}
 
 
-def _metadata(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    return body.get("metadata") or {}
-
-
-def _namespaced_key(body: Mapping[str, Any]) -> ObjectKey:
-    metadata = _metadata(body)
-    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
-
-
 def uid_of(body: Mapping[str, Any]) -> str:
-    return str(_metadata(body).get("uid", ""))
+    return str((body.get("metadata") or {}).get("uid", ""))
 
 
 def pod_facts(body: Mapping[str, Any]) -> PodFacts:
@@ -74,31 +65,27 @@ class FactTable(Generic[K, V]):
             self.known[key] = self._fact(obj)
 
 
-def _collection(namespace: str | None, plural: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/{plural}" if namespace else f"/api/v1/{plural}"
-
-
 class Directory:
     """Filled by the watches `reflectors` returns; a fact missing here is
     read from the API by who asks (the watches may lag, or be refused)."""
 
     def __init__(self) -> None:
-        self.pods: FactTable[ObjectKey, PodFacts] = FactTable(_namespaced_key, pod_facts)
-        self.nodes: FactTable[str, str] = FactTable(lambda b: str(_metadata(b).get("name")), uid_of)
-        self.service_accounts: FactTable[ObjectKey, str] = FactTable(_namespaced_key, uid_of)
+        self.pods: FactTable[ObjectKey, PodFacts] = FactTable(object_key, pod_facts)
+        self.nodes: FactTable[str, str] = FactTable(lambda b: object_key(b)[1], uid_of)
+        self.service_accounts: FactTable[ObjectKey, str] = FactTable(object_key, uid_of)
 
     def reflectors(self, kube: Kube, namespaces: tuple[str, ...]) -> dict[str, Reflector]:
         """The watches that keep this current, by name: pods and service
         accounts of `namespaces` (empty: all), and every node."""
-        found = {"nodes": Reflector(kube, "/api/v1/nodes", self.nodes, metadata_only=True)}
+        found = {"nodes": Reflector(kube, core_path("nodes"), self.nodes, metadata_only=True)}
         for namespace in namespaces or (None,):
             suffix = namespace or "all"
             found[f"pods-{suffix}"] = Reflector(
-                kube, _collection(namespace, "pods"), self.pods, SCHEDULED_PODS
+                kube, core_path("pods", namespace), self.pods, SCHEDULED_PODS
             )
             found[f"serviceaccounts-{suffix}"] = Reflector(
                 kube,
-                _collection(namespace, "serviceaccounts"),
+                core_path("serviceaccounts", namespace),
                 self.service_accounts,
                 metadata_only=True,
             )

@@ -14,7 +14,7 @@ from mtls_operator.pki.requests import public_key_of_request
 from mtls_operator.podcertificates.directory import Directory, pod_facts, uid_of
 from mtls_operator.policy.pod_request import Input, PodFacts
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import Kube, Object
+from mtls_operator.runtime.kube import Kube, Object, core_path
 from mtls_operator.tenancy.store import Tenancy
 
 F = TypeVar("F")
@@ -51,19 +51,19 @@ class Gatherer:
         pod = await self._confirm(
             self._directory.pods.known.get((namespace, request.pod_name)),
             claimed_pod,
-            f"/api/v1/namespaces/{namespace}/pods/{request.pod_name}",
+            core_path("pods", namespace, request.pod_name),
             pod_facts,
         )
         node_uid = await self._confirm(
             self._directory.nodes.known.get(request.node_name),
             request.node_uid,
-            f"/api/v1/nodes/{request.node_name}",
+            core_path("nodes", None, request.node_name),
             uid_of,
         )
         account_uid = await self._confirm(
             self._directory.service_accounts.known.get((namespace, request.service_account_name)),
             request.service_account_uid,
-            f"/api/v1/namespaces/{namespace}/serviceaccounts/{request.service_account_name}",
+            core_path("serviceaccounts", namespace, request.service_account_name),
             uid_of,
         )
         settings = self._tenancy.settings

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
+from mtls_operator.runtime.kube import core_path
 
 CONFIGMAP_NAME = "mtls-ca-bundle"
 BUNDLE_KEY = "ca.crt"
@@ -17,8 +18,7 @@ BUNDLE_LABEL_VALUE = "roots"
 
 
 def configmaps_path(namespace: str | None, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{namespace}/configmaps" if namespace else "/api/v1/configmaps"
-    return f"{base}/{name}" if name else base
+    return core_path("configmaps", namespace, name)
 
 
 @dataclass(frozen=True)
