@@ -25,6 +25,7 @@ from mtls_operator.pki.names import is_dns_name
 from mtls_operator.podcertificates.controller import DEFAULT_SIGNER_NAME
 from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime.clock import SystemClock
+from mtls_operator.runtime.collector import tune_collector
 from mtls_operator.runtime.endpoints import start_endpoints
 from mtls_operator.runtime.kube import Kube, default_login
 from mtls_operator.runtime.leader import LeaseElection
@@ -242,6 +243,7 @@ def run_operator(args: argparse.Namespace) -> int:
             "--identity-policy=open: the cluster CA signs any identity any namespace asks for; "
             "use it only when every namespace is trusted alike"
         )
+    tune_collector()
     return asyncio.run(_serve(config))
 
 

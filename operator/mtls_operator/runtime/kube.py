@@ -327,14 +327,19 @@ def _open(info: kopf.ConnectionInfo, max_connections: int) -> _Connection:
     context: ssl.SSLContext | bool = (
         _ssl_context(info) if info.server.startswith("https") else False
     )
+    # No cookie jar, as in client-go: the API server sets no cookies, and a
+    # jar would be searched on every request.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(ssl=context, limit=max_connections),
         trust_env=info.trust_env,
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
     # Watches hold a connection for minutes each: they get their own pool,
     # so that however many there are, requests always find a connection.
     watch_session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=context, limit=0), trust_env=info.trust_env
+        connector=aiohttp.TCPConnector(ssl=context, limit=0),
+        trust_env=info.trust_env,
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
     return _Connection(info.server.rstrip("/"), session, watch_session, headers)
 
