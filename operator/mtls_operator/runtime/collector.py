@@ -5,12 +5,11 @@ from __future__ import annotations
 import gc
 
 # Nearly all the operator's garbage is acyclic: decoded JSON of watch events
-# and responses, freed by reference counting the moment it is dropped. The
-# default threshold (700 new container objects) runs the cycle collector
-# some 75 times a second in a burst, each pass walking the young objects
-# for cycles that are not there: about a tenth of the operator's CPU. At
-# 10,000 a pass still comes every few hundred milliseconds of a burst, and
-# the young generation it walks stays small (about a megabyte).
+# and responses, freed by reference counting the moment it is dropped. At
+# the default threshold (700 new container objects) a 2,000-certificate
+# burst ran 165 collections that found nothing to free, about 8 % of the
+# operator's CPU; at 10,000 it runs 8, and the young generation each pass
+# walks stays around a megabyte.
 YOUNG_GENERATION_THRESHOLD = 10_000
 
 

@@ -327,21 +327,22 @@ def _open(info: kopf.ConnectionInfo, max_connections: int) -> _Connection:
     context: ssl.SSLContext | bool = (
         _ssl_context(info) if info.server.startswith("https") else False
     )
-    # No cookie jar, as in client-go: the API server sets no cookies, and a
-    # jar would be searched on every request.
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=context, limit=max_connections),
-        trust_env=info.trust_env,
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
+    session = _session(context, max_connections, info.trust_env)
     # Watches hold a connection for minutes each: they get their own pool,
     # so that however many there are, requests always find a connection.
-    watch_session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=context, limit=0),
-        trust_env=info.trust_env,
+    watch_session = _session(context, 0, info.trust_env)
+    return _Connection(info.server.rstrip("/"), session, watch_session, headers)
+
+
+def _session(context: ssl.SSLContext | bool, limit: int, trust_env: bool) -> aiohttp.ClientSession:
+    """A session of at most `limit` connections (0: no limit). No cookie jar,
+    as in client-go: the API server sets no cookies, and a jar would be
+    searched on every request."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context, limit=limit),
+        trust_env=trust_env,
         cookie_jar=aiohttp.DummyCookieJar(),
     )
-    return _Connection(info.server.rstrip("/"), session, watch_session, headers)
 
 
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
