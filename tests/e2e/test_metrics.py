@@ -16,6 +16,7 @@ from e2e.support import (
     certificate,
     create_certificate,
     secret_data,
+    wait_for,
     wait_ready,
     wait_reason,
 )
@@ -39,17 +40,27 @@ def test_metrics_match_the_cluster(
     )
     good = wait_ready(kube_api, namespace, "good")["status"]
     wait_reason(kube_api, namespace, "bad", "InvalidSpec")
-    scraped = operator.metrics()
     good_labels = {"namespace": namespace, "name": "good", "secret": "good-tls"}
     bad_labels = {"namespace": namespace, "name": "bad", "secret": "bad-tls"}
+    ready = "mtls_operator_certificate_ready"
+
+    def scraped_with_both() -> str | None:
+        # The gauges are set when the status write returns, which a client
+        # polling the status may see a moment earlier.
+        text = operator.metrics()
+        if value(text, ready, **good_labels) is None or value(text, ready, **bad_labels) is None:
+            return None
+        return text
+
+    scraped = wait_for(scraped_with_both, timeout=10, what="both certificates' gauges")
 
     expiration = "mtls_operator_certificate_expiration_timestamp_seconds"
     assert value(scraped, expiration, **good_labels) == epoch(good["notAfter"])
     renewal = value(scraped, "mtls_operator_certificate_renewal_timestamp_seconds", **good_labels)
     assert renewal is not None
     assert abs(renewal - epoch(good["renewalTime"])) < 1
-    assert value(scraped, "mtls_operator_certificate_ready", **good_labels) == 1.0
-    assert value(scraped, "mtls_operator_certificate_ready", **bad_labels) == 0.0
+    assert value(scraped, ready, **good_labels) == 1.0
+    assert value(scraped, ready, **bad_labels) == 0.0
     assert value(scraped, expiration, **bad_labels) is None
 
     ca = x509.load_pem_x509_certificate(

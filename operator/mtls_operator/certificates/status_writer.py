@@ -123,12 +123,7 @@ class StatusWriter:
             record.failures += 1
         if is_new or attempted:
             await self._patch(record, status)
-        if is_new:
-            await self._events.record(record.ref.involved_object(), WARNING, reason, message)
-        if retry:
-            self._lane.schedule(record.key, self._clock.time() + delay)
-        else:
-            self._lane.cancel(record.key)
+        # The gauges follow the status at once, not after the Event's write.
         self._metrics.set_certificate(
             record.namespace,
             record.name,
@@ -136,6 +131,12 @@ class StatusWriter:
                 record.secret_name or "", leaf.not_after.timestamp() if leaf else None, None, False
             ),
         )
+        if is_new:
+            await self._events.record(record.ref.involved_object(), WARNING, reason, message)
+        if retry:
+            self._lane.schedule(record.key, self._clock.time() + delay)
+        else:
+            self._lane.cancel(record.key)
 
     async def cut_to_ca(
         self,
