@@ -1,10 +1,11 @@
 """Scenario `scale`: bursts that bring the operator to 10,000 and then
 50,000 ECDSA certificates. For each burst it measures the time until all
-are Ready and the rate against the bare client at the same count, and the
-operator's RSS. At the largest size it measures the operator's CPU when
-idle (nothing is polled, so it should be near zero), and a restart: the
-time until idle, the certificates re-issued and the writes made (both
-should be zero)."""
+are Ready and the rate against the bare client at the same count (the
+mean of a bare burst just before and one just after, so that the machine's
+drift between minutes cancels out), and the operator's RSS. At the
+largest size it measures the operator's CPU when idle (nothing is polled,
+so it should be near zero), and a restart: the time until idle, the
+certificates re-issued and the writes made (both should be zero)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import time
 
+from bench_bare import BareWrites, observed_baseline
 from bench_support import (
     Figures,
     ReadyWatch,
@@ -19,7 +21,6 @@ from bench_support import (
     api_writes,
     cpu_seconds,
     mib,
-    observed_baseline,
     operator_counter,
     ready_gauges,
     rss_target,
@@ -28,6 +29,8 @@ from bench_support import (
 NAMESPACE = "scale"
 # Idle: every certificate looked at, and under this much of a core for a second.
 IDLE_CORE_FRACTION = 0.05
+# The bare client's bursts at each size: one before the operator's, one after.
+BARE_RUNS = ("before", "after")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,32 +46,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run(args: argparse.Namespace, figures: Figures) -> None:
     sizes = [int(size) for size in args.scale_sizes.split(",")]
-    baselines = [f"{NAMESPACE}-baseline-{size}" for size in sizes]
+    baselines = [f"{NAMESPACE}-baseline-{size}-{when}" for size in sizes for when in BARE_RUNS]
     stage = Stage("scale", [NAMESPACE, *baselines], ["--namespace", NAMESPACE])
     watch = ReadyWatch(stage.kube, NAMESPACE)
     try:
         await asyncio.sleep(2)  # discovery of the new kind
         stage.operator.start()
+        copied = await BareWrites.copied(stage.kube, NAMESPACE)
         watch.start()
-        total = 0
-        for size, baseline_namespace in zip(sizes, baselines, strict=True):
+        total = 1  # the certificate whose bodies the bare client copies
+        for size in sizes:
             burst = size - total
-            bare = await observed_baseline(stage.kube, baseline_namespace, burst, "b")
+
+            async def bare(when: str, size: int = size, burst: int = burst) -> float:
+                namespace = f"{NAMESPACE}-baseline-{size}-{when}"
+                return await observed_baseline(stage.kube, namespace, burst, "b", writes=copied)
+
+            before = await bare("before")
             started = time.monotonic()
             await stage.create(NAMESPACE, burst, f"s{size}")
             total = size
             seconds = await watch.wait(total, timeout=3600) - started
-            rate = burst / seconds
+            await asyncio.sleep(5)
+            rss, peak = stage.operator.memory_kib()
+            after = await bare("after")
+            rate, bare_rate = burst / seconds, (before + after) / 2
             figures.note(
                 f"burst of {burst} to {size} certificates: all Ready",
                 f"{seconds:.1f} s",
-                f"{rate:.0f}/s = {rate / bare:.0%} of the bare client's {bare:.0f}/s "
-                "at the same count",
-                rate / bare,
+                f"{rate:.0f}/s = {rate / bare_rate:.0%} of the bare client's {bare_rate:.0f}/s "
+                f"at the same count ({before:.0f}/s before, {after:.0f}/s after)",
+                rate / bare_rate,
                 "fraction of bare",
             )
-            await asyncio.sleep(5)
-            rss, peak = stage.operator.memory_kib()
             figures.note(
                 f"operator RSS at {size} certificates",
                 mib(rss),

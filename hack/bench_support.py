@@ -1,14 +1,11 @@
 """What every scenario of `make bench` is built from: a fresh control plane
 with the CRDs, the operator as a process, bursts of creates, a watch that
-notes when each certificate is Ready, the API server's own write counter,
-the operator's metrics, memory and CPU, and the bare client the operator is
-measured against."""
+notes when each certificate is Ready, the API server's own write counter
+and the operator's metrics, memory and CPU."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime
 import os
 import re
 import time
@@ -20,7 +17,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from mtls_operator.api.resources import certificates_path
-from mtls_operator.runtime.kube import Kube, default_login, events_path, secrets_path
+from mtls_operator.runtime.kube import Kube, default_login
 
 from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
 from operator_process import OperatorProcess
@@ -31,14 +28,6 @@ OPERATOR_NAMESPACE = "mtls-operator"
 CLUSTER_CA = f"{OPERATOR_NAMESPACE}/mtls-operator-ca"
 CONCURRENCY = 32
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
-# What a bare client writes as a Secret: the sizes of a real ECDSA one.
-SAMPLE_SECRET = {
-    "tls.crt": base64.b64encode(b"x" * 1400).decode(),
-    "tls.key": base64.b64encode(b"k" * 240).decode(),
-    "ca.crt": base64.b64encode(b"c" * 700).decode(),
-}
-
-
 # Memory targets of the operator, by number of certificates.
 RSS_TARGETS_MIB = {1000: 150, 10000: 250, 50000: 600}
 
@@ -208,66 +197,6 @@ def cpu_seconds(pid: int | None) -> float:
 
 def mib(kib: int) -> str:
     return f"{kib / 1024:.0f} MiB"
-
-
-async def baseline(
-    kube: Kube, namespace: str, count: int, prefix: str, observer: ReadyWatch | None = None
-) -> float:
-    """A bare client doing the minimum for each certificate applied: create
-    it, then write its Secret, its status and one Event (no crypto, no
-    reading), so that it carries the cost of applying the objects like the
-    operator: issuances/s. Timed like the operator, from the first create
-    until `observer` (a watch of `namespace`, started before) has seen every
-    one Ready; without one, until the last write."""
-    started = time.monotonic()
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    async def apply_and_issue(index: int) -> None:
-        name = f"{prefix}-{index}"
-        await kube.create(certificates_path(namespace), certificate(name, namespace))
-        await kube.create(
-            secrets_path(namespace),
-            {
-                "metadata": {
-                    "name": f"{name}-tls",
-                    "labels": {"app.kubernetes.io/managed-by": "baseline"},
-                },
-                "type": "kubernetes.io/tls",
-                "data": SAMPLE_SECRET,
-            },
-        )
-        ready = {"type": "Ready", "status": "True", "reason": "Issued", "message": "baseline"}
-        await kube.merge_patch(
-            certificates_path(namespace, name, "status"),
-            {"status": {"conditions": [{**ready, "lastTransitionTime": now}]}},
-        )
-        await kube.create(
-            events_path(namespace),
-            {
-                "metadata": {"generateName": f"{name}."},
-                "involvedObject": {"kind": "MtlsCertificate", "name": name, "namespace": namespace},
-                "reason": "Issued",
-                "message": "baseline",
-                "type": "Normal",
-            },
-        )
-
-    await in_parallel(count, apply_and_issue)
-    finished = time.monotonic()
-    if observer is not None:
-        finished = await observer.wait({f"{prefix}-{index}" for index in range(count)})
-    return count / (finished - started)
-
-
-async def observed_baseline(kube: Kube, namespace: str, count: int, prefix: str) -> float:
-    """`baseline`, timed by a watch of `namespace` opened for it, as the
-    operator's bursts are timed."""
-    observer = ReadyWatch(kube, namespace)
-    observer.start()
-    try:
-        return await baseline(kube, namespace, count, prefix, observer)
-    finally:
-        await observer.stop()
 
 
 class Stage:

@@ -22,7 +22,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench_support import WORK, ReadyWatch, Stage, baseline, cpu_seconds, observed_baseline
+from bench_bare import BareWrites, baseline, observed_baseline
+from bench_support import WORK, ReadyWatch, Stage, cpu_seconds
 
 NAMESPACE = "bench"
 BASELINE_NAMESPACE = "bench-baseline"
@@ -48,9 +49,12 @@ async def profile(args: argparse.Namespace) -> None:
     try:
         await baseline(stage.kube, BASELINE_NAMESPACE, 200, "warm")
         stage.operator.start()
+        copied = await BareWrites.copied(stage.kube, NAMESPACE)
         watch.start()
         before = cpu_by_process(stage)
-        rate = await observed_baseline(stage.kube, BASELINE_NAMESPACE, args.count, "base")
+        rate = await observed_baseline(
+            stage.kube, BASELINE_NAMESPACE, args.count, "base", writes=copied
+        )
         used = per_certificate(before, cpu_by_process(stage), args.count)
         print(f"bare client {rate:.0f}/s; CPU per certificate: {used}")
         spy = None
@@ -78,7 +82,8 @@ async def profile(args: argparse.Namespace) -> None:
         before = cpu_by_process(stage)
         started = time.monotonic()
         await stage.create(NAMESPACE, args.count, "c")
-        seconds = await watch.wait(args.count) - started
+        names = {f"c-{index}" for index in range(args.count)}
+        seconds = await watch.wait(names) - started
         used = per_certificate(before, cpu_by_process(stage), args.count)
         print(f"operator {args.count / seconds:.0f}/s; CPU per certificate: {used}")
         if spy is not None:
