@@ -26,6 +26,8 @@ SAMPLE_SECRET = {
     "ca.crt": base64.b64encode(b"c" * 700).decode(),
 }
 SAMPLE = "bare-sample"
+# What the API server fills in on an Event, not its writer.
+_SERVER_FIELDS = frozenset({"metadata", "eventTime"})
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,10 @@ class BareWrites:
         while not _is_ready(status := (await kube.get(path) or {}).get("status") or {}):
             await asyncio.sleep(0.1)
         secret = await kube.get(secrets_path(namespace, f"{SAMPLE}-tls")) or {}
-        events, _ = await kube.list(
-            events_path(namespace), {"fieldSelector": f"involvedObject.name={SAMPLE}"}
-        )
+        about_sample = {"fieldSelector": f"involvedObject.name={SAMPLE}"}
+        # The Event is written after the status.
+        while not (events := (await kube.list(events_path(namespace), about_sample))[0]):
+            await asyncio.sleep(0.1)
         kept = {"labels", "annotations", "ownerReferences"}
         return cls(
             {key: value for key, value in secret["metadata"].items() if key in kept},
@@ -77,10 +80,6 @@ class BareWrites:
             "metadata": {"generateName": f"{owner.name}."},
             "involvedObject": owner.involved_object(),
         }
-
-
-# What the API server fills in on an Event, not its writer.
-_SERVER_FIELDS = frozenset({"metadata", "eventTime"})
 
 
 def _is_ready(status: Mapping[str, Any]) -> bool:
