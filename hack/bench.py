@@ -31,8 +31,10 @@ from bench_support import (
     ReadyWatch,
     Stage,
     api_writes,
+    burst_names,
     certificate,
     in_parallel,
+    in_round_order,
     mib,
     operator_counter,
     ready_gauges,
@@ -86,7 +88,6 @@ class Bench:
         self.note("operator RSS, idle", mib(idle_rss), "after start-up, no certificates")
         copied = await BareWrites.copied(self.kube, NAMESPACE)
         self.watch.start()
-        rates: dict[str, list[float]] = {"minimal": [], "bare": [], "operator": []}
         writes, applying = 0, 0.0
         issued_before = self.issued()
 
@@ -95,8 +96,7 @@ class Bench:
             writes_before = api_writes(self.kubectl)
             started = time.monotonic()
             applying = max(applying, await self.create(count, prefix))
-            names = {f"{prefix}-{index}" for index in range(count)}
-            seconds = await self.watch.wait(names) - started
+            seconds = await self.watch.wait(burst_names(prefix, count)) - started
             await asyncio.sleep(3)  # let trailing status and event writes land
             writes += api_writes(self.kubectl) - writes_before - count
             return count / seconds
@@ -110,9 +110,9 @@ class Bench:
             ),
             "operator": operator_burst,
         }
+        rates: dict[str, list[float]] = {kind: [] for kind in bursts}
         for round_number in range(ROUNDS):
-            order = list(bursts) if round_number % 2 == 0 else list(reversed(bursts))
-            for kind in order:
+            for kind in in_round_order(list(bursts), round_number):
                 rates[kind].append(await bursts[kind](f"{kind}{round_number}"))
             if round_number == 0:
                 rss, peak = self.operator.memory_kib()
@@ -285,8 +285,7 @@ class Bench:
             writes += pcr_writes(metrics) - writes_before - count
 
         for round_number in range(ROUNDS):
-            order = (bare_round, operator_round)
-            for run in order if round_number % 2 == 0 else reversed(order):
+            for run in in_round_order((bare_round, operator_round), round_number):
                 await run(count * (round_number + 1))
         bare, best = max(bare_rates), min(times)
         issued = operator_counter(
@@ -301,8 +300,8 @@ class Bench:
         )
         self.note(
             "pod certificate runs, operator and bare",
-            ", ".join(f"{count / t:.0f}/s" for t in times),
-            "bare " + ", ".join(f"{r:.0f}/s" for r in bare_rates),
+            per_second([count / t for t in times]),
+            "bare " + per_second(bare_rates),
         )
         self.note(
             "write requests per pod certificate",

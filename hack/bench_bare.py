@@ -1,7 +1,7 @@
 """The bare client the operator is measured against: for each certificate,
 apply it, then write its Secret, its status and one Event, with no reading
-and no crypto. What it writes comes in two sizes: `MINIMAL` (a Secret of a
-real one's size, one condition), and `BareWrites.copied` (the bodies the
+and no crypto. What it writes comes in two sizes: `minimal()` (a Secret of
+a real one's size, one condition), and `BareWrites.copied` (the bodies the
 operator wrote for one certificate, with the name and uid of each)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench_support import ReadyWatch, certificate, in_parallel
+from bench_support import ReadyWatch, burst_names, certificate, in_parallel, is_ready
 from mtls_operator.api.managed_secret import CERTIFICATE_ANNOTATION, CERTIFICATE_UID_ANNOTATION
 from mtls_operator.api.resources import CertificateRef, certificates_path
 from mtls_operator.runtime.kube import Kube, events_path, secrets_path
@@ -46,7 +46,7 @@ class BareWrites:
         (it must be watching it): the same bytes, without reading or signing."""
         await kube.create(certificates_path(namespace), certificate(SAMPLE, namespace))
         path = certificates_path(namespace, SAMPLE)
-        while not _is_ready(status := (await kube.get(path) or {}).get("status") or {}):
+        while not is_ready(status := (await kube.get(path) or {}).get("status") or {}):
             await asyncio.sleep(0.1)
         secret = await kube.get(secrets_path(namespace, f"{SAMPLE}-tls")) or {}
         about_sample = {"fieldSelector": f"involvedObject.name={SAMPLE}"}
@@ -80,13 +80,6 @@ class BareWrites:
             "metadata": {"generateName": f"{owner.name}."},
             "involvedObject": owner.involved_object(),
         }
-
-
-def _is_ready(status: Mapping[str, Any]) -> bool:
-    return any(
-        condition.get("type") == "Ready" and condition.get("status") == "True"
-        for condition in status.get("conditions") or []
-    )
 
 
 def minimal() -> BareWrites:
@@ -129,7 +122,7 @@ async def baseline(
     await in_parallel(count, apply_and_issue)
     finished = time.monotonic()
     if observer is not None:
-        finished = await observer.wait({f"{prefix}-{index}" for index in range(count)})
+        finished = await observer.wait(burst_names(prefix, count))
     return count / (finished - started)
 
 

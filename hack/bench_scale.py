@@ -33,6 +33,10 @@ IDLE_CORE_FRACTION = 0.05
 BARE_RUNS = ("before", "after")
 
 
+def bare_namespace(size: int, when: str) -> str:
+    return f"{NAMESPACE}-baseline-{size}-{when}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scale-sizes",
@@ -46,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run(args: argparse.Namespace, figures: Figures) -> None:
     sizes = [int(size) for size in args.scale_sizes.split(",")]
-    baselines = [f"{NAMESPACE}-baseline-{size}-{when}" for size in sizes for when in BARE_RUNS]
+    baselines = [bare_namespace(size, when) for size in sizes for when in BARE_RUNS]
     stage = Stage("scale", [NAMESPACE, *baselines], ["--namespace", NAMESPACE])
     watch = ReadyWatch(stage.kube, NAMESPACE)
     try:
@@ -59,7 +63,7 @@ async def run(args: argparse.Namespace, figures: Figures) -> None:
             burst = size - total
 
             async def bare(when: str, size: int = size, burst: int = burst) -> float:
-                namespace = f"{NAMESPACE}-baseline-{size}-{when}"
+                namespace = bare_namespace(size, when)
                 return await observed_baseline(stage.kube, namespace, burst, "b", writes=copied)
 
             before = await bare("before")

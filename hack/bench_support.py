@@ -9,14 +9,15 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from mtls_operator.api.resources import certificates_path
+from mtls_operator.api.status import ready_condition
 from mtls_operator.runtime.kube import Kube, default_login
 
 from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
@@ -28,6 +29,8 @@ OPERATOR_NAMESPACE = "mtls-operator"
 CLUSTER_CA = f"{OPERATOR_NAMESPACE}/mtls-operator-ca"
 CONCURRENCY = 32
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+T = TypeVar("T")
+
 # Memory targets of the operator, by number of certificates.
 RSS_TARGETS_MIB = {1000: 150, 10000: 250, 50000: 600}
 
@@ -85,6 +88,22 @@ async def in_parallel(count: int, job: Callable[[int], Awaitable[object]]) -> fl
 
     await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
     return time.monotonic() - started
+
+
+def burst_names(prefix: str, count: int) -> set[str]:
+    """The names `Stage.create` and the bare client give a burst's objects."""
+    return {f"{prefix}-{index}" for index in range(count)}
+
+
+def in_round_order(items: Sequence[T], round_number: int) -> list[T]:
+    """`items` in their order in even rounds and reversed in odd ones, so
+    that no side of a comparison always runs first."""
+    return list(items) if round_number % 2 == 0 else list(reversed(items))
+
+
+def is_ready(status: Mapping[str, Any]) -> bool:
+    condition = ready_condition(status)
+    return condition is not None and condition.get("status") == "True"
 
 
 class ReadyWatch:
@@ -146,13 +165,12 @@ class ReadyWatch:
     def _note(self, obj: dict[str, Any]) -> None:
         name = obj.get("metadata", {}).get("name")
         status = obj.get("status") or {}
-        for condition in status.get("conditions") or []:
-            if condition.get("type") != "Ready" or condition.get("status") != "True":
-                continue
-            if name not in self.ready_at:
-                self.ready_at[name] = time.monotonic()
-            self.revisions[name] = int(status.get("revision") or 0)
-            self.changed.set()
+        if not is_ready(status):
+            return
+        if name not in self.ready_at:
+            self.ready_at[name] = time.monotonic()
+        self.revisions[name] = int(status.get("revision") or 0)
+        self.changed.set()
 
 
 def api_writes(kubectl: Kubectl, resources: frozenset[str] | None = None) -> int:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench_bare import BareWrites, baseline, observed_baseline
-from bench_support import WORK, ReadyWatch, Stage, cpu_seconds
+from bench_support import WORK, ReadyWatch, Stage, burst_names, cpu_seconds
 
 NAMESPACE = "bench"
 BASELINE_NAMESPACE = "bench-baseline"
@@ -82,8 +82,7 @@ async def profile(args: argparse.Namespace) -> None:
         before = cpu_by_process(stage)
         started = time.monotonic()
         await stage.create(NAMESPACE, args.count, "c")
-        names = {f"c-{index}" for index in range(args.count)}
-        seconds = await watch.wait(names) - started
+        seconds = await watch.wait(burst_names("c", args.count)) - started
         used = per_certificate(before, cpu_by_process(stage), args.count)
         print(f"operator {args.count / seconds:.0f}/s; CPU per certificate: {used}")
         if spy is not None:
