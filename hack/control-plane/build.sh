@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kubectl from the
-# pinned Go modules next to this script, into a cache outside the checkout.
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet
+# and kubectl from the pinned Go modules next to this script, into a cache
+# outside the checkout.
 # The cache key is a hash of every file that decides the build, so the
 # binaries are rebuilt only when a pinned version (or this script) changes.
 # Prints the directory holding the binaries on stdout.
@@ -17,8 +18,22 @@ key="$(cd "$here" && cat versions.env build.sh \
 cache_root="${MTLS_CONTROL_PLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mtls-operator/control-plane}"
 out="$cache_root/kubernetes-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}-$key"
 
-if [[ -x "$out/bin/kube-apiserver" && -x "$out/bin/kube-controller-manager" \
-      && -x "$out/bin/kubectl" && -x "$out/bin/etcd" ]]; then
+binaries=(etcd kubectl kube-apiserver kube-controller-manager kube-scheduler kubelet)
+built() {
+    local name
+    for name in "${binaries[@]}"; do [[ -x "$out/bin/$name" ]] || return 1; done
+}
+if built; then
+    echo "$out/bin"
+    exit 0
+fi
+
+# One build at a time: a second caller (two test runs, a test and `make demo`)
+# waits for the first and then finds the binaries built.
+mkdir -p "$cache_root"
+exec 9>"$out.lock"
+flock 9
+if built; then
     echo "$out/bin"
     exit 0
 fi
@@ -44,10 +59,10 @@ export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
 echo "building the control plane into $out (cold builds take a while)" >&2
 (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$tmp/bin/etcd" .)
 (cd "$here/kubectl" && go build -trimpath -ldflags "-s -w $version_flags" -o "$tmp/bin/kubectl" .)
-(cd "$here/kube" && go build -trimpath -ldflags "-s -w $version_flags" \
-    -o "$tmp/bin/kube-apiserver" ./cmd/kube-apiserver)
-(cd "$here/kube" && go build -trimpath -ldflags "-s -w $version_flags" \
-    -o "$tmp/bin/kube-controller-manager" ./cmd/kube-controller-manager)
+for command in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+    (cd "$here/kube" && go build -trimpath -ldflags "-s -w $version_flags" \
+        -o "$tmp/bin/$command" "./cmd/$command")
+done
 rm -rf "$out"
 mv "$tmp" "$out"
 echo "built in $((SECONDS - started)) s: $(du -sh "$out/bin" | cut -f1)" >&2
