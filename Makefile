@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CLUSTER_DIR := .cluster
 
-.PHONY: test lint ship-lint lock unit e2e demo demo-offline bench control-plane go-tools cluster-up cluster-down tools clean
+.PHONY: test lint ship-lint lock unit e2e demo demo-offline bench control-plane node go-tools cluster-up cluster-down image tools clean
 
 # Runtime dependencies at the versions of requirements.lock (what the image
 # runs), so that tests do not change with whatever was released today.
@@ -38,6 +38,11 @@ lock:
 control-plane:
 	@hack/control-plane/build.sh >/dev/null
 
+# The node's runtime: containerd, runc and the CNI plugins, built from their Go
+# modules and cached like the control plane (the kubelet is built with it).
+node: tools
+	@hack/control-plane/node/build.sh >/dev/null
+
 # promtool, kstatus, helm and krew, built from their Go modules and cached
 # like the control plane: the tests check the alerts, the GitOps status, the
 # chart and the krew manifest with them.
@@ -47,20 +52,26 @@ go-tools:
 unit: $(INSTALLED) tools control-plane go-tools
 	$(BIN)/pytest -m "not e2e"
 
-e2e: $(INSTALLED) tools control-plane go-tools
+e2e: $(INSTALLED) tools control-plane node go-tools
 	$(BIN)/pytest -m e2e
 
-test: lint ship-lint tools control-plane go-tools
+test: lint ship-lint tools control-plane node go-tools
 	$(BIN)/pytest
 
 demo-offline: $(INSTALLED) tools
 	@$(BIN)/python hack/demo_offline.py
 
-demo: $(INSTALLED) tools control-plane
+demo: $(INSTALLED) tools control-plane node
 	@$(BIN)/python hack/demo.py
 
-cluster-up: $(INSTALLED) control-plane
+# The control plane and a node on this machine (root; one node per machine).
+cluster-up: $(INSTALLED) tools control-plane node
 	@$(BIN)/python hack/localcluster.py up --dir $(CLUSTER_DIR)
+
+# The operator's image from the Dockerfile and the workloads' images, built
+# without a Docker daemon, imported into the node of `make cluster-up`.
+image: $(INSTALLED) tools node
+	@$(BIN)/python hack/images.py load --dir $(CLUSTER_DIR)
 
 cluster-down: $(INSTALLED)
 	@$(BIN)/python hack/localcluster.py down --dir $(CLUSTER_DIR)

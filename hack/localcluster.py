@@ -1,13 +1,18 @@
-"""A local Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager.
+"""A local Kubernetes cluster: etcd, kube-apiserver and kube-controller-manager, and a node.
 
 It runs the pinned binaries built by hack/control-plane/build.sh the way controller-runtime's
-envtest does: no kubelet, no nodes, no containers, every process on loopback with freshly
-generated credentials. Unlike envtest it also runs kube-controller-manager, so garbage
-collection, namespace deletion and ServiceAccounts behave as they do in a real cluster.
+envtest does, every process on loopback with freshly generated credentials. Unlike envtest it
+also runs kube-controller-manager, so garbage collection, namespace deletion and
+ServiceAccounts behave as they do in a real cluster.
+
+With a node (`node=NodeSpec(...)`; `up` starts one unless told `--no-node`) it also runs
+kube-scheduler, and a kubelet with containerd and runc on this machine (hack/localnode.py):
+pods are scheduled, pull nothing, run the images hack/images.py built, and reach the API
+server at the `kubernetes` Service's address, as in any cluster.
 
 Command line (the state directory defaults to .cluster/ at the repository root):
 
-    python hack/localcluster.py up|down|status [--dir DIR]
+    python hack/localcluster.py up|down|status [--dir DIR] [--no-node]
 
 From Python (the e2e tests do this):
 
@@ -45,6 +50,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import images
+import localnode
+from localnode import NodePaths, NodeSpec
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO_ROOT / "hack" / "control-plane" / "build.sh"
 DEFAULT_STATE_DIR = REPO_ROOT / ".cluster"
@@ -54,27 +63,38 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc"
 
-# Controllers that only act on nodes, pods' volumes or cloud resources. None of them has
-# anything to do without a kubelet, and skipping them saves CPU on small machines.
-NODE_CONTROLLERS = (
+# Controllers with nothing to do here: pods' addresses come from the node's own CNI
+# configuration, and there is no storage to attach. Skipping them saves CPU on small machines.
+IDLE_CONTROLLERS = (
     "node-ipam-controller",
+    "persistentvolume-attach-detach-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolume-expander-controller",
+)
+# Controllers that only act on nodes: without a kubelet they are idle too.
+NODE_CONTROLLERS = (
     "node-lifecycle-controller",
     "taint-eviction-controller",
     "device-taint-eviction-controller",
     "ttl-controller",
-    "persistentvolume-attach-detach-controller",
-    "persistentvolume-binder-controller",
-    "persistentvolume-expander-controller",
 )
 
 # Everything `down` removes. Logs are kept on purpose so a failed run can be inspected.
 STATE_FILE = "state.json"
 KUBECONFIG_FILE = "kubeconfig"
-DATA_ENTRIES = ("etcd", "pki", KUBECONFIG_FILE, "kube-controller-manager.kubeconfig", STATE_FILE)
+DATA_ENTRIES = (
+    "etcd",
+    "pki",
+    KUBECONFIG_FILE,
+    "kube-controller-manager.kubeconfig",
+    "kube-scheduler.kubeconfig",
+    STATE_FILE,
+)
 
 ETCD_TIMEOUT = 30.0
 APISERVER_TIMEOUT = 90.0
 CONTROLLER_MANAGER_TIMEOUT = 90.0
+NODE_TIMEOUT = 90.0
 STOP_GRACE_SECONDS = 5.0
 PORT_ATTEMPTS = 3
 LOG_TAIL_LINES = 25
@@ -282,6 +302,8 @@ class _ClientCredentials:
     admin: _KeyPair
     controller_manager: _KeyPair
     server_ca_pem: bytes
+    scheduler: _KeyPair | None = None
+    kubelet: _KeyPair | None = None
 
 
 def _write(path: Path, data: bytes, *, secret: bool = False) -> None:
@@ -297,8 +319,8 @@ def _write_pair(pki: Path, stem: str, pair: _KeyPair) -> None:
     _write(pki / f"{stem}.key", pair.key_pem, secret=True)
 
 
-def _generate_credentials(pki: Path) -> _ClientCredentials:
-    """Write every certificate and key the control plane needs.
+def _generate_credentials(pki: Path, node: bool) -> _ClientCredentials:
+    """Write every certificate and key the control plane (and the node) needs.
 
     Serving and client certificates come from separate CAs, as in kubeadm, so a serving
     certificate can never be used to log in. The CA keys stay in memory only.
@@ -322,6 +344,7 @@ def _generate_credentials(pki: Path) -> _ClientCredentials:
         addresses=("127.0.0.1", "::1", KUBERNETES_SERVICE_IP),
     )
     _write_pair(pki, "apiserver", apiserver)
+    node_credentials = _node_credentials(pki, server_ca, client_ca) if node else {}
     controller_manager_serving = _new_leaf(
         server_ca,
         _name("kube-controller-manager"),
@@ -349,7 +372,45 @@ def _generate_credentials(pki: Path) -> _ClientCredentials:
     )
     # On disk as well as inside the kubeconfig so health probes (and curl) can use them.
     _write_pair(pki, "admin", admin)
-    return _ClientCredentials(admin, controller_manager, server_ca.cert_pem)
+    return _ClientCredentials(admin, controller_manager, server_ca.cert_pem, **node_credentials)
+
+
+def _node_credentials(pki: Path, server_ca: _KeyPair, client_ca: _KeyPair) -> dict[str, _KeyPair]:
+    """The node's identity, its serving certificate, and the API server's and the scheduler's
+    client certificates, each as kubeadm makes them."""
+    # system:nodes and system:node:<name>: the Node authorizer and NodeRestriction apply.
+    kubelet = _new_leaf(
+        client_ca,
+        _name(f"system:node:{localnode.NODE_NAME}", "system:nodes"),
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    serving = _new_leaf(
+        server_ca,
+        _name(localnode.NODE_NAME),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        names=(localnode.NODE_NAME,),
+        addresses=(localnode.NODE_IP,),
+    )
+    _write_pair(pki, "kubelet-serving", serving)
+    # The API server calls the kubelet (logs, exec, port-forward) as a cluster administrator.
+    apiserver_client = _new_leaf(
+        client_ca,
+        _name("kube-apiserver-kubelet-client", "system:masters"),
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    _write_pair(pki, "apiserver-kubelet-client", apiserver_client)
+    scheduler = _new_leaf(
+        client_ca, _name("system:kube-scheduler"), ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    scheduler_serving = _new_leaf(
+        server_ca,
+        _name("kube-scheduler"),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        names=("localhost",),
+        addresses=("127.0.0.1",),
+    )
+    _write_pair(pki, "scheduler-serving", scheduler_serving)
+    return {"kubelet": kubelet, "scheduler": scheduler}
 
 
 def _kubeconfig(server: str, ca_pem: bytes, user: str, client: _KeyPair) -> bytes:
@@ -391,6 +452,9 @@ class Ports:
     etcd_peer: int
     apiserver: int
     controller_manager: int
+    scheduler: int = 0
+    kubelet: int = 0
+    kubelet_healthz: int = 0
 
 
 def _free_ports(count: int) -> list[int]:
@@ -402,8 +466,20 @@ def _free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def _pick_ports() -> Ports:
-    return Ports(*_free_ports(4))
+def _pick_ports(node: bool) -> Ports:
+    if not node:
+        return Ports(*_free_ports(4))
+    # The API server of a cluster with a node listens where pods dial it (localnode).
+    etcd_client, etcd_peer, manager, scheduler, kubelet, healthz = _free_ports(6)
+    return Ports(
+        etcd_client,
+        etcd_peer,
+        localnode.API_SERVICE_PORT,
+        manager,
+        scheduler,
+        kubelet,
+        healthz,
+    )
 
 
 @dataclass
@@ -463,13 +539,17 @@ def _pid_runs(pid: int, binary: str) -> bool:
     return state not in {"Z", "X"} and argv0 == binary
 
 
-def _spawn(name: str, argv: list[str], log_dir: Path) -> _Process:
+def _spawn(
+    name: str, argv: list[str], log_dir: Path, extra_env: dict[str, str] | None = None
+) -> _Process:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
-    env = dict(os.environ)
-    # Everything talks over loopback; a configured proxy must not get in the way.
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost,::1"
-    with log.open("wb") as handle:
+    env = {**os.environ, **(extra_env or {})}
+    # Everything talks over loopback or the node's bridge; a proxy must not get in the way.
+    env["NO_PROXY"] = env["no_proxy"] = (
+        f"127.0.0.1,localhost,::1,{localnode.API_SERVICE_IP},{localnode.POD_SUBNET}"
+    )
+    with log.open("ab") as handle:
         # A new session keeps the component alive after `up` exits and out of the terminal's
         # process group, so Ctrl-C in the shell does not reach it.
         popen = subprocess.Popen(
@@ -555,7 +635,8 @@ def _failure(process: _Process, message: str) -> ClusterError:
 
 
 class LocalCluster:
-    """A running etcd + kube-apiserver + kube-controller-manager, owned by `state_dir`."""
+    """A running etcd + kube-apiserver + kube-controller-manager (+ a node), owned by
+    `state_dir`."""
 
     def __init__(
         self,
@@ -564,28 +645,42 @@ class LocalCluster:
         ports: Ports,
         processes: list[_Process],
         startup_seconds: float,
+        *,
+        node: NodeSpec | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.bin_dir = bin_dir
         self.ports = ports
         self.processes = processes
         self.startup_seconds = startup_seconds
+        self.node = node
 
     @property
     def kubeconfig(self) -> Path:
         return self.state_dir / KUBECONFIG_FILE
 
     @property
+    def api_host(self) -> str:
+        return localnode.API_SERVICE_IP if self.node is not None else "127.0.0.1"
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports.apiserver}"
+        return f"https://{self.api_host}:{self.ports.apiserver}"
+
+    @property
+    def node_paths(self) -> NodePaths:
+        return NodePaths.of(self.state_dir)
 
     @property
     def kubectl(self) -> Kubectl:
         return Kubectl(self.bin_dir / "kubectl", self.kubeconfig)
 
     @classmethod
-    def start(cls, state_dir: Path, bin_dir: Path, log: Log = _stderr) -> LocalCluster:
-        """Start a fresh control plane in `state_dir` and wait until it serves requests.
+    def start(
+        cls, state_dir: Path, bin_dir: Path, log: Log = _stderr, node: NodeSpec | None = None
+    ) -> LocalCluster:
+        """Start a fresh control plane in `state_dir` and wait until it serves requests; with
+        `node`, also a node, and wait until it is Ready.
 
         Data a previous cluster left in `state_dir` is deleted first, so stop that one before.
         """
@@ -593,7 +688,7 @@ class LocalCluster:
         bin_dir = bin_dir.resolve()
         for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
-                return cls._start_once(state_dir, bin_dir, log)
+                return cls._start_once(state_dir, bin_dir, log, node)
             except _PortTaken as error:
                 if attempt == PORT_ATTEMPTS:
                     raise
@@ -601,11 +696,15 @@ class LocalCluster:
         raise AssertionError("unreachable")
 
     @classmethod
-    def _start_once(cls, state_dir: Path, bin_dir: Path, log: Log) -> LocalCluster:
+    def _start_once(
+        cls, state_dir: Path, bin_dir: Path, log: Log, node: NodeSpec | None
+    ) -> LocalCluster:
         started = time.monotonic()
         remove_data(state_dir)
+        # The logs of an earlier cluster are kept until the next one starts.
+        shutil.rmtree(state_dir / "logs", ignore_errors=True)
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        cluster = cls(state_dir, bin_dir, _pick_ports(), [], 0.0)
+        cluster = cls(state_dir, bin_dir, _pick_ports(node is not None), [], 0.0, node=node)
         try:
             cluster._boot(log)
         except BaseException:
@@ -618,22 +717,31 @@ class LocalCluster:
 
     def _boot(self, log: Log) -> None:
         pki = self.state_dir / "pki"
-        credentials = _generate_credentials(pki)
-        _write(
-            self.kubeconfig,
-            _kubeconfig(self.server, credentials.server_ca_pem, "admin", credentials.admin),
-            secret=True,
-        )
-        _write(
-            self.state_dir / "kube-controller-manager.kubeconfig",
-            _kubeconfig(
-                self.server,
-                credentials.server_ca_pem,
+        if self.node is not None:
+            # First: the API server listens on the node's bridge.
+            self._claim_host()
+        credentials = _generate_credentials(pki, node=self.node is not None)
+        kubeconfigs = {
+            self.kubeconfig: ("admin", credentials.admin),
+            self.state_dir / "kube-controller-manager.kubeconfig": (
                 "kube-controller-manager",
                 credentials.controller_manager,
             ),
-            secret=True,
-        )
+        }
+        if credentials.scheduler is not None and credentials.kubelet is not None:
+            kubeconfigs[self.state_dir / "kube-scheduler.kubeconfig"] = (
+                "kube-scheduler",
+                credentials.scheduler,
+            )
+            self.node_paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            kubeconfigs[self.node_paths.kubelet_kubeconfig] = (
+                f"system:node:{localnode.NODE_NAME}",
+                credentials.kubelet,
+            )
+        for path, (user, pair) in kubeconfigs.items():
+            _write(
+                path, _kubeconfig(self.server, credentials.server_ca_pem, user, pair), secret=True
+            )
         context = _admin_context(pki)
         # kube-controller-manager's /healthz is open to anonymous clients; only verify the server.
         anonymous = ssl.create_default_context(cafile=str(pki / "ca.crt"))
@@ -655,9 +763,68 @@ class LocalCluster:
             lambda: self._controller_manager_ready(anonymous, context),
             CONTROLLER_MANAGER_TIMEOUT,
         )
+        if self.node is not None:
+            log("starting kube-scheduler")
+            scheduler = self._launch("kube-scheduler", self._scheduler_args(pki))
+            healthz = f"https://127.0.0.1:{self.ports.scheduler}/healthz"
+            _wait_healthy(
+                scheduler, lambda: _get(healthz, anonymous)[0] == 200, CONTROLLER_MANAGER_TIMEOUT
+            )
+            self._start_node(self.node, context, log, import_images=True)
 
-    def _launch(self, name: str, args: list[str]) -> _Process:
-        process = _spawn(name, [str(self.bin_dir / name), *args], self.state_dir / "logs")
+    def _claim_host(self) -> None:
+        claim = localnode.HostClaim.load()
+        running = False
+        if claim is not None and claim.state_dir != self.state_dir:
+            other = LocalCluster.attach(claim.state_dir)
+            running = other is not None and other.healthy()
+        localnode.claim_host(self.state_dir, self.node_bin_dir, running)
+
+    @property
+    def node_bin_dir(self) -> Path:
+        if self.node is None:
+            raise ClusterError("this cluster has no node")
+        return self.node.bin_dir
+
+    def _start_node(
+        self, node: NodeSpec, context: ssl.SSLContext, log: Log, import_images: bool
+    ) -> None:
+        paths = self.node_paths
+        localnode.write_config(
+            paths, node, self.state_dir / "pki", self.ports.kubelet, self.ports.kubelet_healthz
+        )
+        log("starting containerd")
+        containerd = self._launch(
+            "containerd",
+            localnode.containerd_argv(paths, node),
+            env=localnode.runtime_env(node),
+        )
+        _wait_healthy(containerd, lambda: localnode.runtime_answers(paths, node), NODE_TIMEOUT)
+        if import_images:
+            log(f"importing {len(node.images)} images into the node")
+            localnode.import_images(paths, node)
+        log(f"starting the kubelet of node {localnode.NODE_NAME}")
+        kubelet = self._launch("kubelet", localnode.kubelet_argv(paths, self.bin_dir / "kubelet"))
+        _wait_healthy(kubelet, lambda: self._node_ready(context), NODE_TIMEOUT)
+
+    def restart_node(self, log: Log = _stderr) -> None:
+        """Stop the kubelet and containerd (SIGTERM, as a service manager would) and start
+        them again; the containers run on meanwhile, under their shims."""
+        if self.node is None:
+            raise ClusterError("this cluster has no node")
+        node_processes = [p for p in self.processes if p.name in {"kubelet", "containerd"}]
+        _stop_processes(node_processes)
+        for process in node_processes:
+            self.processes.remove(process)
+        self._save()
+        context = _admin_context(self.state_dir / "pki")
+        self._start_node(self.node, context, log, import_images=False)
+        self._save()
+
+    def _launch(self, name: str, args: list[str], env: dict[str, str] | None = None) -> _Process:
+        # A bare name is one of the control plane's binaries; node binaries come with a path.
+        argv = args if args and args[0].startswith("/") else [str(self.bin_dir / name), *args]
+        process = _spawn(name, argv, self.state_dir / "logs", env)
         self.processes.append(process)
         # Saved after every launch so `down` can clean up even if this process is killed.
         self._save()
@@ -685,8 +852,8 @@ class LocalCluster:
         return [
             f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
             f"--secure-port={self.ports.apiserver}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.api_host}",
+            f"--advertise-address={self.api_host}",
             # Since v1.37 the endpoint reconciler refuses a loopback advertise address. Nothing
             # here reaches the API server through the `kubernetes` Service, so skip it.
             "--endpoint-reconciler-type=none",
@@ -703,11 +870,45 @@ class LocalCluster:
             "--enable-admission-plugins=NodeRestriction",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
+            *(self._kubelet_client_args(pki) if self.node is not None else []),
         ]
+
+    def _kubelet_client_args(self, pki: Path) -> list[str]:
+        """How the API server calls the kubelet (logs, exec, port-forward, proxy): at the
+        node's address, verifying its serving certificate, with a client certificate."""
+        return [
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    def _scheduler_args(self, pki: Path) -> list[str]:
+        kubeconfig = self.state_dir / "kube-scheduler.kubeconfig"
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--authentication-skip-lookup",
+            f"--client-ca-file={pki / 'client-ca.crt'}",
+            f"--secure-port={self.ports.scheduler}",
+            "--bind-address=127.0.0.1",
+            f"--tls-cert-file={pki / 'scheduler-serving.crt'}",
+            f"--tls-private-key-file={pki / 'scheduler-serving.key'}",
+            "--leader-elect=false",
+        ]
+
+    def _node_ready(self, context: ssl.SSLContext) -> bool:
+        status, body = _get(f"{self.server}/api/v1/nodes/{localnode.NODE_NAME}", context)
+        if status != 200:
+            return False
+        conditions = json.loads(body).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def _controller_manager_args(self, pki: Path) -> list[str]:
         kubeconfig = self.state_dir / "kube-controller-manager.kubeconfig"
-        controllers = ",".join(["*", *(f"-{name}" for name in NODE_CONTROLLERS)])
+        idle = IDLE_CONTROLLERS if self.node is not None else IDLE_CONTROLLERS + NODE_CONTROLLERS
+        controllers = ",".join(["*", *(f"-{name}" for name in idle)])
         return [
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
@@ -788,7 +989,15 @@ class LocalCluster:
         return self._apiserver_ready(context)
 
     def stop(self, remove: bool = True) -> None:
-        """Stop every component and, unless `remove` is false, delete the data (not the logs)."""
+        """Stop every component and, unless `remove` is false, delete the data (not the logs).
+
+        The node goes first, and gives back all it took of the host (localnode.clean_host).
+        """
+        if self.node is not None:
+            _stop_processes([p for p in self.processes if p.name in {"kubelet", "containerd"}])
+            claim = localnode.HostClaim.load()
+            if claim is not None and claim.state_dir == self.state_dir:
+                localnode.clean_host()
         _stop_processes(self.processes)
         if remove:
             remove_data(self.state_dir)
@@ -814,6 +1023,7 @@ class LocalCluster:
             "ports": self.ports.__dict__,
             "processes": [p.to_json() for p in self.processes],
             "startup_seconds": round(self.startup_seconds, 2),
+            "node": self.node.to_json() if self.node is not None else None,
         }
         _write(self.state_dir / STATE_FILE, (json.dumps(state, indent=2) + "\n").encode())
 
@@ -833,6 +1043,7 @@ class LocalCluster:
                 Ports(**state["ports"]),
                 processes,
                 float(state["startup_seconds"]),
+                node=NodeSpec.from_json(state["node"]) if state.get("node") else None,
             )
         except FileNotFoundError:
             return None
@@ -862,36 +1073,56 @@ def _locked(state_dir: Path) -> Iterator[None]:
         yield
 
 
-def _up(state_dir: Path) -> int:
+def default_node() -> NodeSpec:
+    """The node's runtime, built or taken from the cache, with the pause image only: the
+    images the pods run are loaded by `make image` (hack/images.py load)."""
+    return NodeSpec(images.node_bin_dir(), tuple(images.built_tarballs([images.PAUSE])))
+
+
+def _up(state_dir: Path, node: bool) -> int:
     existing = LocalCluster.attach(state_dir)
     if existing is not None and existing.healthy():
-        _stderr(f"control plane already running at {existing.server}")
+        _stderr(f"cluster already running at {existing.server}")
         print(f"export KUBECONFIG={existing.kubeconfig}")
         return 0
     if existing is not None:
-        _stderr("removing the stale state of a control plane that is no longer running")
+        _stderr("removing the stale state of a cluster that is no longer running")
         existing.stop()
-    cluster = LocalCluster.start(state_dir, control_plane_bin_dir())
+    bin_dir = control_plane_bin_dir()
+    cluster = LocalCluster.start(state_dir, bin_dir, node=default_node() if node else None)
+    with_node = f" with node {localnode.NODE_NAME}" if node else ""
     _stderr(
-        f"control plane ready in {cluster.startup_seconds:.1f}s at {cluster.server} "
+        f"cluster ready{with_node} in {cluster.startup_seconds:.1f}s at {cluster.server} "
         f"(logs: {state_dir / 'logs'})"
     )
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     return 0
 
 
-def _down(state_dir: Path) -> int:
+def _down(state_dir: Path, node: bool) -> int:
     existing = LocalCluster.attach(state_dir)
     if existing is None:
-        _stderr(f"no control plane recorded in {state_dir}")
+        _stderr(f"no cluster recorded in {state_dir}")
     else:
         existing.stop()
-        _stderr("control plane stopped")
+        _stderr("cluster stopped")
     remove_data(state_dir)
+    release_dead_node()
     return 0
 
 
-def _status(state_dir: Path) -> int:
+def release_dead_node() -> None:
+    """Give back the host from a node whose cluster no longer runs (a killed test's)."""
+    claim = localnode.HostClaim.load()
+    if claim is None:
+        return
+    owner = LocalCluster.attach(claim.state_dir)
+    if owner is None or not owner.healthy():
+        _stderr(f"removing what the node of {claim.state_dir} left on this machine")
+        localnode.clean_host()
+
+
+def _status(state_dir: Path, node: bool) -> int:
     existing = LocalCluster.attach(state_dir)
     if existing is None:
         print(f"not running (no {STATE_FILE} in {state_dir})")
@@ -919,15 +1150,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_STATE_DIR,
         help=f"state directory (default: {DEFAULT_STATE_DIR})",
     )
+    parser.add_argument(
+        "--no-node", dest="node", action="store_false", help="up: the control plane only"
+    )
     args = parser.parse_args(argv)
     state_dir: Path = args.dir.resolve()
     commands = {"up": _up, "down": _down, "status": _status}
     try:
         with _locked(state_dir):
-            return commands[args.command](state_dir)
-    except ClusterError as error:
+            return commands[args.command](state_dir, args.node)
+    except (ClusterError, localnode.NodeError, images.ImageError) as error:
         _stderr(f"localcluster.py {args.command}: {error}")
-        if error.log_tail:
+        if isinstance(error, ClusterError) and error.log_tail:
             _stderr(error.log_tail)
         return 1
     except KeyboardInterrupt:
