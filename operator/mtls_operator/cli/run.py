@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import kopf
+from kopf._core.engines import peering  # Identity, which kopf does not export
 
 from mtls_operator import preflight
 from mtls_operator.api.durations import parse_duration
@@ -296,9 +297,10 @@ async def _lead_while_elected(
     config: OperatorConfig, kube: Kube, metrics: Metrics, state: _Terms
 ) -> int:
     signalled = asyncio.Event()
+    identity = _identity()
     election = (
         LeaseElection(
-            kube, config.lease_namespace, config.lease_name, _identity(), clock=SystemClock()
+            kube, config.lease_namespace, config.lease_name, identity, clock=SystemClock()
         )
         if config.leader_election
         else None
@@ -311,7 +313,7 @@ async def _lead_while_elected(
                 if not await _unless(signalled, election.acquire()):
                     return 0
                 metrics.leader = True
-            outcome = await _term(config, metrics, state, election)
+            outcome = await _term(config, metrics, state, election, identity)
             if outcome is not LOST_LEASE:
                 return outcome
             # Campaign again in this process: as leader or standby, with a
@@ -328,7 +330,11 @@ LOST_LEASE = -1
 
 
 async def _term(
-    config: OperatorConfig, metrics: Metrics, state: _Terms, election: LeaseElection | None
+    config: OperatorConfig,
+    metrics: Metrics,
+    state: _Terms,
+    election: LeaseElection | None,
+    identity: str,
 ) -> int:
     """Run the operator until kopf stops (0 after a signal, 1 if it failed)
     or the Lease is lost (LOST_LEASE)."""
@@ -340,6 +346,9 @@ async def _term(
             clusterwide=not config.namespaces,
             namespaces=config.namespaces,
             standalone=True,
+            # Else kopf names itself after the user it runs as, which a uid without a
+            # passwd entry (65532 in the image) does not have: getpass fails.
+            identity=peering.Identity(identity),
             stop_flag=stop,
         ),
         name="kopf",
