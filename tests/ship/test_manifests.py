@@ -5,6 +5,7 @@ rule by rule against the calls the operator makes; a real API server checks the 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -552,3 +553,53 @@ def test_the_argocd_health_check() -> None:
     for (name, _, status, message), outcome in zip(HEALTH_CASES, outcomes, strict=True):
         assert outcome["status"] == status, f"{name}: {outcome}"
         assert message in outcome["message"], f"{name}: {outcome}"
+
+
+# --- deploy/overlays/local ------------------------------------------------------------------
+
+
+def _key(item: Object) -> tuple[str, str, str]:
+    return (item["kind"], item["metadata"].get("namespace", ""), item["metadata"]["name"])
+
+
+def test_the_local_overlay_changes_only_the_image_and_the_token(render: Render) -> None:
+    """The overlay the tests and the demo install with differs from deploy/ in exactly what
+    docs/local-node.md lists: the image the node imported, and a token the kubelet refreshes
+    within a test run."""
+    base = {_key(item): item for item in render("deploy")}
+    local = {_key(item): item for item in render("deploy/overlays/local")}
+    assert base.keys() == local.keys()
+    deployment = ("Deployment", "mtls-operator", "mtls-operator")
+    assert {k: v for k, v in local.items() if k != deployment} == {
+        k: v for k, v in base.items() if k != deployment
+    }
+    pod = local[deployment]["spec"]["template"]["spec"]
+    expected = copy.deepcopy(base[deployment])["spec"]["template"]["spec"]
+    [container] = expected["containers"]
+    container.update(image="localhost/mtls-operator:dev", imagePullPolicy="Never")
+    container["volumeMounts"].append(
+        {
+            "name": "kube-api-access",
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+            "readOnly": True,
+        }
+    )
+    expected["automountServiceAccountToken"] = False
+    [token_volume] = [v for v in pod["volumes"] if v["name"] == "kube-api-access"]
+    expected["volumes"].append(token_volume)
+    assert pod == expected
+    sources = token_volume["projected"]["sources"]
+    assert sources[0] == {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+
+
+def test_the_local_examples_change_only_the_workload_image(render: Render) -> None:
+    base = {_key(item): item for item in render("examples")}
+    local = {_key(item): item for item in render("deploy/overlays/local/examples")}
+    assert base.keys() == local.keys()
+    for key, item in base.items():
+        expected = copy.deepcopy(item)
+        if key[0] == "Deployment":
+            [container] = expected["spec"]["template"]["spec"]["containers"]
+            assert container["image"] == "python:3.11-slim"
+            container.update(image="localhost/mtls-workload:dev", imagePullPolicy="Never")
+        assert local[key] == expected
