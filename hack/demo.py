@@ -1,194 +1,195 @@
-"""`make demo`: the operator's main job, end to end.
+"""`make demo`: the operator's main job, as a user sees it.
 
-Starts the local control plane (or uses $KUBECONFIG when it points at a
-reachable cluster), installs the CRD, runs the operator, applies the
-examples, waits for Ready, then proves the Secrets the recipe's way: their
-keys written to files as a pod mount shows them, `openssl verify`, and an
-`openssl s_server -Verify 1` / `s_client` handshake between them.
+On a local cluster with a real node (hack/localcluster.py; the one of `make cluster-up` when
+it runs, else one of its own in .demo/), it installs the operator from its image built from
+the Dockerfile (`kubectl apply -k deploy/overlays/local`), applies the example application
+(examples/: a server and a client certificate, and the payments and checkout Deployments
+that mount them), and shows the operator's pods, the certificates, and checkout's calls to
+payments over mTLS, each a handshake with the Secrets the operator wrote.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any, TypeVar
 
-from mtls_operator.cli.recipe import write_private_file
+import images
+from localcluster import REPO_ROOT, Kubectl, LocalCluster, control_plane_bin_dir
+from localnode import NodeSpec
 
-from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
-from operator_process import OperatorProcess
-from recipe_checks import mtls_handshake, openssl_verify
-
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / ".demo"
-NAMESPACE = "demo"
-OPERATOR_NAMESPACE = "mtls-operator"
-METRICS_PORT = 18080
-SERVER, CLIENT = "payments", "checkout"
+DEMO = REPO_ROOT / ".demo"
+SHARED_CLUSTER = REPO_ROOT / ".cluster"
+OPERATOR = REPO_ROOT / "deploy" / "overlays" / "local"
+EXAMPLES = OPERATOR / "examples"
+OPERATOR_NAMESPACE, NAMESPACE = "mtls-operator", "demo"
+CERTIFICATES = ("payments", "checkout")
+HANDSHAKES = 3
+_T = TypeVar("_T")
 
 
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def reachable(kubectl: Kubectl) -> bool:
-    return kubectl("get", "--raw", "/readyz", check=False).returncode == 0
+def wait(probe: Callable[[], _T | None], what: str, timeout: float = 180) -> _T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found is not None:
+            return found
+        time.sleep(1)
+    raise SystemExit(f"demo: timed out after {timeout:.0f} s waiting for {what}")
 
 
-def connect(bin_dir: Path) -> tuple[Kubectl, LocalCluster | None]:
-    given = os.environ.get("KUBECONFIG")
-    if given:
-        kubectl = Kubectl(bin_dir / "kubectl", Path(given), cache_dir=DEMO / "kubectl-cache")
-        if reachable(kubectl):
-            say(f"using the cluster of KUBECONFIG={given}")
-            return kubectl, None
-        say(f"KUBECONFIG={given} is not reachable; starting a local control plane instead")
-    say("starting a local control plane (etcd, kube-apiserver, kube-controller-manager)")
-    cluster = LocalCluster.start(DEMO / "cluster", bin_dir)
-    return Kubectl(
-        bin_dir / "kubectl", cluster.kubeconfig, cache_dir=DEMO / "kubectl-cache"
-    ), cluster
+def get(kubectl: Kubectl, *args: str) -> Any:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
 
-def start_operator(kubeconfig: Path) -> OperatorProcess:
-    process = OperatorProcess(
-        kubeconfig,
-        DEMO / "operator.log",
-        [
-            "--namespace",
-            NAMESPACE,
-            "--bootstrap-ca",
-            "--cluster-ca-secret",
-            f"{OPERATOR_NAMESPACE}/mtls-operator-ca",
-        ],
-        metrics_port=METRICS_PORT,
+def cluster_with_node(tarballs: list[Path]) -> tuple[LocalCluster, bool]:
+    """The cluster of `make cluster-up` if it runs with a node (the images loaded into it),
+    else a new one; and whether the demo started it."""
+    shared = LocalCluster.attach(SHARED_CLUSTER)
+    if shared is not None and shared.node is not None and shared.healthy():
+        say(f"using the cluster of `make cluster-up` ({shared.server}); loading the images")
+        images.load(shared.node_bin_dir / "ctr", shared.node_paths.containerd_socket, tarballs)
+        return shared, False
+    say("starting a cluster with a node: etcd, kube-apiserver, kube-controller-manager,")
+    say("kube-scheduler, and a kubelet with containerd and runc on this machine")
+    node = NodeSpec(images.node_bin_dir(), tuple(tarballs))
+    cluster = LocalCluster.start(DEMO / "cluster", control_plane_bin_dir(), node=node)
+    say(f"cluster ready in {cluster.startup_seconds:.1f} s")
+    return cluster, True
+
+
+def install_operator(kubectl: Kubectl) -> list[dict[str, Any]]:
+    say("installing the operator: kubectl apply -k deploy/overlays/local")
+    kubectl("apply", "--server-side", "-k", str(OPERATOR), timeout=120)
+    kubectl(
+        "rollout",
+        "status",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "deployment/mtls-operator",
+        "--timeout=180s",
+        timeout=190,
     )
-    process.start()
-    return process
+    pods: list[dict[str, Any]] = get(kubectl, "pods", "-n", OPERATOR_NAMESPACE)["items"]
+    return pods
 
 
-def mount_secret(kubectl: Kubectl, name: str) -> Path:
-    """The Secret's keys as files, the way a pod's volume mount shows them."""
-    secret = json.loads(kubectl("get", "secret", name, "-n", NAMESPACE, "-o", "json").stdout)
-    directory = DEMO / "mounts" / name
-    directory.mkdir(parents=True, exist_ok=True)
-    for key, value in secret["data"].items():
-        write_private_file(directory / key, base64.b64decode(value))
-    return directory
-
-
-def summary(kubectl: Kubectl, mounts: dict[str, Path], handshake_ok: bool) -> bool:
-    certificates = json.loads(
-        kubectl("get", "mtlscertificates", "-n", NAMESPACE, "-o", "json").stdout
+def run_examples(kubectl: Kubectl) -> list[dict[str, Any]]:
+    """The example application, until checkout has made HANDSHAKES calls; checkout's log."""
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    say("applying examples/: certificates for payments and checkout, and their Deployments")
+    kubectl("apply", "--server-side", "-k", str(EXAMPLES))
+    kubectl(
+        "wait",
+        "-n",
+        NAMESPACE,
+        "--for=condition=Ready",
+        *(f"mtlscertificate/{name}" for name in CERTIFICATES),
+        "--timeout=60s",
     )
-    rows = [("certificate", "secret", "usage", "ready", "expires", "openssl verify")]
-    all_ok = handshake_ok
-    for item in certificates["items"]:
-        name, spec, status = item["metadata"]["name"], item["spec"], item.get("status", {})
-        ready = next(
-            (c["status"] for c in status.get("conditions", []) if c["type"] == "Ready"), "?"
-        )
-        directory = mounts.get(spec["secretName"])
-        verified = (
-            directory is not None
-            and openssl_verify(directory / "ca.crt", directory / "tls.crt").returncode == 0
-        )
-        all_ok = all_ok and verified and ready == "True"
-        rows.append(
-            (
-                name,
-                spec["secretName"],
-                spec["usage"],
-                ready,
-                status.get("notAfter", "-"),
-                "OK" if verified else "FAILED",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    kubectl("rollout", "status", "-n", NAMESPACE, "deployment/payments", "--timeout=120s")
+    # The local node has no cluster DNS: checkout dials a payments pod by its address and
+    # still checks payments.demo.svc in its certificate.
+    server = get(kubectl, "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=payments")
+    address = server["items"][0]["status"]["podIP"]
+    kubectl("set", "env", "-n", NAMESPACE, "deployment/checkout", f"PAYMENTS_CONNECT_TO={address}")
+    kubectl("rollout", "status", "-n", NAMESPACE, "deployment/checkout", "--timeout=120s")
+
+    def calls() -> list[dict[str, Any]] | None:
+        clients = get(kubectl, "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=checkout")
+        current = [pod for pod in clients["items"] if _dials(pod, address)]
+        if not current:
+            return None
+        name = current[0]["metadata"]["name"]
+        log = kubectl("logs", "-n", NAMESPACE, name, check=False).stdout
+        lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        return lines if len(lines) >= HANDSHAKES else None
+
+    return wait(calls, "checkout's calls to payments", timeout=60)
+
+
+def _dials(pod: dict[str, Any], address: str) -> bool:
+    """A checkout pod of the Deployment's latest revision, running."""
+    [container] = pod["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in container.get("env", [])}
+    live = not pod["metadata"].get("deletionTimestamp")
+    return (
+        live and env.get("PAYMENTS_CONNECT_TO") == address and pod["status"]["phase"] == "Running"
+    )
+
+
+def summary(
+    kubectl: Kubectl, operator_pods: list[dict[str, Any]], calls: list[dict[str, Any]]
+) -> bool:
     print()
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    print(
-        f"\nmTLS handshake {SERVER} (s_server -Verify 1) <- {CLIENT} (s_client): "
-        f"{'OK' if handshake_ok else 'FAILED'}"
-    )
-    print(
-        f"Secrets mounted as files in {DEMO.relative_to(ROOT) / 'mounts'}; operator log in "
-        f"{DEMO.relative_to(ROOT) / 'operator.log'}; metrics on http://127.0.0.1:{METRICS_PORT}/metrics"
-    )
-    return all_ok
+    for pod in operator_pods:
+        [status] = pod["status"]["containerStatuses"]
+        print(
+            f"operator pod {pod['metadata']['name']}: {status['image']}, "
+            f"ready={status['ready']}, uid {pod['spec']['securityContext']['runAsUser']}"
+        )
+    holder = get(kubectl, "lease", "mtls-operator", "-n", OPERATOR_NAMESPACE)["spec"]
+    print(f"leader: {holder['holderIdentity']}\n")
+    certificates = get(kubectl, "mtlscertificates", "-n", NAMESPACE)["items"]
+    for item in certificates:
+        status = item.get("status", {})
+        print(
+            f"certificate {item['metadata']['name']}: Secret {item['spec']['secretName']}, "
+            f"{item['spec']['usage']}, serial {status.get('serialNumber', '-')}, "
+            f"expires {status.get('notAfter', '-')}"
+        )
+    print()
+    for call in calls:
+        outcome = (
+            f"OK: payments (serial {call['server_serial']}) answered {call['as']}"
+            if call["ok"]
+            else f"FAILED: {call['error']}"
+        )
+        print(f"checkout -> payments over mTLS: {outcome}")
+    return all(call["ok"] for call in calls)
 
 
 def main() -> int:
     DEMO.mkdir(exist_ok=True)
-    bin_dir = control_plane_bin_dir()
-    cluster: LocalCluster | None = None
-    operator: OperatorProcess | None = None
 
     def interrupted(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    began = time.monotonic()
+    cluster: LocalCluster | None = None
+    started = False
     try:
-        kubectl, cluster = connect(bin_dir)
-        say("installing the CRDs (MtlsCertificate, MtlsPolicy)")
-        kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
-        for crd in ("mtlscertificates.mtls.dev", "mtlspolicies.mtls.dev"):
-            kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-        for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
-            kubectl("create", "namespace", namespace, check=False)
-        say("starting the operator (bootstraps the cluster CA)")
-        operator = start_operator(kubectl.kubeconfig)
-        say("applying examples/: a server and a client certificate")
-        for example in ("server-certificate.yaml", "client-certificate.yaml"):
-            kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / example))
-        started = time.monotonic()
-        kubectl(
-            "wait",
-            "-n",
-            NAMESPACE,
-            "--for=condition=Ready",
-            "mtlscertificate",
-            SERVER,
-            CLIENT,
-            "--timeout=60s",
-        )
-        say(f"both Ready in {time.monotonic() - started:.1f}s")
-        mounts = {name: mount_secret(kubectl, name) for name in (f"{SERVER}-tls", f"{CLIENT}-tls")}
-        server, client = mounts[f"{SERVER}-tls"], mounts[f"{CLIENT}-tls"]
-        say("handshake: openssl s_server -Verify 1 (server Secret) and s_client (client Secret)")
-        handshake = mtls_handshake(
-            server_cert=server / "tls.crt",
-            server_key=server / "tls.key",
-            server_trusts=server / "ca.crt",
-            client_cert=client / "tls.crt",
-            client_key=client / "tls.key",
-            client_trusts=client / "ca.crt",
-            hostname=f"{SERVER}.{NAMESPACE}.svc",
-        )
-        ok = summary(kubectl, mounts, handshake.succeeded)
-        if sys.stdin.isatty() and ok:
+        say("building the images (cached): the operator from its Dockerfile, the workloads")
+        tarballs = images.built_tarballs()
+        cluster, started = cluster_with_node(tarballs)
+        kubectl = Kubectl(cluster.bin_dir / "kubectl", cluster.kubeconfig, DEMO / "kubectl-cache")
+        operator_pods = install_operator(kubectl)
+        calls = run_examples(kubectl)
+        ok = summary(kubectl, operator_pods, calls)
+        print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - began:.0f} s")
+        if sys.stdin.isatty() and ok and started:
             print(
-                "\nThe operator keeps running: try `kubectl -n demo delete secret payments-tls`."
-                " Ctrl-C stops it."
+                f"\nThe cluster keeps running: export KUBECONFIG={cluster.kubeconfig}; then "
+                "`kubectl -n demo logs -f deployment/checkout`. Ctrl-C stops it."
             )
-            if cluster is not None:
-                print(f"export KUBECONFIG={cluster.kubeconfig}")
-            while operator.running:
+            while cluster.healthy():
                 time.sleep(1)
         return 0 if ok else 1
     except KeyboardInterrupt:
         print("\nstopping", flush=True)
         return 130
     finally:
-        if operator is not None:
-            operator.stop()
-        if cluster is not None:
+        if cluster is not None and started:
             cluster.stop()
 
 

@@ -375,7 +375,7 @@ def claim_host(state_dir: Path, bin_dir: Path, running: bool) -> HostClaim:
     if existing is not None and existing.state_dir != state_dir and running:
         raise NodeError(
             f"a node of {existing.state_dir} runs on this machine (one node per machine): "
-            f"stop it with `python hack/localcluster.py down --dir {existing.state_dir.parent}`"
+            f"stop it with `python hack/localcluster.py down --dir {existing.state_dir}`"
         )
     clean_host()
     created = tuple(path for path in FIXED_PATHS if not path.exists())

@@ -1,0 +1,51 @@
+"""Fixtures for tests on a real node: a local cluster whose node runs a kubelet, containerd
+and runc on this machine (hack/localcluster.py, hack/localnode.py), with the images built
+from the project's Dockerfile and Debian packages (hack/images.py), never pulled.
+
+One node serves the package. Its teardown checks that nothing of it is left on the machine:
+no process, mount, cgroup, network interface or host claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import localnode
+from images import built_tarballs, node_bin_dir
+from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
+from localnode import NodeSpec
+
+NODE_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(NODE_TESTS):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.node)
+
+
+@pytest.fixture(scope="package")
+def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    node = NodeSpec(node_bin_dir(), tuple(built_tarballs()))
+    cluster = LocalCluster.start(
+        tmp_path_factory.mktemp("node-cluster"), control_plane_bin_dir(), node=node
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        left = localnode.leftovers()
+        assert not left, f"the node left these on the machine: {left}"
+
+
+@pytest.fixture(scope="package")
+def node_kubectl(node_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl(
+        node_cluster.bin_dir / "kubectl",
+        node_cluster.kubeconfig,
+        cache_dir=tmp_path_factory.mktemp("node-kubectl-cache"),
+    )
