@@ -2,12 +2,17 @@
 and runc on this machine (hack/localcluster.py, hack/localnode.py), with the images built
 from the project's Dockerfile and Debian packages (hack/images.py), never pulled.
 
-One node serves the package. Its teardown checks that nothing of it is left on the machine:
-no process, mount, cgroup, network interface or host claim.
+One node serves the package. Its teardown ends it the hard way, as if the test run had been
+killed (every process SIGKILLed, nothing cleaned up), then runs `localcluster.py down` as
+`make cluster-down` would, and checks that nothing of the node is left on the machine: no
+process, mount, cgroup, network interface or host claim.
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +20,7 @@ import pytest
 
 import localnode
 from images import built_tarballs, node_bin_dir
-from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
+from localcluster import REPO_ROOT, Kubectl, LocalCluster, control_plane_bin_dir, remove_data
 from localnode import NodeSpec
 
 NODE_TESTS = Path(__file__).resolve().parent
@@ -37,8 +42,26 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
     try:
         yield cluster
     finally:
-        cluster.stop()
+        for process in cluster.processes:
+            process.signal(signal.SIGKILL)
+            process.wait(10)  # reaped, as the killed run's own exit would have done
+        elsewhere = tmp_path_factory.mktemp("no-cluster")
+        down = subprocess.run(
+            [
+                sys.executable,
+                str(REPO_ROOT / "hack" / "localcluster.py"),
+                "down",
+                "--dir",
+                str(elsewhere),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        remove_data(cluster.state_dir)
         left = localnode.leftovers()
+        assert down.returncode == 0, down.stderr
+        assert "removing what the node of" in down.stderr
         assert not left, f"the node left these on the machine: {left}"
 
 
