@@ -2,9 +2,9 @@
 real node: its image built from the Dockerfile, two replicas as pods, its ServiceAccount
 token projected and refreshed by the kubelet, the node restarted under it.
 
-The tests share one install and run in the order written: the token test waits until the
-first pod's token was refreshed and its first token has expired (10 minutes after the
-install, the API's shortest token), so whatever runs before it shortens its wait.
+The token test waits until the leader's token was refreshed and its first token has expired
+(10 minutes after the install: the API's shortest token), so it runs after the package's
+other tests, which shorten its wait.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from mtls_operator import __version__
 
 from e2e.support import wait_for
 from helpers.scrape import value
-from localcluster import REPO_ROOT, Kubectl, LocalCluster
+from localcluster import Kubectl, LocalCluster
 from node.operator_pods import (
     OPERATOR_NAMESPACE,
     get_json,
@@ -37,7 +36,6 @@ from node.operator_pods import (
     wait_operator_ready,
 )
 
-OVERLAY = REPO_ROOT / "deploy" / "overlays" / "local"
 NAMESPACE = "node-tenant"
 # docs/high-availability.md: a Lease of 15 s; a pod deleted gracefully releases it at once.
 LEASE_SECONDS = 15
@@ -45,15 +43,10 @@ TOKEN_SECONDS = 600
 
 
 @pytest.fixture(scope="module")
-def installed(node_kubectl: Kubectl) -> Iterator[float]:
-    """The overlay applied and both replicas Ready; yields when the install began."""
-    began = time.time()
-    node_kubectl("apply", "--server-side", "-k", str(OVERLAY), timeout=120)
-    wait_operator_ready(node_kubectl)
+def installed(node_kubectl: Kubectl, operator_installed: float) -> float:
+    """The operator installed, and a namespace for this module's certificates."""
     node_kubectl("create", "namespace", NAMESPACE)
-    yield began
-    node_kubectl("delete", "namespace", NAMESPACE, "--wait=false")
-    node_kubectl("delete", "-k", str(OVERLAY), "--wait=true", timeout=180)
+    return operator_installed
 
 
 def test_the_operator_runs_in_its_pods_as_deploy_says(
@@ -198,6 +191,7 @@ def test_the_standby_takes_over_when_the_leader_pod_is_deleted(
 
 # Up to the first token's life, from whenever this test starts: more than pytest's default.
 @pytest.mark.timeout(TOKEN_SECONDS + 300)
+@pytest.mark.after_the_rest
 def test_it_keeps_working_across_the_kubelets_token_refresh(
     node_kubectl: Kubectl, installed: float, tmp_path: Path
 ) -> None:
@@ -237,6 +231,9 @@ def _token_claims(kubectl: Kubectl, pod: str) -> dict[str, Any]:
     return claims
 
 
+# After the token test: the kubelet's restart would give the pods fresh tokens, and restart
+# the token test's clock.
+@pytest.mark.after_the_rest
 def test_a_node_restart_reissues_nothing(
     node_cluster: LocalCluster, node_kubectl: Kubectl, installed: float, tmp_path: Path
 ) -> None:

@@ -592,14 +592,25 @@ def test_the_local_overlay_changes_only_the_image_and_the_token(render: Render) 
     assert sources[0] == {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
 
 
-def test_the_local_examples_change_only_the_workload_image(render: Render) -> None:
-    base = {_key(item): item for item in render("examples")}
-    local = {_key(item): item for item in render("deploy/overlays/local/examples")}
-    assert base.keys() == local.keys()
-    for key, item in base.items():
-        expected = copy.deepcopy(item)
-        if key[0] == "Deployment":
-            [container] = expected["spec"]["template"]["spec"]["containers"]
+@pytest.mark.parametrize(
+    ("example", "overlay", "namespace"),
+    [
+        ("examples", "deploy/overlays/local/examples", None),
+        ("examples/pod-identity", "deploy/overlays/local/pod-identity", "shop"),
+    ],
+)
+def test_the_local_examples_change_only_the_workload_image(
+    render: Render, example: str, overlay: str, namespace: str | None
+) -> None:
+    local = {_key(item): item for item in render(overlay)}
+    expected = {}
+    for item in render(example):
+        item = copy.deepcopy(item)  # noqa: PLW2901 - the copy is what is compared
+        if namespace is not None:
+            item["metadata"]["namespace"] = namespace
+        if item["kind"] == "Deployment":
+            [container] = item["spec"]["template"]["spec"]["containers"]
             assert container["image"] == "python:3.11-slim"
             container.update(image="localhost/mtls-workload:dev", imagePullPolicy="Never")
-        assert local[key] == expected
+        expected[_key(item)] = item
+    assert local == expected
