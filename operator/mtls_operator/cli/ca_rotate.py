@@ -21,6 +21,7 @@ from mtls_operator.api.timestamps import format_timestamp, parse_timestamp
 from mtls_operator.authorities.layouts import ca_from_secret_data, complete_layout
 from mtls_operator.cli import cluster as cluster_cli
 from mtls_operator.cli.errors import CommandError
+from mtls_operator.cli.kubelet_sync import propagation
 from mtls_operator.cli.parsers import PROGRAM, add_command, examples
 from mtls_operator.cli.recipe import load_ca_dir
 from mtls_operator.cli.rotation import DOING, CAState, Leaf, Step, leaf_problem, next_step
@@ -74,10 +75,10 @@ def add_rotate(ca_commands: Any) -> None:
     rotate.add_argument(
         "--settle",
         type=_duration,
-        default=datetime.timedelta(minutes=2),
         metavar="DURATION",
-        help="time for pods to reload their Secrets before the next step (default: 2m; "
-        "the kubelet refreshes mounted Secrets within about a minute)",
+        help="time for pods to see a step's Secrets before the next step (default: what the "
+        "nodes' kubelets take, syncFrequency x 1.5 + 10s, read from each node; a shorter "
+        "one is refused)",
     )
     rotate.add_argument(
         "--timeout",
@@ -101,6 +102,22 @@ def add_rotate(ca_commands: Any) -> None:
     rotate.set_defaults(command=lambda args: cluster_cli.run_with_kube(_rotate, args))
 
 
+async def _settle(kube: Kube, asked: datetime.timedelta | None) -> datetime.timedelta:
+    """The wait between steps: at least what the kubelets take to bring a Secret's change
+    into the pods; a shorter one would start a step before pods saw the last."""
+    needed = await propagation(kube)
+    if asked is None:
+        print(f"pods see a Secret's change within {format_duration(needed.bound)}: {needed.how}")
+        return needed.bound
+    if asked < needed.bound:
+        raise CommandError(
+            f"--settle {format_duration(asked)} is shorter than the "
+            f"{format_duration(needed.bound)} pods take to see a Secret's change "
+            f"({needed.how}): a step would start before pods saw the last"
+        )
+    return asked
+
+
 def _duration(text: str) -> datetime.timedelta:
     try:
         value = parse_duration(text)
@@ -114,6 +131,7 @@ def _duration(text: str) -> datetime.timedelta:
 async def _rotate(kube: Kube, args: argparse.Namespace) -> int:
     namespace = cluster_cli.namespace_of(args) or "default"
     new, new_key = _new_ca(args.new_ca_dir)
+    settle = await _settle(kube, args.settle)
     where = f"{namespace}/{args.secret}"
     while True:
         secret = await kube.get(secrets_path(namespace, args.secret))
@@ -129,9 +147,9 @@ async def _rotate(kube: Kube, args: argparse.Namespace) -> int:
             return 0
         if step is Step.DROP_OLD and args.cluster_ca:
             await _wait_for_pod_certificates(secret, args.pod_cert_max_duration)
-        if step is not Step.TRUST_NEW and args.settle:
-            print(f"waiting {format_duration(args.settle)} for pods to reload their Secrets")
-            await asyncio.sleep(args.settle.total_seconds())
+        if step is not Step.TRUST_NEW and settle:
+            print(f"waiting {format_duration(settle)} for pods to reload their Secrets")
+            await asyncio.sleep(settle.total_seconds())
         await kube.merge_patch(
             secrets_path(namespace, args.secret), _patch(secret, state, step, new, new_key)
         )
