@@ -1,7 +1,7 @@
-"""The example application on the node, through renewals and a rotation of the cluster CA:
-checkout calls payments every 2 s and counts its handshakes (its /stats), each one verified
-against the files its pod mounts at that moment; no handshake may fail. The times from each
-write to the moment a pod used what was written are printed.
+"""The example application on the node, through renewals, a rotation of the cluster CA and a
+withdrawn identity: checkout calls payments every 2 s and counts its handshakes (its /stats),
+each one verified against the files its pod mounts at that moment; no handshake may fail. The
+times from each write to the moment a pod used what was written are printed.
 
 The node's kubelet runs with its default syncFrequency (1m): a Secret's change reaches a pod
 after 1 to 1.5 of it, and `ca rotate` waits that long between steps, read from the node."""
@@ -199,3 +199,84 @@ def test_a_cluster_ca_rotation_fails_no_handshake(
         f"{sum(s['handshakes'] for s in stats.values())}, failures {_failures(app)}"
     )
     assert set(_failures(app).values()) == {0}
+
+
+PARTNER_ID = "spiffe://partner.example/checkout"
+PARTNER_POLICY: dict[str, Any] = {
+    "apiVersion": "mtls.dev/v1alpha1",
+    "kind": "MtlsPolicy",
+    "metadata": {"name": "partner-checkout"},
+    "spec": {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+        "allow": {"uris": [PARTNER_ID]},
+    },
+}
+
+
+def test_a_withdrawn_identity_keeps_working_until_it_expires(
+    app: App, node_kubectl: Kubectl
+) -> None:
+    """An MtlsPolicy grants checkout a partner's SPIFFE ID; withdrawn, the certificate that
+    holds it is not renewed (PolicyDenied), and the pods go on with it until it expires."""
+    node_kubectl("apply", "-f", "-", input=json.dumps(PARTNER_POLICY))
+    spec = get_json(node_kubectl, "mtlscertificate", "checkout", "-n", NAMESPACE)["spec"]
+    patch = {"spec": {"uris": [*spec["uris"], PARTNER_ID]}}
+    node_kubectl(
+        "patch",
+        "mtlscertificate",
+        "checkout",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        f"--patch={json.dumps(patch)}",
+    )
+    granted = wait_for(
+        lambda: _ready_with(app, PARTNER_ID), timeout=30, what="checkout issued the partner ID"
+    )
+    wait_for(
+        lambda: app.server_saw(granted),
+        timeout=PROPAGATION_SECONDS,
+        interval=1,
+        what="payments seeing checkout's partner certificate",
+    )
+
+    node_kubectl("delete", "mtlspolicy", PARTNER_POLICY["metadata"]["name"])
+    denied = wait_for(
+        lambda: _reason(node_kubectl) == "PolicyDenied" or None,
+        timeout=30,
+        what="checkout refused once its grant is gone",
+    )
+    assert denied
+    secret_before = get_json(node_kubectl, "secret", "checkout-tls", "-n", NAMESPACE)
+    refused = app.mtls("renew", "checkout", "-n", NAMESPACE)
+    handshakes = {name: s["handshakes"] for name, s in app.stats().items()}
+    # Long enough for a renewal the refusal would have let through to reach the pods.
+    wait_for(
+        lambda: all(s["handshakes"] >= handshakes[n] + 5 for n, s in app.stats().items()),
+        timeout=60,
+        interval=1,
+        what="more calls with the withdrawn identity",
+    )
+    secret_after = get_json(node_kubectl, "secret", "checkout-tls", "-n", NAMESPACE)
+    assert (
+        secret_after["metadata"]["resourceVersion"] == secret_before["metadata"]["resourceVersion"]
+    )
+    assert app.serial("checkout") == granted
+    assert _reason(node_kubectl) == "PolicyDenied"
+    assert app.server_saw(granted)
+    assert set(_failures(app).values()) == {0}, refused.stdout
+
+
+def _ready_with(app: App, uri: str) -> int | None:
+    body = get_json(app.kubectl, "mtlscertificate", "checkout", "-n", NAMESPACE)
+    status = body.get("status", {})
+    ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+    issued = ready and ready[0]["status"] == "True" and uri in body["spec"].get("uris", [])
+    current = ready and ready[0].get("observedGeneration") == body["metadata"]["generation"]
+    return int(status["serialNumber"], 16) if issued and current else None
+
+
+def _reason(kubectl: Kubectl) -> str | None:
+    status = get_json(kubectl, "mtlscertificate", "checkout", "-n", NAMESPACE).get("status", {})
+    ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+    return str(ready[0]["reason"]) if ready else None
