@@ -109,6 +109,24 @@ def test_pod_security_restricted_is_enforced_on_its_namespace(
     assert 'violates PodSecurity "restricted:latest"' in refused.stderr
 
 
+def test_the_node_is_held_to_what_its_pods_need(
+    node_cluster: LocalCluster, node_kubectl: Kubectl, installed: float
+) -> None:
+    """The kubelet logs in as system:node:<name>: the Node authorizer lets it read only the
+    Secrets of its own pods, and NodeRestriction keeps it off what is not its own."""
+    as_node = Kubectl(node_kubectl.binary, node_cluster.node_paths.kubelet_kubeconfig)
+    who = as_node("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout
+    assert who == "system:node:mtls-node"
+    ca = as_node("get", "secret", "mtls-operator-ca", "-n", OPERATOR_NAMESPACE, check=False)
+    assert ca.returncode != 0
+    assert "no relationship found between node" in ca.stderr
+    restricted = as_node(
+        "label", "node", "mtls-node", "node-restriction.kubernetes.io/x=y", check=False
+    )
+    assert restricted.returncode != 0
+    assert "is not allowed to modify labels" in restricted.stderr
+
+
 def test_nothing_is_written_to_its_root_filesystem(
     node_cluster: LocalCluster, node_kubectl: Kubectl, installed: float
 ) -> None:
