@@ -83,11 +83,13 @@ class FakeKubelet:
         service_account: str,
         *,
         user_annotations: dict[str, str] | None = None,
+        signer: str = SIGNER,
     ) -> PodIdentity:
-        """A pod bound to this node that mounts a podCertificate volume of our signer."""
+        """A pod bound to this node that mounts a podCertificate volume of
+        `signer` (ours unless told)."""
         self.kubectl("create", "serviceaccount", service_account, "-n", namespace, check=False)
         source: dict[str, Any] = {
-            "signerName": SIGNER,
+            "signerName": signer,
             "keyType": "ECDSAP256",
             "credentialBundlePath": "credentialbundle.pem",
         }

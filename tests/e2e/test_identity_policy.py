@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from e2e.support import (
     wait_ready,
     wait_reason,
 )
+from e2e.tenants import wait_until_admin
 from localcluster import Kubectl
 from operator_process import OperatorProcess
 
@@ -71,17 +73,7 @@ def tenants(kubectl: Kubectl, mtls_crd: None) -> Iterator[Tenants]:
         "create", "rolebinding", "team-a-admins", "-n", a, "--clusterrole=admin", f"--group={GROUP}"
     )
     alice = as_user(kubectl)
-    # The aggregation controller folds mtls-operator-edit into admin.
-    wait_for(
-        lambda: (
-            alice(
-                "auth", "can-i", "create", "mtlscertificates.mtls.dev", "-n", a, check=False
-            ).stdout.strip()
-            == "yes"
-        ),
-        timeout=30,
-        what="admin to include MtlsCertificates",
-    )
+    wait_until_admin(alice, a)
     try:
         yield Tenants(a, b, alice)
     finally:
@@ -131,14 +123,6 @@ def refused_cases(a: str, b: str) -> list[tuple[str, dict[str, Any], str]]:
             "spiffe",
             {"usage": "client", "uris": [f"spiffe://cluster.local/ns/{b}/sa/client"]},
             f'spec.uris "spiffe://cluster.local/ns/{b}/sa/client"',
-        ),
-        (
-            "spiffe-escape",
-            {
-                "usage": "client",
-                "uris": [f"spiffe://cluster.local/ns/{a}/sa/x/../../../ns/{b}/sa/client"],
-            },
-            f'spec.uris "spiffe://cluster.local/ns/{a}/sa/x/../../../ns/{b}/sa/client"',
         ),
         ("ip", {"usage": "server", "ipAddresses": ["10.96.0.10"]}, 'spec.ipAddresses "10.96.0.10"'),
         (
@@ -263,6 +247,163 @@ def test_a_policy_grants_and_its_deletion_takes_back_without_touching_the_secret
     assert kept["metadata"]["resourceVersion"] == issued["metadata"]["resourceVersion"]
     assert kept["data"] == issued["data"]
     print(f"granted: Ready {granted_after:.1f}s after the policy was applied")
+
+
+# --- Names written to slip past the checks. ---
+
+
+def smuggled_cases(a: str, b: str) -> list[tuple[str, dict[str, Any], str, str]]:
+    """(name, spec fields, field, value): names of b, or names no relying
+    party reads as written, dressed up as a's under `partner_grants(a, b)`."""
+    uri_of_b = f"spiffe://partner.example/ns/{a}/../{b}/sa/web"
+    return [
+        (
+            "dns-newline",
+            {"usage": "server", "dnsNames": [f"api.{b}.svc\n.{a}.svc"]},
+            "dnsNames[0]",
+            f"api.{b}.svc\n.{a}.svc",
+        ),
+        (
+            "spiffe-newline",
+            {"usage": "client", "uris": [f"spiffe://cluster.local/ns/{a}/sa/web\n"]},
+            "uris[0]",
+            f"spiffe://cluster.local/ns/{a}/sa/web\n",
+        ),
+        (
+            "spiffe-escape",
+            {
+                "usage": "client",
+                "uris": [f"spiffe://cluster.local/ns/{a}/sa/x/../../../ns/{b}/sa/client"],
+            },
+            "uris[0]",
+            f"spiffe://cluster.local/ns/{a}/sa/x/../../../ns/{b}/sa/client",
+        ),
+        ("uri-dot-segments", {"usage": "client", "uris": [uri_of_b]}, "uris[0]", uri_of_b),
+        (
+            "uri-encoded-dots",
+            {"usage": "client", "uris": [uri_of_b.replace("..", "%2e%2e")]},
+            "uris[0]",
+            uri_of_b.replace("..", "%2e%2e"),
+        ),
+        (
+            "ip-mapped",
+            {"usage": "server", "ipAddresses": ["::ffff:8.8.8.8"]},
+            "ipAddresses[0]",
+            "::ffff:8.8.8.8",
+        ),
+        (
+            "cn-into-san",
+            {"usage": "server", "commonName": f"api.{b}.svc"},
+            "commonName",
+            f"api.{b}.svc",
+        ),
+        (
+            "cn-dn-slash",
+            {"usage": "client", "commonName": f"checkout/O={b}"},
+            "commonName",
+            f"checkout/O={b}",
+        ),
+        (
+            "cn-dn-comma",
+            {"usage": "client", "commonName": f"checkout,O={b}"},
+            "commonName",
+            f"checkout,O={b}",
+        ),
+    ]
+
+
+def partner_grants(a: str, b: str) -> dict[str, Any]:
+    """What a cluster administrator grants a: a URI prefix of its own, an
+    IPv6 range, and a legacy Common Name (which is b's service name)."""
+    return {
+        "apiVersion": "mtls.dev/v1alpha1",
+        "kind": "MtlsPolicy",
+        "metadata": {"name": f"{a}-partner"},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": a}},
+            "allow": {
+                "uris": [f"spiffe://partner.example/ns/{a}/*"],
+                "ipAddresses": ["::/64"],
+                "commonNames": [f"api.{b}.svc"],
+            },
+        },
+    }
+
+
+def test_a_namespace_admin_cannot_smuggle_names_past_the_checks(
+    operator: OperatorProcess, kube_api: client.ApiClient, kubectl: Kubectl, tenants: Tenants
+) -> None:
+    a, b = tenants.a, tenants.b
+    policy = partner_grants(a, b)
+    kubectl("apply", "-f", "-", input=json.dumps(policy))
+    try:
+        wait_for(
+            lambda: _selected(kube_api, policy["metadata"]["name"]) == [a],
+            what="the partner policy to select namespace a",
+        )
+        # What the grants are for is still signed.
+        apply_as_alice(
+            tenants,
+            certificate("partner", "client", uris=[f"spiffe://partner.example/ns/{a}/sa/web"]),
+        )
+        wait_ready(kube_api, a, "partner")
+        refused_by_api_server, applied = [], []
+        for name, fields, field, value in smuggled_cases(a, b):
+            attempt = tenants.as_alice(
+                "apply",
+                "-n",
+                a,
+                "-f",
+                "-",
+                input=json.dumps(certificate(name, **fields)),
+                check=False,
+            )
+            if attempt.returncode == 0:
+                applied.append((name, field, value))
+            else:
+                # The schema's patterns: the field named, the value escaped.
+                assert f"spec.{field}: Invalid value: {json.dumps(value)}" in attempt.stderr, (
+                    name,
+                    attempt.stderr,
+                )
+                refused_by_api_server.append(name)
+        for name, field, value in applied:
+            body = wait_for(partial(_judged, kube_api, a, name), what=f"{a}/{name} judged")
+            ready = condition(body)
+            assert ready is not None
+            assert (ready["status"], ready["reason"]) in (
+                ("False", "InvalidSpec"),
+                ("False", "PolicyDenied"),
+            ), (name, ready)
+            message = ready["message"]
+            assert "\n" not in message, (name, message)
+            shown = field if ready["reason"] == "InvalidSpec" else field.split("[", 1)[0]
+            assert message.startswith(f"spec.{shown} {json.dumps(value)}: "), (name, message)
+            assert get_secret(kube_api, a, f"{name}-tls") is None, name
+        # What a schema can say (control and separator characters) it says at apply time.
+        assert sorted(refused_by_api_server) == [
+            "cn-dn-comma",
+            "cn-dn-slash",
+            "dns-newline",
+            "spiffe-newline",
+        ]
+    finally:
+        kubectl("delete", "mtlspolicy", policy["metadata"]["name"], "--ignore-not-found")
+
+
+def _selected(api: client.ApiClient, name: str) -> list[str] | None:
+    status = (get_policy(api, name) or {}).get("status") or {}
+    selected: list[str] | None = status.get("selectedNamespaces")
+    return selected
+
+
+def _judged(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The certificate once the operator has judged its current generation."""
+    body = get_certificate(api, namespace, name)
+    ready = condition(body)
+    if body is None or ready is None:
+        return None
+    return body if ready.get("observedGeneration") == body["metadata"]["generation"] else None
 
 
 def get_policy(api: client.ApiClient, name: str) -> dict[str, Any] | None:

@@ -152,6 +152,8 @@ def test_requests_that_do_not_match_their_pod_are_denied(
 ) -> None:
     pod = kubelet.run_pod(namespace, "app", "payments")
     other = kubelet.run_pod(namespace, "other", "billing")
+    kube_system_name = {"mtls.dev/dns-names": "api.kube-system.svc"}
+    asking = kubelet.run_pod(namespace, "asking", "payments", user_annotations=kube_system_name)
     # NodeRestriction stops a node's forged request before the signer sees it...
     refused = kubelet.as_node(
         "create", "-f", "-", input=json.dumps(forged(kubelet, pod, podUID="0000")), check=False
@@ -172,7 +174,7 @@ def test_requests_that_do_not_match_their_pod_are_denied(
             "ServiceAccountMismatch",
         ),
         "another-namespace-name": (
-            forged(kubelet, pod, user_annotations={"mtls.dev/dns-names": "api.kube-system.svc"}),
+            forged(kubelet, asking, user_annotations=kube_system_name),
             "PolicyDenied",
         ),
         "unknown-annotation": (
@@ -203,6 +205,61 @@ def test_requests_that_do_not_match_their_pod_are_denied(
         kubectl("get", "podcertificaterequest", name, "-n", namespace, "-o", "json").stdout
     )
     assert not (body.get("status") or {}).get("conditions")
+
+
+def test_a_node_gets_only_the_names_its_pod_asked_for(
+    operator: OperatorProcess, kubectl: Kubectl, kubelet: FakeKubelet, namespace: str
+) -> None:
+    """A node (compromised, say) asks for its pods' certificates as the
+    kubelet does; the names it may ask for are the ones each pod's own
+    podCertificate volume declares, not any its namespace may hold."""
+    declared = {"mtls.dev/dns-names": f"app.{namespace}.svc"}
+    app = kubelet.run_pod(namespace, "app", "payments", user_annotations=declared)
+    plain = kubelet.run_pod(namespace, "plain", "billing")
+    elsewhere = kubelet.run_pod(namespace, "elsewhere", "other", signer="example.com/other")
+    cases: dict[str, tuple[PodIdentity, dict[str, str] | None, tuple[str, str]]] = {
+        "declared": (app, declared, ("Issued", "Issued")),
+        "wider": (
+            app,
+            {"mtls.dev/dns-names": f"*.{namespace}.svc"},
+            ("Denied", "InvalidUnverifiedUserAnnotations"),
+        ),
+        "more": (
+            app,
+            {"mtls.dev/dns-names": f"app.{namespace}.svc,admin.{namespace}.svc"},
+            ("Denied", "InvalidUnverifiedUserAnnotations"),
+        ),
+        "undeclared": (
+            plain,
+            {"mtls.dev/dns-names": f"admin.{namespace}.svc"},
+            ("Denied", "InvalidUnverifiedUserAnnotations"),
+        ),
+    }
+    names = {
+        case: kubelet.request(pod, ec.generate_private_key(ec.SECP256R1()), user_annotations=asked)
+        for case, (pod, asked, _) in cases.items()
+    }
+    # A pod that mounts no volume of this signer: NodeRestriction refuses the
+    # node, and the signer refuses whatever gets through (here, an admin's).
+    stray = forged(kubelet, elsewhere)
+    refused = kubelet.as_node("create", "-f", "-", input=json.dumps(stray), check=False)
+    assert "does not mount a podCertificate projected volume" in refused.stderr, refused.stderr
+    created = kubectl("create", "-o", "json", "-f", "-", input=json.dumps(stray))
+    names["no-volume-of-this-signer"] = json.loads(created.stdout)["metadata"]["name"]
+    cases["no-volume-of-this-signer"] = (
+        elsewhere,
+        None,
+        ("Denied", "PodCertificateVolumeNotFound"),
+    )
+    for case, (_, _, expected) in cases.items():
+        status = kubelet.wait_for_outcome(namespace, names[case])
+        kind, reason, message = condition_of(status)
+        assert (kind, reason) == expected, (case, message)
+        assert "\n" not in message, (case, message)
+    status = kubelet.wait_for_outcome(namespace, names["declared"])
+    leaf = x509.load_pem_x509_certificates(status["certificateChain"].encode())[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [f"app.{namespace}.svc"]
 
 
 def test_trust_bundle_configmaps_are_kept_and_others_left_alone(

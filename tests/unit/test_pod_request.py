@@ -22,10 +22,22 @@ td = datetime.timedelta
 KEY = ec.generate_private_key(ec.SECP256R1()).public_key()
 
 
+SIGNER = "mtls.dev/pod-identity"
+
+
+def pod(declared: dict[str, str] | None = None, signer: str = SIGNER) -> pod_request.PodFacts:
+    """Pod shop/app, whose podCertificate volume declares `declared`."""
+    volume = (signer, tuple(sorted((declared or {}).items())))
+    return pod_request.PodFacts("uid-pod", "node-1", "payments", (volume,))
+
+
 def given(ca: CertificateAuthority, **changes: Any) -> pod_request.Input:
+    # Unless told otherwise, the pod declares what the request carries, as
+    # the kubelet copies it.
+    asked = dict((changes.get("request") or request()).user_annotations)
     base = pod_request.Input(
         request=request(),
-        pod=pod_request.PodFacts("uid-pod", "node-1", "payments"),
+        pod=pod(asked),
         node_uid="uid-node",
         service_account_uid="uid-sa",
         public_key=KEY,
@@ -50,6 +62,27 @@ def given(ca: CertificateAuthority, **changes: Any) -> pod_request.Input:
         ({"service_account_uid": None}, "ServiceAccountNotFound"),
         ({"service_account_uid": "other"}, "ServiceAccountUIDMismatch"),
         ({"public_key": None}, "UnsupportedKeyType"),
+        ({"pod": pod(signer="example.com/other")}, "PodCertificateVolumeNotFound"),
+        (
+            {
+                "request": request(unverifiedUserAnnotations={"mtls.dev/dns-names": "*.shop.svc"}),
+                "pod": pod({"mtls.dev/dns-names": "app.shop.svc"}),
+            },
+            "InvalidUnverifiedUserAnnotations",
+        ),
+        (
+            {
+                "request": request(
+                    unverifiedUserAnnotations={"mtls.dev/dns-names": "app.shop.svc"}
+                ),
+                "pod": pod(),
+            },
+            "InvalidUnverifiedUserAnnotations",
+        ),
+        (
+            {"request": request(), "pod": pod({"mtls.dev/dns-names": "app.shop.svc"})},
+            "InvalidUnverifiedUserAnnotations",
+        ),
         (
             {"request": request(unverifiedUserAnnotations={"x.io/a": "b"})},
             "InvalidUnverifiedUserAnnotations",

@@ -108,3 +108,17 @@ def test_an_invalid_policy_is_reported_and_grants_nothing(
         'MtlsPolicy team-a-public: grants nothing: spec.maxDuration "1d": '
         "unknown unit 'd' (use h, m, s, ms, us or ns)\n"
     )
+
+
+def test_a_policy_entry_that_grants_nothing_is_reported_and_the_rest_grants(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    certificates, _ = files
+    legacy = tmp_path / "legacy.yaml"
+    allow = {"dnsNames": ["api.example.com"], "commonNames": ["Acme, Inc"]}
+    legacy.write_text(json.dumps({**POLICY, "spec": {**POLICY["spec"], "allow": allow}}))  # type: ignore[dict-item]
+    argv = ["policy", "check", "-f", str(certificates), "--policy-file", str(legacy)]
+    assert main([*argv, "--namespace-label", "team=a"]) == 0
+    assert capsys.readouterr().err.startswith(
+        'MtlsPolicy team-a-public: this entry grants nothing: spec.allow.commonNames[0] "Acme, Inc": '
+    )

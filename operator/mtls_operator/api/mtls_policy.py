@@ -19,17 +19,32 @@ from typing import Any
 from mtls_operator.api.durations import parse_duration
 from mtls_operator.api.errors import FieldError
 from mtls_operator.pki import Usage
-from mtls_operator.pki.names import IPAddress, parse_dns_name, parse_email_address, parse_uri
+from mtls_operator.pki.names import (
+    IPAddress,
+    is_dns_name,
+    is_ip_address,
+    parse_dns_name,
+    parse_email_address,
+    parse_subject_identity,
+    parse_uri,
+)
 
 POLICY_KIND = "MtlsPolicy"
 POLICY_PLURAL = "mtlspolicies"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 class InvalidPolicy(FieldError):
     """A policy that grants nothing until fixed; the message names the field."""
+
+
+class _GrantsNothing(ValueError):
+    """An entry that can grant nothing, by the rules of names signed as they
+    were judged: it is reported and the rest of the policy stands, so that a
+    policy written before those rules keeps its other grants."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,8 @@ class PolicySpec:
     grants: Grants
     usages: frozenset[Usage]
     max_duration: datetime.timedelta | None
+    # The entries that grant nothing, each as `spec.<field> <value>: <why>`.
+    ignored: tuple[str, ...] = ()
 
     def applies_to(self, usage: Usage, duration: datetime.timedelta) -> bool:
         """Whether this policy's grants count for a certificate of this
@@ -180,19 +197,22 @@ def parse_policy(name: str, spec: Mapping[str, Any]) -> PolicySpec:
     allow = spec.get("allow") or {}
     if not isinstance(allow, Mapping):
         raise InvalidPolicy("allow", allow, "must be an object")
+    ignored: list[str] = []
     grants = Grants(
-        dns_names=tuple(_each(allow, "dnsNames", _dns_pattern)),
-        ip_networks=tuple(_each(allow, "ipAddresses", _network)),
-        uris=tuple(_each(allow, "uris", _uri_pattern)),
-        email_addresses=tuple(_each(allow, "emailAddresses", _email_pattern)),
-        common_names=frozenset(_each(allow, "commonNames", _nonempty)),
-        organizational_units=frozenset(_each(allow, "organizationalUnits", _nonempty)),
+        dns_names=tuple(_each(allow, "dnsNames", _dns_pattern, ignored)),
+        ip_networks=tuple(_each(allow, "ipAddresses", _network, ignored)),
+        uris=tuple(_each(allow, "uris", _uri_pattern, ignored)),
+        email_addresses=tuple(_each(allow, "emailAddresses", _email_pattern, ignored)),
+        common_names=frozenset(_each(allow, "commonNames", _common_name, ignored)),
+        organizational_units=frozenset(
+            _each(allow, "organizationalUnits", _organizational_unit, ignored)
+        ),
     )
     usages = spec.get("usages")
     if usages is None:
         allowed_usages = frozenset(Usage)
     else:
-        allowed_usages = frozenset(_each(spec, "usages", _usage, prefix=""))
+        allowed_usages = frozenset(_each(spec, "usages", _usage, ignored, prefix=""))
     max_duration = None
     if spec.get("maxDuration") is not None:
         max_duration = _duration(spec["maxDuration"])
@@ -202,10 +222,18 @@ def parse_policy(name: str, spec: Mapping[str, Any]) -> PolicySpec:
         grants=grants,
         usages=allowed_usages,
         max_duration=max_duration,
+        ignored=tuple(ignored),
     )
 
 
-def _each(section: Mapping[str, Any], key: str, parse: Any, *, prefix: str = "allow.") -> list[Any]:
+def _each(
+    section: Mapping[str, Any],
+    key: str,
+    parse: Any,
+    ignored: list[str],
+    *,
+    prefix: str = "allow.",
+) -> list[Any]:
     values = section.get(key) or []
     if not isinstance(values, Sequence) or isinstance(values, str):
         raise InvalidPolicy(f"{prefix}{key}", values, "must be a list")
@@ -215,6 +243,8 @@ def _each(section: Mapping[str, Any], key: str, parse: Any, *, prefix: str = "al
             raise InvalidPolicy(f"{prefix}{key}[{index}]", value, "must be a string")
         try:
             parsed.append(parse(value))
+        except _GrantsNothing as err:
+            ignored.append(str(FieldError(f"{prefix}{key}[{index}]", value, str(err))))
         except ValueError as err:
             raise InvalidPolicy(f"{prefix}{key}[{index}]", value, str(err)) from None
     return parsed
@@ -233,9 +263,16 @@ def _dns_pattern(text: str) -> DNSPattern:
 
 def _network(text: str) -> IPNetwork:
     try:
-        return ipaddress.ip_network(text, strict=True)
+        network = ipaddress.ip_network(text, strict=True)
     except ValueError as err:
         raise ValueError(f"not a CIDR such as 10.20.0.0/16 ({err})") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        # Certificates never carry such addresses (names.parse_ip_address).
+        raise _GrantsNothing(
+            "IPv4-mapped IPv6 addresses are never signed (TLS clients take them for IPv4 "
+            "addresses): grant the IPv4 network instead"
+        )
+    return network
 
 
 def _uri_pattern(text: str) -> URIPattern:
@@ -256,10 +293,26 @@ def _email_pattern(text: str) -> EmailPattern:
     return EmailPattern(parse_email_address(text))
 
 
-def _nonempty(text: str) -> str:
-    if not text:
-        raise ValueError("must not be empty")
+def _common_name(text: str) -> str:
+    try:
+        parse_subject_identity(text)
+    except ValueError as err:
+        raise _GrantsNothing(str(err)) from None
+    if is_dns_name(text) or is_ip_address(text):
+        # What identity.py judges a serving certificate's Common Name by.
+        raise _GrantsNothing(
+            "a host name or IP address, which a server certificate's Common Name is judged "
+            "as (its SAN holds it too): grant it in dnsNames or ipAddresses; a client's "
+            "Common Name needs no grant"
+        )
     return text
+
+
+def _organizational_unit(text: str) -> str:
+    try:
+        return parse_subject_identity(text)
+    except ValueError as err:
+        raise _GrantsNothing(str(err)) from None
 
 
 def _usage(text: str) -> Usage:

@@ -40,6 +40,13 @@ _SUBJECT_LIMITS = {  # RFC 5280 upper bounds
     "provinces": 128,
     "localities": 128,
 }
+# Servers authorise on the Organizational Unit as on the Common Name.
+_SUBJECT_PARSERS = {
+    "organizations": names.parse_subject_text,
+    "organizationalUnits": names.parse_subject_identity,
+    "provinces": names.parse_subject_text,
+    "localities": names.parse_subject_text,
+}
 _COUNTRY_LENGTH = 2
 # The API server takes 256 KiB of annotations per object (keys and values);
 # the operator's own take well under 4 KiB.
@@ -186,6 +193,8 @@ def _request(
     common_name = _string(spec, "commonName") or None
     if common_name is not None and len(common_name) > MAX_COMMON_NAME:
         raise InvalidSpec("commonName", common_name, f"is longer than {MAX_COMMON_NAME} characters")
+    if common_name is not None:
+        _parsed("commonName", common_name, names.parse_subject_identity)
     alt_names = SubjectAltNames(
         dns_names=_unique(_each(spec, "dnsNames", names.parse_dns_name)),
         ip_addresses=_unique(_each(spec, "ipAddresses", names.parse_ip_address)),
@@ -268,11 +277,15 @@ def _list_of_strings(spec: Mapping[str, Any], key: str, path: str | None = None)
 def _each(spec: Mapping[str, Any], key: str, parse: Callable[[str], _T]) -> list[_T]:
     parsed = []
     for index, value in enumerate(_list_of_strings(spec, key)):
-        try:
-            parsed.append(parse(value))
-        except ValueError as err:
-            raise InvalidSpec(f"{key}[{index}]", value, str(err)) from None
+        parsed.append(_parsed(f"{key}[{index}]", value, parse))
     return parsed
+
+
+def _parsed(path: str, value: str, parse: Callable[[str], _T]) -> _T:
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise InvalidSpec(path, value, str(err)) from None
 
 
 def _unique(values: Sequence[_T]) -> tuple[_T, ...]:
@@ -290,6 +303,7 @@ def _subject(subject: Mapping[str, Any], common_name: str | None) -> Distinguish
                 raise InvalidSpec(
                     f"subject.{key}[{index}]", value, f"must be 1 to {limit} characters"
                 )
+            _parsed(f"subject.{key}[{index}]", value, _SUBJECT_PARSERS[key])
         fields[key] = tuple(values)
     countries = _list_of_strings(subject, "countries", "subject.countries")
     for index, country in enumerate(countries):
@@ -431,7 +445,7 @@ def _pkcs12(keystores: Mapping[str, Any]) -> SecretKeyRef | None:
 _MAX_OBJECT_NAME = 253
 
 
-_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def _check_object_name(path: str, name: str) -> None:

@@ -192,6 +192,10 @@ def _find(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
 # A policy that selects every namespace of a large cluster lists the first ones.
 MAX_LISTED_NAMESPACES = 100
 POLICY_VALID = "Valid"
+# Valid, but some entries grant nothing (see mtls_policy.PolicySpec.ignored).
+POLICY_ENTRIES_IGNORED = "EntriesIgnored"
+# Entries named in the message; the rest are counted.
+MAX_LISTED_ENTRIES = 5
 
 
 def policy_status(
@@ -201,12 +205,19 @@ def policy_status(
     error: str | None,
     selected: list[str],
     now: datetime.datetime,
+    ignored: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Ready=True with the namespaces it selects now, or Ready=False and
-    Stalled=True with its validation error (it then grants nothing)."""
+    """Ready=True with the namespaces it selects now (and the entries that
+    grant nothing, if any), or Ready=False and Stalled=True with its
+    validation error (it then grants nothing)."""
     if error is None:
         count = len(selected)
         reason, message = POLICY_VALID, f"selects {count} namespace{'s' if count != 1 else ''}"
+        if ignored:
+            reason = POLICY_ENTRIES_IGNORED
+            message += "; these entries grant nothing: " + "; ".join(ignored[:MAX_LISTED_ENTRIES])
+            if len(ignored) > MAX_LISTED_ENTRIES:
+                message += f"; and {len(ignored) - MAX_LISTED_ENTRIES} more"
         statuses = {READY: "True"}
     else:
         reason, message = Reason.INVALID_SPEC, f"grants nothing until fixed: {error}"

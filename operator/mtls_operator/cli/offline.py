@@ -37,8 +37,8 @@ PROGRAM = "mtls-operator"
 # A value given to the wrong flag, and the flag it was meant for.
 _MEANT_FOR = (
     ("--uri", re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")),
-    ("--email", re.compile(r"^[^@\s]+@[^@\s]+$")),
-    ("--ip", re.compile(r"^[0-9.]+$|:")),
+    ("--email", re.compile(r"^[^@\s]+@[^@\s]+\Z")),
+    ("--ip", re.compile(r"^[0-9.]+\Z|:")),
 )
 
 

@@ -109,10 +109,14 @@ def _policies(sources: list[str]) -> Iterator[PolicySpec]:
     for document in _documents(_expand(sources), POLICY_KIND):
         name = (document.get("metadata") or {}).get("name", "?")
         try:
-            yield parse_policy(name, document.get("spec") or {})
+            policy = parse_policy(name, document.get("spec") or {})
         except InvalidPolicy as err:
             # The operator lets an invalid policy grant nothing; say so and go on.
             print(f"MtlsPolicy {name}: grants nothing: {err}", file=sys.stderr)
+            continue
+        for entry in policy.ignored:
+            print(f"MtlsPolicy {name}: this entry grants nothing: {entry}", file=sys.stderr)
+        yield policy
 
 
 def _expand(sources: list[str]) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from mtls_operator.api.mtls_policy import InvalidPolicy
+from mtls_operator.api.mtls_policy import InvalidPolicy, PolicySpec
 from mtls_operator.api.status import policy_status, same_status
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
@@ -47,6 +47,7 @@ class PolicyController:
             error=error,
             selected=self._tenancy.selected_namespaces(name),
             now=self._runtime.clock.now(),
+            ignored=record.parsed.ignored if isinstance(record.parsed, PolicySpec) else (),
         )
         if same_status(record.status, status):
             return

@@ -1,8 +1,9 @@
 """What the signer knows, from watches of its own, of the pods, nodes and
 service accounts that requests name: each object reduced to the facts a
-request is checked against (a pod to three strings, a node or a service
-account to its UID, read metadata-only), as kube-controller-manager's
-controllers keep informers instead of reading an object per request."""
+request is checked against (a pod to three strings and the annotations its
+podCertificate volumes declare, a node or a service account to its UID, read
+metadata-only), as kube-controller-manager's controllers keep informers
+instead of reading an object per request."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Generic, TypeVar
 
 from mtls_operator.api.kept import kept
-from mtls_operator.policy.pod_request import PodFacts
+from mtls_operator.policy.pod_request import Annotations, PodFacts
 from mtls_operator.runtime.kube import Kube, Object, ObjectKey, core_path, object_key
 from mtls_operator.runtime.reflector import Reflector
 
@@ -32,7 +33,25 @@ def pod_facts(body: Mapping[str, Any]) -> PodFacts:
         uid=uid_of(body),
         node_name=kept(str(spec.get("nodeName") or "")),
         service_account_name=kept(str(spec.get("serviceAccountName") or "default")),
+        certificate_volumes=_certificate_volumes(spec),
     )
+
+
+def _certificate_volumes(spec: Mapping[str, Any]) -> tuple[tuple[str, Annotations], ...]:
+    """(signerName, userAnnotations) of each podCertificate projected volume source."""
+    found = []
+    for volume in spec.get("volumes") or ():
+        for source in (volume.get("projected") or {}).get("sources") or ():
+            certificate = source.get("podCertificate")
+            if isinstance(certificate, Mapping):
+                annotations = certificate.get("userAnnotations") or {}
+                found.append(
+                    (
+                        kept(str(certificate.get("signerName") or "")),
+                        tuple(sorted((str(k), str(v)) for k, v in annotations.items())),
+                    )
+                )
+    return tuple(found)
 
 
 class FactTable(Generic[K, V]):

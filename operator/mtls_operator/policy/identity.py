@@ -10,6 +10,7 @@ of a request gets a verdict naming the rule that allows it, or why none does.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -22,8 +23,14 @@ from mtls_operator.pki.names import is_dns_name, is_ip_address, parse_ip_address
 from mtls_operator.policy.violation import Violation
 
 # A ServiceAccount name: a lower-case RFC 1123 subdomain, as the API server checks it.
-_SERVICE_ACCOUNT = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SERVICE_ACCOUNT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _MAX_SERVICE_ACCOUNT = 253
+
+
+_IN_THE_SAN = (
+    "; a server certificate's Common Name that is a host name or IP address is also "
+    "written into its SAN, so allow.commonNames does not grant it"
+)
 
 
 class IdentityMode(enum.StrEnum):
@@ -60,7 +67,7 @@ class IdentityRules:
         return (
             uri.startswith(self.spiffe_prefix)
             and len(account) <= _MAX_SERVICE_ACCOUNT
-            and _SERVICE_ACCOUNT.match(account) is not None
+            and _SERVICE_ACCOUNT.fullmatch(account) is not None
         )
 
 
@@ -86,7 +93,8 @@ def identity_violation(request: LeafRequest, rules: IdentityRules) -> Violation 
     """The first identity in `request` that `rules` do not allow, if any."""
     for verdict in verdicts(request, rules):
         if not verdict.allowed:
-            message = f'spec.{verdict.field} "{verdict.value}": {verdict.rule}'
+            # JSON-quoted, as InvalidSpec shows values: one line, whatever the value holds.
+            message = f"spec.{verdict.field} {json.dumps(verdict.value)}: {verdict.rule}"
             return Violation(Reason.POLICY_DENIED, message)
     return None
 
@@ -124,42 +132,44 @@ class _Judge:
                 f"a client certificate's Common Name is free; its O is the namespace "
                 f"({rules.namespace})",
             )
-        granted = self._granted("commonName", common_name, lambda g: common_name in g.common_names)
-        if granted.allowed:
-            return granted
-        # A serving certificate's Common Name is a name clients match (it is
-        # also put in the SAN): it must be a name the namespace may hold.
+        # A serving certificate's Common Name that is a host name or an IP
+        # address is also written into its SAN (LeafRequest.effective_alt_names),
+        # where clients match it: it is judged by the SAN's rules, which
+        # allow.commonNames does not bypass.
         if is_dns_name(common_name):
-            return self.dns_name("commonName", common_name.lower())
+            return self.dns_name("commonName", common_name, _IN_THE_SAN)
         if is_ip_address(common_name):
-            return self.ip_address("commonName", common_name)
-        return self._refused(
+            return self.ip_address("commonName", common_name, _IN_THE_SAN)
+        return self._granted(
             "commonName",
             common_name,
+            lambda g: common_name in g.common_names,
             f"a {request.usage.value} certificate's Common Name must be a name of namespace "
             f"{rules.namespace} or one an MtlsPolicy grants (allow.commonNames)",
         )
 
-    def dns_name(self, field: str, name: str) -> Verdict:
-        rules = self._rules
+    def dns_name(self, field: str, text: str, note: str = "") -> Verdict:
+        """`text` as written; judged as the SAN holds it, in lower case."""
+        rules, name = self._rules, text.lower()
         default = " and ".join(f"*{s}" for s in rules.dns_suffixes)
         if rules.owns_dns_name(name):
-            return Verdict(field, name, True, f"the namespace default ({default})")
+            return Verdict(field, text, True, f"the namespace default ({default})")
         return self._granted(
             field,
-            name,
+            text,
             lambda g: any(p.grants(name) for p in g.dns_names),
             f"not a name of namespace {rules.namespace} (the default allows {default}), "
-            "and no MtlsPolicy grants it (allow.dnsNames)",
+            f"and no MtlsPolicy grants it (allow.dnsNames){note}",
         )
 
-    def ip_address(self, field: str, text: str) -> Verdict:
+    def ip_address(self, field: str, text: str, note: str = "") -> Verdict:
         address = parse_ip_address(text)
         return self._granted(
             field,
             text,
             lambda g: g.grants_ip(address),
-            "IP addresses belong to no namespace, and no MtlsPolicy grants it (allow.ipAddresses)",
+            "IP addresses belong to no namespace, and no MtlsPolicy grants it "
+            f"(allow.ipAddresses){note}",
         )
 
     def uri(self, uri: str) -> Verdict:

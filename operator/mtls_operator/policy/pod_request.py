@@ -10,8 +10,9 @@ account's, under the same identity policy as MtlsCertificates.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mtls_operator.api.pod_certificates import (
     DENIED,
@@ -49,10 +50,15 @@ NODE_UID_MISMATCH = "NodeUIDMismatch"
 SERVICE_ACCOUNT_MISMATCH = "ServiceAccountMismatch"
 SERVICE_ACCOUNT_NOT_FOUND = "ServiceAccountNotFound"
 SERVICE_ACCOUNT_UID_MISMATCH = "ServiceAccountUIDMismatch"
+NO_CERTIFICATE_VOLUME = "PodCertificateVolumeNotFound"
 UNSUPPORTED_KEY_TYPE = "UnsupportedKeyType"
 INVALID_ANNOTATIONS = "InvalidUnverifiedUserAnnotations"
 POLICY_DENIED = "PolicyDenied"
 CA_EXPIRES_TOO_SOON = "CAExpiresTooSoon"
+
+
+# The userAnnotations of one podCertificate volume source, sorted.
+Annotations = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,13 @@ class PodFacts:
     uid: str
     node_name: str
     service_account_name: str
+    # (signerName, userAnnotations) of each podCertificate volume source of
+    # the pod. Not a claim of the request (so not compared with one): the
+    # request's annotations are judged against it.
+    certificate_volumes: tuple[tuple[str, Annotations], ...] = field(default=(), compare=False)
+
+    def declared_annotations(self, signer_name: str) -> list[Annotations]:
+        return [found for signer, found in self.certificate_volumes if signer == signer_name]
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,31 @@ def service_account_exists(given: Input) -> Violation | None:
     return None
 
 
+def annotations_declared(given: Input) -> Violation | None:
+    """The request's annotations are the ones the pod's own podCertificate
+    volume declares: the kubelet copies them verbatim, and nothing else (the
+    API server checks the node, not the annotations) stops a node from
+    asking, for any pod it runs, for any name its namespace may hold."""
+    request, pod = given.request, given.pod
+    if pod is None:
+        return None
+    declared = pod.declared_annotations(request.signer_name)
+    where = f"pod {request.namespace}/{request.pod_name}"
+    if not declared:
+        return _deny(
+            NO_CERTIFICATE_VOLUME,
+            f"{where} mounts no podCertificate volume of signer {request.signer_name}",
+        )
+    asked = tuple(sorted(request.user_annotations.items()))
+    if asked in declared:
+        return None
+    return _deny(
+        INVALID_ANNOTATIONS,
+        f"the user annotations {json.dumps(dict(asked))} are not those the podCertificate "
+        f"volume of {where} declares ({' or '.join(json.dumps(dict(d)) for d in declared)})",
+    )
+
+
 def annotations_known(given: Input) -> Violation | None:
     unknown = sorted(set(given.request.user_annotations) - KNOWN_ANNOTATIONS)
     if unknown:
@@ -185,16 +223,25 @@ CHECKS: tuple[Check, ...] = (
     node_exists,
     pod_runs_as,
     service_account_exists,
+    annotations_declared,
     annotations_known,
     identity_allowed,
 )
 
 
 def requested_dns_names(annotations: Mapping[str, str]) -> tuple[str, ...]:
-    """The DNS names of the `mtls.dev/dns-names` annotation (comma-separated)."""
+    """The DNS names of the `mtls.dev/dns-names` annotation (comma-separated,
+    white space around a name ignored). Raises ValueError naming the bad name."""
     text = annotations.get(DNS_NAMES_ANNOTATION, "")
     names = [part.strip() for part in text.split(",") if part.strip()]
-    return tuple(dict.fromkeys(parse_dns_name(name) for name in names))
+    return tuple(dict.fromkeys(_dns_name(name) for name in names))
+
+
+def _dns_name(text: str) -> str:
+    try:
+        return parse_dns_name(text)
+    except ValueError as err:
+        raise ValueError(f"{json.dumps(text)}: {err}") from None
 
 
 def spiffe_id(given: Input) -> str:
