@@ -14,6 +14,7 @@ from mtls_operator.pki import (
     create_root_ca,
     load_ca,
 )
+from mtls_operator.pki.ca import MAX_CA_CERTIFICATES
 from mtls_operator.pki.certs import certificates_to_pem
 from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
@@ -111,6 +112,27 @@ def test_unreadable_certificate(certificate_pem: bytes, problem: CAProblem, mess
     with pytest.raises(CAError, match=message) as caught:
         load_ca(certificate_pem, private_key_to_pem(key), NOW)
     assert caught.value.problem is problem
+
+
+def test_a_ca_certificate_file_of_more_certificates_than_a_chain_needs() -> None:
+    # Finding the CA's path through them would be quadratic in their number
+    # (a Secret holds about 1,700 small ones): they are counted before
+    # anything else, even before they are parsed.
+    ca = make_ca()
+    too_many = certificates_to_pem([ca.certificate] * (MAX_CA_CERTIFICATES + 1))
+    unparsed = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" * (
+        MAX_CA_CERTIFICATES + 1
+    )
+    for pem in (too_many, unparsed):
+        with pytest.raises(CAError) as caught:
+            load_ca(pem, private_key_to_pem(ca.private_key), NOW)
+        assert caught.value.problem is CAProblem.TOO_LARGE
+        assert str(caught.value) == (
+            f"the CA certificate holds {MAX_CA_CERTIFICATES + 1} certificates, more than the "
+            f"{MAX_CA_CERTIFICATES} accepted (a bundle of roots belongs in ca.crt)"
+        )
+    at_most = [ca.certificate] * MAX_CA_CERTIFICATES
+    assert load_ca(certificates_to_pem(at_most), private_key_to_pem(ca.private_key), NOW)
 
 
 def test_key_that_does_not_match() -> None:

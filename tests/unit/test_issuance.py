@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mtls_operator.api.managed_secret import read_secret
@@ -16,6 +17,7 @@ from mtls_operator.pki import (
     KeySpec,
     PrivateKey,
     Usage,
+    keys,
     load_certificates,
     load_private_key,
 )
@@ -166,6 +168,29 @@ def test_rotation_never_does_not_keep_an_rsa_key_for_an_ecdsa_spec(
 ) -> None:
     key = issued_key(ecdsa_ca, private_key_to_pem(rsa_key), rotationPolicy="Never")
     assert key_spec_of(key) == KeySpec()
+
+
+def test_rotation_never_checks_a_previous_rsa_key_only_when_it_would_keep_it(
+    ecdsa_ca: CertificateAuthority, rsa_key: PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ECDSA spec is signed on the event loop: checking an RSA-8192 key
+    # there (38 ms) only to throw it away would stall everyone.
+    checked: list[object] = []
+    check = keys._consistent_rsa
+
+    def counted(key: rsa.RSAPrivateKey) -> bool:
+        checked.append(key)
+        return check(key)
+
+    monkeypatch.setattr(keys, "_consistent_rsa", counted)
+    previous = private_key_to_pem(rsa_key)
+    for private_key in (
+        {"rotationPolicy": "Never"},
+        {"rotationPolicy": "Never", "algorithm": "RSA"},
+    ):
+        spec = certificate_spec(privateKey=private_key)
+        issue_secret_content(spec, ecdsa_ca, NOW, previous_key_pem=previous)
+    assert len(checked) == 1, "checked although the spec asks for another algorithm"
 
 
 def test_rotation_never_keeps_an_rsa_key_of_the_same_size(

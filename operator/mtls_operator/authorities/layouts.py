@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Mapping
 
-from mtls_operator.pki import CAError, CAProblem, CertificateAuthority, load_ca
+from mtls_operator.pki import CAError, CAProblem, CertificateAuthority, load_ca, load_private_key
+from mtls_operator.pki.ca import KeyLoader
 
 # (certificate, private key), in order of preference: what
 # `kubectl create secret tls` makes, the cert-manager-style pair, and the
@@ -36,7 +37,11 @@ class NoCAFound(CAError):
 
 
 def load_ca_from(
-    read: Callable[[str], bytes | None], now: datetime.datetime, passphrase: bytes | None = None
+    read: Callable[[str], bytes | None],
+    now: datetime.datetime,
+    passphrase: bytes | None = None,
+    *,
+    load_key: KeyLoader = load_private_key,
 ) -> CertificateAuthority:
     """Load the CA from the first complete layout; `read(name)` gives the
     content of a data key or file, or None. Raises CAError."""
@@ -45,7 +50,14 @@ def load_ca_from(
         raise NoCAFound
     certificate_name, key_name = layout
     bundle = read(TRUST_BUNDLE_KEY) if certificate_name != TRUST_BUNDLE_KEY else None
-    return load_ca(read(certificate_name) or b"", read(key_name) or b"", now, passphrase, bundle)
+    return load_ca(
+        read(certificate_name) or b"",
+        read(key_name) or b"",
+        now,
+        passphrase,
+        bundle,
+        load_key=load_key,
+    )
 
 
 def complete_layout(read: Callable[[str], bytes | None]) -> tuple[str, str] | None:
@@ -54,9 +66,13 @@ def complete_layout(read: Callable[[str], bytes | None]) -> tuple[str, str] | No
 
 
 def ca_from_secret_data(
-    data: Mapping[str, bytes], now: datetime.datetime, passphrase: bytes | None = None
+    data: Mapping[str, bytes],
+    now: datetime.datetime,
+    passphrase: bytes | None = None,
+    *,
+    load_key: KeyLoader = load_private_key,
 ) -> CertificateAuthority:
-    return load_ca_from(data.get, now, passphrase)
+    return load_ca_from(data.get, now, passphrase, load_key=load_key)
 
 
 def passphrase_secret_name(annotations: Mapping[str, str]) -> str | None:

@@ -4,28 +4,40 @@ Each CA Secret in use is loaded once and kept current by its own watch (a
 server-side name filter, never a watch of all Secrets), and so is the
 passphrase Secret it names. The store knows who uses which CA: a CA is
 watched while someone uses it, and everyone using it is told when it changes.
+
+Whoever writes a CA Secret chooses what reading it costs (an encrypted key's
+derivation, bounded in `pki.encrypted_keys`): CAs are read in worker
+threads of their own, tenants' in turns by namespace (`authorities.reads`),
+a CA whose Secrets keep changing is read at most once per
+CA_REREAD_INTERVAL, and an unchanged key and passphrase are not opened
+again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import functools
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mtls_operator.api.secret_data import decode_data
+from mtls_operator.authorities.decrypted_keys import DecryptedKeys
 from mtls_operator.authorities.layouts import (
     PASSPHRASE_ANNOTATION,
     ca_from_secret_data,
     passphrase_from_secret_data,
     passphrase_secret_name,
 )
-from mtls_operator.pki import CAError, CAProblem, CertificateAuthority
+from mtls_operator.authorities.reads import OWN, CAReads
+from mtls_operator.pki import CAError, CAProblem, CertificateAuthority, PrivateKey, load_private_key
+from mtls_operator.pki.ca import KeyLoader
 from mtls_operator.runtime.clock import Clock
 from mtls_operator.runtime.kube import Kube, Object, secrets_path
 from mtls_operator.runtime.metrics import Metrics
-from mtls_operator.runtime.named_secrets import OneSecretSink
+from mtls_operator.runtime.named_secrets import OneSecretSink, WatchQuota
 from mtls_operator.runtime.reflector import Reflector
 
 logger = logging.getLogger(__name__)
@@ -33,6 +45,13 @@ logger = logging.getLogger(__name__)
 # How long a user waits for a CA Secret to be read before it is retried
 # later (the watch keeps trying in the meantime).
 READ_TIMEOUT = 10.0
+# Reading a CA may take half a second of a core (see pki.encrypted_keys):
+# a CA whose Secrets are edited again and again is read once per this many
+# seconds, however often they change.
+CA_REREAD_INTERVAL = 2.0
+# The CA Secrets certificates of one namespace may name at once (caSecretName);
+# each is one watch, and one more for the passphrase Secret it names.
+CA_SECRETS_PER_NAMESPACE = 8
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +85,7 @@ User = tuple[Callable[[Any], None], Hashable]
 
 @dataclass
 class _Entry:
+    keys: DecryptedKeys[PrivateKey]  # the CA key last opened, and how it went
     secret: Object | None = None
     passphrase_secret: Object | None = None
     state: CAState | None = None
@@ -75,15 +95,25 @@ class _Entry:
     watched_passphrase: str | None = None
     last_error: str | None = None
     users: set[User] = field(default_factory=set)
+    counted: bool = False  # one of its namespace's quota of tenant CAs
+    # Reads the CA again while `changed` (set by every watch event).
+    read_task: asyncio.Task[None] | None = None
+    changed: bool = False
+    read_after: float = 0.0  # the clock's monotonic time
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [t for t in (self.secret_task, self.passphrase_task) if t is not None]
+        tasks = (self.secret_task, self.passphrase_task, self.read_task)
+        return [t for t in tasks if t is not None]
 
 
 class AuthorityStore:
-    def __init__(self, kube: Kube, clock: Clock, metrics: Metrics) -> None:
+    def __init__(
+        self, kube: Kube, clock: Clock, metrics: Metrics, *, load_key: KeyLoader = load_private_key
+    ) -> None:
+        """`load_key(pem, passphrase)` reads CA keys (tests count its calls)."""
         self._kube = kube
+        self._load_key = load_key
         self._clock = clock
         self._metrics = metrics
         self._entries: dict[CARef, _Entry] = {}
@@ -93,28 +123,37 @@ class AuthorityStore:
         # relying parties may not have yet.
         self._publishing: set[CARef] = set()
         self._published: dict[CARef, str] = {}
+        self._reads = CAReads()
+        # Tenants' own CAs (those certificates name): watched in a bounded number.
+        self._quota = WatchQuota[User](CA_SECRETS_PER_NAMESPACE)
 
-    def use(self, ref: CARef, notify: Callable[[Any], None], key: Hashable) -> None:
+    def use(
+        self, ref: CARef, notify: Callable[[Any], None], key: Hashable, *, tenant: bool = False
+    ) -> str | None:
         """`notify(key)` uses the CA `ref` from now on (and no longer the CA
-        it used before): it is called whenever that CA changes."""
+        it used before): it is called whenever that CA changes. A `tenant`'s
+        CA is one more watch only within its namespace's quota: over it, the
+        reason why not (`notify(key)` is called when one is freed)."""
         user = (notify, key)
-        previous = self._used.get(user)
-        if previous == ref:
-            return
-        self._used[user] = ref
+        if self._used.get(user) == ref:
+            return None
+        self.release(notify, key)  # what it used before may free the slot it needs
         entry = self._entries.get(ref)
         if entry is None:
-            entry = self._entries[ref] = _Entry()
+            if tenant and not self._quota.take(ref.namespace, user):
+                return self._quota.refusal(ref.namespace, "CA Secrets")
+            entry = self._entries[ref] = _Entry(keys=DecryptedKeys(self._load_key), counted=tenant)
             entry.secret_task = asyncio.create_task(
                 self._watch(ref, ref.name, entry, passphrase=False)
             )
+        self._used[user] = ref
         entry.users.add(user)
-        if previous is not None:
-            self._drop_user(previous, user)
+        return None
 
     def release(self, notify: Callable[[Any], None], key: Hashable) -> None:
         """`key` uses no CA any more (it was deleted)."""
         user = (notify, key)
+        self._quota.forget(user)
         previous = self._used.pop(user, None)
         if previous is not None:
             self._drop_user(previous, user)
@@ -138,7 +177,7 @@ class AuthorityStore:
 
     async def state(self, ref: CARef) -> CAState:
         """The CA as its Secret holds it now; waits for the first read of a
-        CA that has just come into use."""
+        CA that has just come into use, and for the read of a change."""
         entry = self._entries.get(ref)
         if entry is None:
             return CAMissing(f"CA Secret {ref} is not in use")
@@ -149,10 +188,17 @@ class AuthorityStore:
             return CAMissing(
                 f"CA Secret {ref} could not be read yet ({entry.last_error or 'no answer'})"
             )
+        reading = entry.read_task
+        if reading is not None and not reading.done():
+            # A change of its Secrets is being read (or waits for its turn): never hand out
+            # a CA the Secret no longer holds.
+            done, _ = await asyncio.wait({reading}, timeout=READ_TIMEOUT)
+            if not done:
+                return CAMissing(f"CA Secret {ref} changes faster than it is read")
         state = entry.state or CAMissing(f"CA Secret {ref} has not been read yet")
         if isinstance(state, CAUnusable) and state.problem is CAProblem.NOT_YET_VALID:
             # Validity depends on the time, not only on the Secret: look again.
-            state = self._set_state(ref, entry, self._load(ref, entry))
+            state = self._set_state(ref, entry, await self._load(ref, entry))
         return state
 
     async def close(self) -> None:
@@ -160,6 +206,7 @@ class AuthorityStore:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._reads.close()
 
     def _drop_user(self, ref: CARef, user: User) -> None:
         entry = self._entries.get(ref)
@@ -172,6 +219,9 @@ class AuthorityStore:
             for task in entry.tasks:
                 task.cancel()
             self._metrics.set_ca(ref.namespace, ref.name, None)
+            if entry.counted:
+                for notify, key in self._quota.give_back(ref.namespace):
+                    notify(key)
 
     async def _watch(self, ref: CARef, name: str, entry: _Entry, *, passphrase: bool) -> None:
         def update(obj: Object | None) -> None:
@@ -210,17 +260,26 @@ class AuthorityStore:
                     self._watch(ref, wanted, entry, passphrase=True)
                 )
                 return
-        previous = entry.state
-        self._set_state(ref, entry, self._load(ref, entry))
-        entry.ready.set()
-        if (
-            previous is not None
-            and entry.state is not None
-            and not _same_state(previous, entry.state)
-        ):
-            logger.info("CA %s changed: %s", ref, _describe(entry.state))
-            for notify, key in list(entry.users):
-                notify(key)
+        entry.changed = True
+        if entry.read_task is None or entry.read_task.done():
+            entry.read_task = asyncio.create_task(self._read(ref, entry), name=f"read-ca-{ref}")
+
+    async def _read(self, ref: CARef, entry: _Entry) -> None:
+        """Read the CA until it has not changed since the last read began:
+        watch events that come meanwhile are one more read, not one each."""
+        while entry.changed:
+            wait = entry.read_after - self._clock.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            entry.read_after = self._clock.monotonic() + CA_REREAD_INTERVAL
+            entry.changed = False
+            previous = entry.state
+            state = self._set_state(ref, entry, await self._load(ref, entry))
+            entry.ready.set()
+            if previous is not None and not _same_state(previous, state):
+                logger.info("CA %s changed: %s", ref, _describe(state))
+                for notify, key in list(entry.users):
+                    notify(key)
 
     def _set_state(self, ref: CARef, entry: _Entry, state: CAState) -> CAState:
         entry.state = state
@@ -228,7 +287,23 @@ class AuthorityStore:
         self._metrics.set_ca(ref.namespace, ref.name, not_after)
         return state
 
-    def _load(self, ref: CARef, entry: _Entry) -> CAState:
+    async def _load(self, ref: CARef, entry: _Entry) -> CAState:
+        found = self._contents(ref, entry)
+        if not isinstance(found, tuple):
+            return found
+        data, passphrase = found
+        read = functools.partial(_ca_state, ref, entry.keys, data, self._clock.now(), passphrase)
+        try:
+            return await self._reads.run(ref.namespace if entry.counted else OWN, read)
+        except Exception as err:  # a CA that breaks the reader must not stop its watch
+            logger.exception("reading CA Secret %s failed", ref)
+            problem = f"CA Secret {ref} could not be read ({type(err).__name__})"
+            return CAUnusable(CAProblem.INCOMPLETE, problem)
+
+    def _contents(
+        self, ref: CARef, entry: _Entry
+    ) -> tuple[dict[str, bytes], bytes | None] | CAMissing | CAUnusable:
+        """The CA Secret's data and the passphrase, or why there are none."""
         if entry.secret is None:
             return CAMissing(f"CA Secret {ref} does not exist")
         passphrase = None
@@ -246,12 +321,21 @@ class AuthorityStore:
                 )
             except CAError as err:
                 return CAUnusable(err.problem, f"CA Secret {ref}: {err}")
-        try:
-            return ca_from_secret_data(
-                decode_data(entry.secret.get("data")), self._clock.now(), passphrase
-            )
-        except CAError as err:
-            return CAUnusable(err.problem, f"CA Secret {ref}: {err}")
+        return decode_data(entry.secret.get("data")), passphrase
+
+
+def _ca_state(
+    ref: CARef,
+    keys: DecryptedKeys[PrivateKey],
+    data: dict[str, bytes],
+    now: datetime.datetime,
+    passphrase: bytes | None,
+) -> CAState:
+    """In a worker thread: the key's derivation releases the interpreter lock."""
+    try:
+        return ca_from_secret_data(data, now, passphrase, load_key=keys.load)
+    except CAError as err:
+        return CAUnusable(err.problem, f"CA Secret {ref}: {err}")
 
 
 def _annotations(secret: Object | None) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from mtls_operator.api.outputs import CA_CRT, TLS_CRT, TLS_KEY, Material, render_outputs
 from mtls_operator.api.spec import CertificateSpec, RotationPolicy
 from mtls_operator.pki import (
@@ -82,7 +84,12 @@ def _reusable_key(spec: CertificateSpec, previous_key_pem: bytes | None) -> Priv
     if spec.private_key.rotation is not RotationPolicy.NEVER or not previous_key_pem:
         return None
     try:
-        key = load_private_key(previous_key_pem)
+        # Unchecked at first: an RSA key that an ECDSA spec (signed on the
+        # event loop) would not keep is not worth its consistency check.
+        key = load_private_key(previous_key_pem, check_rsa=False)
+        if key_spec_of(key) != spec.private_key.key:
+            return None
+        # Kept: checked now, in a worker thread (an RSA spec is not quick).
+        return load_private_key(previous_key_pem) if isinstance(key, rsa.RSAPrivateKey) else key
     except KeyLoadError:
         return None
-    return key if key_spec_of(key) == spec.private_key.key else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -23,6 +23,7 @@ from mtls_operator.pki.certs import (
     load_certificates,
     not_after,
     not_before,
+    pem_certificate_count,
 )
 from mtls_operator.pki.errors import CAError, CAProblem, CertificateLoadError, KeyLoadError
 from mtls_operator.pki.keys import (
@@ -35,6 +36,12 @@ from mtls_operator.pki.keys import (
 from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
 
 DEFAULT_CA_LIFETIME = datetime.timedelta(days=3650)
+# The CA's certificate, the CAs above it and extra roots: finding the path
+# through them is quadratic (700 certificates take a third of a second, and
+# a Secret holds about 1,700 small ones), and every leaf Secret would carry
+# the intermediates.
+# Trust bundles of many roots belong in `ca.crt`, which is not searched so.
+MAX_CA_CERTIFICATES = 32
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,12 +132,17 @@ def create_root_ca(
     return builder.sign(key, signature_hash(key))
 
 
+KeyLoader = Callable[[bytes, bytes | None], PrivateKey]
+
+
 def load_ca(
     certificate_pem: bytes,
     key_pem: bytes,
     now: datetime.datetime,
     passphrase: bytes | None = None,
     trust_bundle_pem: bytes | None = None,
+    *,
+    load_key: KeyLoader = load_private_key,
 ) -> CertificateAuthority:
     """Load and check a CA. Raises CAError saying exactly what is wrong.
 
@@ -138,17 +150,11 @@ def load_ca(
     the CAs above it (intermediate first), and may also hold extra roots: the
     signing certificate is the one whose public key matches the key. The trust
     bundle is `trust_bundle_pem` when given, else every root found in
-    `certificate_pem`, else the top of the chain.
+    `certificate_pem`, else the top of the chain. `load_key(pem, passphrase)`
+    reads the key (one that remembers what it opened, say).
     """
-    try:
-        certificates = load_certificates(certificate_pem)
-    except CertificateLoadError as err:
-        raise CAError(CAProblem.NOT_PEM, f"the CA certificate is unreadable: {err}") from err
-    try:
-        key = load_private_key(key_pem, passphrase)
-    except KeyLoadError as err:
-        raise CAError(CAProblem.KEY_UNREADABLE, f"the CA key is unusable: {err}") from err
-
+    certificates = _ca_certificates(certificate_pem)
+    key = _ca_key(key_pem, passphrase, load_key)
     signing = _certificate_for_key(certificates, key)
     if signing is None:
         raise CAError(
@@ -185,6 +191,28 @@ def load_ca(
             f"the trust bundle does not verify the CA {subject!r}: {problem}",
         )
     return CertificateAuthority(signing, key, intermediates, bundle)
+
+
+def _ca_certificates(certificate_pem: bytes) -> list[x509.Certificate]:
+    # Counted before any is parsed: parsing a Secret full of them costs too.
+    count = pem_certificate_count(certificate_pem)
+    if count > MAX_CA_CERTIFICATES:
+        raise CAError(
+            CAProblem.TOO_LARGE,
+            f"the CA certificate holds {count} certificates, more than the "
+            f"{MAX_CA_CERTIFICATES} accepted (a bundle of roots belongs in ca.crt)",
+        )
+    try:
+        return load_certificates(certificate_pem)
+    except CertificateLoadError as err:
+        raise CAError(CAProblem.NOT_PEM, f"the CA certificate is unreadable: {err}") from err
+
+
+def _ca_key(key_pem: bytes, passphrase: bytes | None, load_key: KeyLoader) -> PrivateKey:
+    try:
+        return load_key(key_pem, passphrase)
+    except KeyLoadError as err:
+        raise CAError(CAProblem.KEY_UNREADABLE, f"the CA key is unusable: {err}") from err
 
 
 def _trust_bundle(

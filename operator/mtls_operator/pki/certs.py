@@ -31,6 +31,11 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         raise CertificateLoadError("the data is neither a PEM nor a DER certificate") from err
 
 
+def pem_certificate_count(data: bytes) -> int:
+    """How many PEM certificates `data` holds, counted without parsing them."""
+    return data.count(_PEM_MARKER)
+
+
 def certificates_to_pem(certificates: Iterable[x509.Certificate]) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
 

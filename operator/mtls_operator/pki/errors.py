@@ -27,6 +27,7 @@ class CAProblem(enum.Enum):
     NOT_YET_VALID = "NotYetValid"
     KEY_UNREADABLE = "KeyUnreadable"
     INCOMPLETE = "Incomplete"
+    TOO_LARGE = "TooLarge"
 
 
 class CAError(PKIError):
