@@ -277,7 +277,7 @@ def test_older_certificate_owns_a_shared_secret_name(
     failed = wait_reason(kube_api, namespace, "second", "SecretConflict")
     ready_condition = condition(failed)
     assert ready_condition is not None
-    assert "older certificate first" in ready_condition["message"]
+    assert "also named by an older certificate" in ready_condition["message"]
     shared = get_secret(kube_api, namespace, "shared")
     assert shared is not None
     assert shared["metadata"]["annotations"]["mtls.dev/certificate"] == "first"

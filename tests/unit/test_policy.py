@@ -120,7 +120,7 @@ OLDER_CLAIMANT_CASES: list[tuple[str, Case, Violation | None]] = [
         lambda w: w.given(w.body, older_claimant="payments-old"),
         Violation(
             Reason.SECRET_CONFLICT,
-            "Secret payments-tls is also named by the older certificate payments-old, which owns it",
+            "Secret payments-tls is also named by an older certificate, which owns it",
         ),
     ),
     (
@@ -128,7 +128,7 @@ OLDER_CLAIMANT_CASES: list[tuple[str, Case, Violation | None]] = [
         lambda w: w.given(None, older_claimant="payments-old"),
         Violation(
             Reason.SECRET_CONFLICT,
-            "Secret payments-tls is also named by the older certificate payments-old, which owns it",
+            "Secret payments-tls is also named by an older certificate, which owns it",
         ),
     ),
 ]
@@ -634,7 +634,7 @@ def test_decide_carries_the_violation_and_the_secret(world: World) -> None:
     assert policy.decide(world.given(world.body, older_claimant="a")) == policy.Blocked(
         Violation(
             Reason.SECRET_CONFLICT,
-            "Secret payments-tls is also named by the older certificate a, which owns it",
+            "Secret payments-tls is also named by an older certificate, which owns it",
         )
     )
     facts = read_secret(world.body)

@@ -332,23 +332,100 @@ def test_moving_onto_a_claimed_secret_blocks_the_newer_claimant(
             "older", rv="2", generation=2, created="2026-11-28T12:00:00Z", secretName="shared-tls"
         )
     )
-    # Nobody else named older-tls; the newer claimant of shared-tls learns of
-    # its conflict when the Secret next changes or it is looked at again.
-    assert changes.take() == [(NS, "older")]
+    # Nobody else named older-tls; the newer claimant of shared-tls owned it
+    # until now, and is told so that it stops keeping it.
+    assert changes.take() == [(NS, "older"), (NS, "newer")]
     assert store.older_claimant(store.certificates[(NS, "newer")]) == "older"
+
+
+def many_claimants(store: Store, count: int) -> list[str]:
+    """`count` certificates naming shared-tls, oldest first."""
+    names = [f"c{i:03d}" for i in range(count)]
+    for i, name in enumerate(names):
+        claim(store, name, f"2026-11-28T12:{i // 60:02d}:{i % 60:02d}Z")
+    return names
+
+
+def test_deleting_the_owner_of_a_much_claimed_secret_wakes_the_new_owner_only(
+    store: Store, changes: Recorder
+) -> None:
+    names = many_claimants(store, 50)
+    changes.take()
+    store.remove_certificate(certificate(names[0], secretName="shared-tls"))
+    assert changes.take() == [(NS, names[1])]
+    assert store.older_claimant(store.certificates[(NS, names[1])]) is None
+    assert store.older_claimant(store.certificates[(NS, names[2])]) == names[1]
+
+
+def test_deleting_or_moving_a_claimant_that_owns_nothing_wakes_nobody_else(
+    store: Store, changes: Recorder
+) -> None:
+    names = many_claimants(store, 50)
+    changes.take()
+    store.remove_certificate(certificate(names[10], secretName="shared-tls"))
+    assert changes.take() == []
+    moved = certificate(names[11], rv="2", generation=2, secretName="own-tls")
+    moved["metadata"]["creationTimestamp"] = "2026-11-28T12:00:11Z"
+    store.upsert_certificate(moved)
+    assert changes.take() == [(NS, names[11])]
+    assert store.older_claimant(store.certificates[(NS, names[11])]) is None
+    assert store.older_claimant(store.certificates[(NS, names[12])]) == names[0]
+
+
+def test_a_change_of_a_much_claimed_secret_wakes_its_owner_only(
+    store: Store, changes: Recorder
+) -> None:
+    names = many_claimants(store, 50)
+    changes.take()
+    store.upsert_secret(secret("shared-tls", owner=names[0]))
+    assert changes.take() == [(NS, names[0])]
+
+
+def test_a_secret_written_for_a_newer_claimant_moves_the_ownership_and_says_so(
+    store: Store, changes: Recorder
+) -> None:
+    # The Secret carries the uid of the certificate it was written for (the
+    # operator restarted, and an older certificate was created meanwhile in
+    # the same second): that one keeps it, and both are told.
+    names = many_claimants(store, 5)
+    changes.take()
+    written = secret("shared-tls", owner=names[3])
+    written["metadata"]["annotations"]["mtls.dev/certificate-uid"] = f"uid-{names[3]}"
+    store.upsert_secret(written)
+    assert sorted(changes.take()) == [(NS, names[0]), (NS, names[3])]
+    assert store.older_claimant(store.certificates[(NS, names[0])]) == names[3]
+    assert store.older_claimant(store.certificates[(NS, names[3])]) is None
+    store.remove_secret(written)
+    assert sorted(changes.take()) == [(NS, names[0]), (NS, names[3])]
+    assert store.older_claimant(store.certificates[(NS, names[3])]) == names[0]
+
+
+def test_a_claimant_record_no_longer_in_the_store_is_judged_by_its_rank(store: Store) -> None:
+    names = many_claimants(store, 3)
+    gone = store.certificates[(NS, names[0])]
+    store.remove_certificate(certificate(names[0], secretName="shared-tls"))
+    assert store.older_claimant(gone) is None
+    later = store.certificates[(NS, names[2])]
+    store.remove_certificate(certificate(names[2], secretName="shared-tls"))
+    assert store.older_claimant(later) == names[1]
 
 
 # --- Secrets ---
 
 
-def test_secret_change_notifies_owner_and_claimants(store: Store, changes: Recorder) -> None:
+def test_secret_change_notifies_the_certificate_it_names_and_its_owner(
+    store: Store, changes: Recorder
+) -> None:
     claim(store, "first", "2026-11-28T12:00:00Z")
     claim(store, "second", "2026-11-28T12:00:01Z")
     store.upsert_certificate(certificate("payments"))
     changes.take()
-    facts = store.upsert_secret(secret("shared-tls", owner="first"))
+    facts = store.upsert_secret(secret("shared-tls", owner="second"))
     assert facts is not None
     assert store.secrets[(NS, "shared-tls")] is facts
+    # second is named by the Secret (it wrote it, perhaps before first
+    # existed); first owns it: both look again, and the other claimants
+    # (whose verdict does not depend on the Secret) do not.
     assert sorted(changes.take()) == [(NS, "first"), (NS, "second")]
 
 

@@ -114,3 +114,75 @@ def test_identity_settings_name_the_flag(args: tuple[str, str, str | None], mess
     with pytest.raises(ValueError, match=message):
         IdentitySettings.parse(*args)
     assert IdentitySettings.parse("open", "Corp.Example").trust_domain == "corp.example"
+
+
+def test_a_status_write_answered_with_a_newer_spec_is_no_proof_the_spec_was_seen(
+    tenancy: Tenancy,
+) -> None:
+    # The controller writes the status of generation 1 (selecting every
+    # namespace) while an administrator narrows the policy to team=a: the
+    # answer to the write already carries generation 2, and the watch event
+    # of generation 2 follows it.
+    grants: dict[str, Any] = {"allow": {"dnsNames": ["api.example.com"]}}
+    tenancy.policy_sink.apply("ADDED", policy("p", namespaceSelector={}, **grants))
+    assert tenancy.selected_namespaces("p") == ["a1", "a2", "b1"]
+    assert [p.name for p in tenancy.rules_for("b1").policies] == ["p"]  # type: ignore[union-attr]
+    namespaces, policies = record(tenancy)
+    narrowed = policy("p", generation=2, **grants)
+    tenancy.record_status({**narrowed, "status": {"observedGeneration": 1}})
+    tenancy.policy_sink.apply("MODIFIED", {**narrowed, "status": {"observedGeneration": 1}})
+    rules = tenancy.rules_for("b1")
+    assert rules is not None
+    assert rules.policies == (), "b1 no longer selected, yet granted"
+    assert [p.name for p in tenancy.rules_for("a1").policies] == ["p"]  # type: ignore[union-attr]
+    assert "b1" in namespaces
+    assert policies == ["p"]
+    assert tenancy.selected_namespaces("p") == ["a1", "a2"]
+
+
+def test_a_status_write_keeps_the_spec_the_store_has_seen(tenancy: Tenancy) -> None:
+    tenancy.policy_sink.apply("ADDED", policy("p"))
+    tenancy.record_status(
+        {
+            **policy("p", generation=2, namespaceSelector={}),
+            "status": {"observedGeneration": 1, "selectedNamespaceCount": 2},
+        }
+    )
+    record_ = tenancy.policy("p")
+    assert record_ is not None
+    assert record_.generation == 1
+    assert record_.status == {"observedGeneration": 1, "selectedNamespaceCount": 2}
+    assert tenancy.selected_namespaces("p") == ["a1", "a2"]
+    tenancy.record_status({**policy("p", generation=1), "metadata": {"name": "p", "uid": "other"}})
+    assert tenancy.policy("p") is record_, "the answer for another incarnation is not recorded"
+
+
+NOT_TEAM_B = {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["b"]}]}
+
+
+def test_a_namespace_whose_labels_are_unknown_is_selected_by_no_policy(tenancy: Tenancy) -> None:
+    tenancy.policy_sink.apply("ADDED", policy("p", namespaceSelector=NOT_TEAM_B))
+    assert [p.name for p in tenancy.rules_for("a1").policies] == ["p"]  # type: ignore[union-attr]
+    assert tenancy.rules_for("new").policies == ()  # type: ignore[union-attr]
+    assert "new" not in tenancy.selected_namespaces("p")
+
+
+def test_a_namespace_is_known_once_its_watch_delivers_it_and_until_it_goes(
+    tenancy: Tenancy,
+) -> None:
+    assert tenancy.knows("a1")
+    assert not tenancy.knows("new")
+    tenancy.namespace_sink.apply("ADDED", namespace("new", team="c"))
+    assert tenancy.knows("new")
+    tenancy.namespace_sink.apply("DELETED", namespace("new", team="c"))
+    assert not tenancy.knows("new")
+    tenancy.namespace_sink.replace([namespace("a1", team="a")])
+    assert (tenancy.knows("a1"), tenancy.knows("a2")) == (True, False)
+
+
+def test_open_mode_needs_no_namespace() -> None:
+    runtime = Runtime(FakeKube(), FakeClock(NOW), Metrics(), workers=1, crypto_threads=1)
+    runtime.executor.shutdown()
+    store = Tenancy(runtime, IdentitySettings(IdentityMode.OPEN))
+    assert store.knows("new")
+    assert store.rules_for("new") is None

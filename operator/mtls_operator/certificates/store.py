@@ -5,7 +5,8 @@ responses to its own writes."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,11 +106,54 @@ def newer(candidate: str, current: str) -> bool:
         return candidate != current
 
 
+# How claimants of one Secret are ordered: the certificate the Secret was
+# written for (its uid annotation) keeps it; among the others the oldest
+# wins, then the first by name (creation times are whole seconds, so two
+# applied together tie).
+Rank = tuple[bool, str, str]
+
+
+def claim_rank(record: CertificateRecord, holder: str | None) -> Rank:
+    return (record.uid != holder, record.created, record.name)
+
+
+@dataclass(slots=True)
+class Claim:
+    """The certificates naming one Secret, kept in rank order so that its
+    owner is found without looking at the others (thousands of
+    certificates may name one Secret)."""
+
+    ordered: list[tuple[str, str]] = field(default_factory=list)  # (created, name)
+    names_by_uid: dict[str, str] = field(default_factory=dict)
+
+    def add(self, record: CertificateRecord) -> None:
+        insort(self.ordered, (record.created, record.name))
+        self.names_by_uid[record.uid] = record.name
+
+    def discard(self, record: CertificateRecord) -> None:
+        entry = (record.created, record.name)
+        index = bisect_left(self.ordered, entry)
+        if index < len(self.ordered) and self.ordered[index] == entry:
+            del self.ordered[index]
+        if self.names_by_uid.get(record.uid) == record.name:
+            del self.names_by_uid[record.uid]
+
+    def owner(self, holder: str | None) -> str | None:
+        """The name of the claimant that owns the Secret, whose uid is
+        `holder` if that one is a claimant."""
+        if holder is not None and holder in self.names_by_uid:
+            return self.names_by_uid[holder]
+        return self.ordered[0][1] if self.ordered else None
+
+    def __bool__(self) -> bool:
+        return bool(self.ordered)
+
+
 class Store:
     def __init__(self, on_change: Callable[[ObjectKey], None]) -> None:
         self.certificates: dict[ObjectKey, CertificateRecord] = {}
         self.secrets: dict[ObjectKey, SecretFacts] = {}
-        self._claimants: dict[ObjectKey, set[str]] = {}  # Secret -> certificates naming it
+        self._claims: dict[ObjectKey, Claim] = {}  # Secret -> certificates naming it
         self._by_namespace: dict[str, set[str]] = {}
         self._on_change = on_change
 
@@ -129,21 +173,29 @@ class Store:
         ):
             return None  # before the record is built: most often the echo of our own write
         record = certificate_record(body)
+        reclaimed = previous is None or _claims_differ(previous, record)
+        claimed = _claimed(record.namespace, previous, record) if reclaimed else []
+        owners_before = [self._owner(secret) for secret in claimed]
         if previous is not None:
             if previous.uid == record.uid and previous.generation == record.generation:
                 record._parsed = previous._parsed
             record.failures = previous.failures if previous.uid == record.uid else 0
-            self._unclaim(previous)
+            if reclaimed:
+                self._unclaim(previous)
         self.certificates[record.key] = record
         self._by_namespace.setdefault(record.namespace, set()).add(record.name)
-        if record.secret_name:
-            self._claimants.setdefault((record.namespace, record.secret_name), set()).add(
-                record.name
-            )
+        if reclaimed:
+            self._claim(record)
+        told: list[str] = []
         if notify:
-            self._on_change(record.key)
-        if previous is not None and previous.secret_name != record.secret_name:
-            self._notify_claimants(previous)
+            self._tell(record.namespace, (record.name,), told)
+        # Whoever owns a Secret now, or owned it until now, looks again;
+        # the other claimants' verdict is unchanged.
+        for secret, before in zip(claimed, owners_before, strict=True):
+            after = self._owner(secret)
+            if after != before:
+                skip = None if notify else record.name
+                self._tell(record.namespace, (after, before), told, skip=skip)
         return record
 
     def remove_certificate(self, body: Mapping[str, Any]) -> None:
@@ -158,8 +210,13 @@ class Store:
             names.discard(record.name)
             if not names:
                 del self._by_namespace[record.namespace]
-        self._unclaim(record)
-        self._notify_claimants(record)
+        if record.secret_name:
+            secret = (record.namespace, record.secret_name)
+            before = self._owner(secret)
+            self._unclaim(record)
+            after = self._owner(secret)
+            if after != before:
+                self._tell(record.namespace, (after,))
 
     def keys_in(self, namespace: str | None) -> list[ObjectKey]:
         """The certificates of `namespace` (None: of every namespace)."""
@@ -167,41 +224,60 @@ class Store:
             return sorted(self.certificates)
         return [(namespace, name) for name in sorted(self._by_namespace.get(namespace, ()))]
 
-    def _notify_claimants(self, departed: CertificateRecord) -> None:
-        """A certificate stopped naming its Secret: another one naming the
-        same Secret may take it over now."""
-        if departed.secret_name:
-            for name in self._claimants.get((departed.namespace, departed.secret_name), ()):
-                self._on_change((departed.namespace, name))
-
     def older_claimant(self, record: CertificateRecord) -> str | None:
-        """The oldest other certificate naming the same Secret, if older."""
+        """The other certificate naming the same Secret that owns it (it
+        ranks before `record`, see `claim_rank`), if any."""
         if not record.secret_name:
             return None
-        others = [
-            self.certificates[(record.namespace, name)]
-            for name in self._claimants.get((record.namespace, record.secret_name), ())
-            if name != record.name and (record.namespace, name) in self.certificates
-        ]
-        # The certificate the Secret was written for keeps it; among the
-        # others the oldest wins, then the first by name (creation times are
-        # whole seconds, so two applied together tie).
-        secret = self.secrets.get((record.namespace, record.secret_name))
-        holder = secret.annotations.get(CERTIFICATE_UID_ANNOTATION) if secret else None
+        secret = (record.namespace, record.secret_name)
+        owner = self._owner(secret)
+        if owner is None or owner == record.name:
+            return None
+        owner_record = self.certificates.get((record.namespace, owner))
+        if owner_record is None:
+            return None
+        holder = self._holder(secret)
+        return owner if claim_rank(owner_record, holder) < claim_rank(record, holder) else None
 
-        def rank(claimant: CertificateRecord) -> tuple[bool, str, str]:
-            return (claimant.uid != holder, claimant.created, claimant.name)
+    def _owner(self, secret: ObjectKey) -> str | None:
+        claim = self._claims.get(secret)
+        return claim.owner(self._holder(secret)) if claim else None
 
-        older = [o for o in others if rank(o) < rank(record)]
-        return min(older, key=rank).name if older else None
+    def _holder(self, secret: ObjectKey) -> str | None:
+        """The uid of the certificate the Secret says it was written for."""
+        facts = self.secrets.get(secret)
+        return facts.annotations.get(CERTIFICATE_UID_ANNOTATION) if facts else None
+
+    def _claim(self, record: CertificateRecord) -> None:
+        if record.secret_name:
+            self._claims.setdefault((record.namespace, record.secret_name), Claim()).add(record)
 
     def _unclaim(self, record: CertificateRecord) -> None:
         if record.secret_name:
-            claimants = self._claimants.get((record.namespace, record.secret_name))
-            if claimants is not None:
-                claimants.discard(record.name)
-                if not claimants:
-                    del self._claimants[(record.namespace, record.secret_name)]
+            secret = (record.namespace, record.secret_name)
+            claim = self._claims.get(secret)
+            if claim is not None:
+                claim.discard(record)
+                if not claim:
+                    del self._claims[secret]
+
+    def _tell(
+        self,
+        namespace: str,
+        names: Iterable[str | None],
+        told: list[str] | None = None,
+        *,
+        skip: str | None = None,
+    ) -> None:
+        """Wake the certificates `names` of `namespace` that exist, each once
+        (`told` holds those woken already)."""
+        told = [] if told is None else told
+        for name in names:
+            if name is None or name in told or name == skip:
+                continue
+            if (namespace, name) in self.certificates:
+                told.append(name)
+                self._on_change((namespace, name))
 
     # --- Secrets. ---
 
@@ -216,9 +292,10 @@ class Store:
         if current is not None and not newer(version, current.resource_version):
             return None
         facts = read_secret(body, known)
+        owner = self._owner(key)
         self.secrets[key] = facts
         if notify:
-            self._notify_secret(key, facts)
+            self._notify_secret(key, facts, owner)
         return facts
 
     def remove_secret(self, body: Mapping[str, Any]) -> None:
@@ -231,8 +308,9 @@ class Store:
             current.resource_version, metadata.get("resourceVersion", "")
         ):
             return  # the deletion of an earlier incarnation, or older than what we wrote since
+        owner = self._owner(key)
         del self.secrets[key]
-        self._notify_secret(key, current)
+        self._notify_secret(key, current, owner)
 
     def add_secrets(self, items: Sequence[Mapping[str, Any]]) -> set[ObjectKey]:
         listed = set()
@@ -244,18 +322,34 @@ class Store:
     def drop_secrets_except(self, listed: set[ObjectKey], namespace: str | None) -> None:
         for key in list(self.secrets):
             if key not in listed and (namespace is None or key[0] == namespace):
+                owner = self._owner(key)
                 facts = self.secrets.pop(key)
-                self._notify_secret(key, facts)
+                self._notify_secret(key, facts, owner)
 
-    def _notify_secret(self, key: ObjectKey, facts: SecretFacts) -> None:
-        namespace = key[0]
-        names = set(self._claimants.get(key, ()))
-        owner = facts.annotations.get(CERTIFICATE_ANNOTATION)
-        if owner:
-            names.add(owner)
-        for certificate in names:
-            if (namespace, certificate) in self.certificates:
-                self._on_change((namespace, certificate))
+    def _notify_secret(self, key: ObjectKey, facts: SecretFacts, owner_before: str | None) -> None:
+        """The Secret changed: the certificate it names and the claimant that
+        owns it look again, and so does the one that owned it until now (the
+        uid it carries decides a tie). The other claimants' verdict (someone
+        else owns it) is unchanged, and their status names no owner."""
+        named = facts.annotations.get(CERTIFICATE_ANNOTATION) or None
+        self._tell(key[0], (named, self._owner(key), owner_before))
+
+
+def _claims_differ(previous: CertificateRecord, record: CertificateRecord) -> bool:
+    """Whether the Secret named, or the rank among its claimants, changed."""
+    return (previous.secret_name, previous.created, previous.uid) != (
+        record.secret_name,
+        record.created,
+        record.uid,
+    )
+
+
+def _claimed(
+    namespace: str, previous: CertificateRecord | None, record: CertificateRecord
+) -> list[ObjectKey]:
+    """The Secrets named before and after, each once."""
+    names = [r.secret_name for r in (previous, record) if r is not None and r.secret_name]
+    return [(namespace, name) for name in dict.fromkeys(names)]
 
 
 class SecretSink:

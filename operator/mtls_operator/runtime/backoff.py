@@ -14,6 +14,9 @@ RECONCILE = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 UNWRITTEN_STATUS = 30.0
 # A certificate waiting for its CA's trust bundle to be published first.
 UNPUBLISHED_BUNDLE = 1.0
+# A request from a namespace its watch has not delivered yet: it comes
+# within moments (the namespace exists, or the request could not).
+UNSEEN_NAMESPACE = 1.0
 
 
 def delay(table: tuple[float, ...], failures: int) -> float:

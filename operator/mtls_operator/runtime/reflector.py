@@ -18,6 +18,7 @@ from mtls_operator.runtime.kube import (
     Kube,
     Object,
     Stalled,
+    WatchEventTooLarge,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,11 @@ class Reflector:
                         self._sink.apply(event_type, obj)
             except Gone:
                 resource_version = ""
+            except WatchEventTooLarge as err:
+                # Opened again from the same version, the watch would send the
+                # same event; a list reads whole pages, and gets past it.
+                resource_version = ""
+                failures = await self._failed(err, failures)
             except ApiError as err:
                 if not (err.not_found and self._absent_is_empty):
                     if err.status in FIX_FOR_STATUS:

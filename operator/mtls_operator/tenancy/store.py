@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mtls_operator.api.mtls_policy import InvalidPolicy, LabelSelector, PolicySpec, parse_policy
@@ -172,6 +172,13 @@ class Tenancy:
         )
         return self.settings.rules(namespace, policies)
 
+    def knows(self, namespace: str) -> bool:
+        """Whether `namespace`'s labels are known, or need not be (the
+        identity policy is open). A namespace created a moment ago may not
+        have come through the watch yet: judged with no labels, NotIn and
+        DoesNotExist selectors would choose it, so its requests wait for it."""
+        return self.settings.mode is IdentityMode.OPEN or namespace in self._labels
+
     def policy(self, name: str) -> PolicyRecord | None:
         return self._policies.get(name)
 
@@ -187,15 +194,21 @@ class Tenancy:
         )
 
     def record_status(self, body: Mapping[str, Any]) -> None:
-        """The response to the operator's own status write: no change of grants."""
-        record = policy_record(body)
-        if record.name in self._policies:
-            self._policies[record.name] = record
+        """The response to the operator's own status write: its status only.
+        The response may already carry a newer spec (someone edited the
+        policy meanwhile); that spec is taken from its watch event, which
+        must not then pass for a status change."""
+        metadata = body.get("metadata") or {}
+        previous = self._policies.get(str(metadata.get("name", "")))
+        if previous is not None and previous.uid == str(metadata.get("uid", "")):
+            self._policies[previous.name] = replace(previous, status=dict(body.get("status") or {}))
 
     def _selecting_policies(self, namespace: str) -> tuple[str, ...]:
         cached = self._selecting.get(namespace)
+        labels = self._labels.get(namespace)
+        if labels is None:
+            return ()  # unknown labels select nothing: policies only ever grant
         if cached is None:
-            labels = self._labels.get(namespace, {})
             cached = tuple(
                 name
                 for name, record in sorted(self._policies.items())

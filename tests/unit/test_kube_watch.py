@@ -1,0 +1,119 @@
+"""The watch stream as the API server sends it: one JSON event a line, each
+line as long as its object, which a tenant makes as large as the API server
+stores (a Secret of 1 MiB, a custom resource of 1.5 MiB)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import kopf
+import pytest
+from aiohttp import web
+
+from mtls_operator.runtime.kube import (
+    MAX_WATCH_EVENT_BYTES,
+    Kube,
+    WatchEventTooLarge,
+    WatchLines,
+)
+
+PATH = "/api/v1/secrets"
+
+
+def event(name: str, padding: int = 0) -> bytes:
+    obj: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": "shop", "resourceVersion": "7"},
+        "data": {"big": "x" * padding},
+    }
+    return json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n"
+
+
+@asynccontextmanager
+async def serving(chunks: list[bytes]) -> AsyncIterator[Kube]:
+    """A client of a local HTTP server whose watch answer is `chunks`,
+    written one by one as they are."""
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "application/json"
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get(PATH, watch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+
+    async def login() -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}")
+
+    kube = Kube(login)
+    try:
+        yield kube
+    finally:
+        await kube.close()
+        await runner.cleanup()
+
+
+def watched_names(chunks: list[bytes]) -> list[str]:
+    async def scenario() -> list[str]:
+        async with serving(chunks) as kube:
+            return [obj["metadata"]["name"] async for _, obj in kube.watch(PATH, "1")]
+
+    return asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_an_event_as_large_as_the_api_server_stores_is_read() -> None:
+    # 600 KiB: over aiohttp's line limit, under a Secret's 1 MiB.
+    chunks = [event("before"), event("large", 600 * 1024), event("after")]
+    assert watched_names(chunks) == ["before", "large", "after"]
+
+
+def test_events_split_anyhow_across_chunks_are_read() -> None:
+    stream = event("a") + event("b", 3 * 1024 * 1024) + b"\n" + event("c")
+    chunks = [stream[i : i + 7919] for i in range(0, len(stream), 7919)]
+    assert watched_names(chunks) == ["a", "b", "c"]
+
+
+def test_an_event_larger_than_any_object_ends_the_watch_with_one_line() -> None:
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        async with serving([event("a"), event("huge", MAX_WATCH_EVENT_BYTES)]) as kube:
+            async for _, obj in kube.watch(PATH, "1"):
+                seen.append(obj["metadata"]["name"])
+
+    with pytest.raises(WatchEventTooLarge, match=rf"^a watch event of {PATH} is larger than"):
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert seen == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "events"),
+    [
+        ([b'{"a":1}\n{"b":2}\n'], [{"a": 1}, {"b": 2}]),
+        ([b'{"a"', b":1}\n{", b'"b":2}\n'], [{"a": 1}, {"b": 2}]),
+        ([b"\n \n", b'{"a":1}\r\n', b"\n"], [{"a": 1}]),
+        ([b'{"a":1}'], []),  # not ended: not an event yet
+    ],
+)
+def test_watch_lines(chunks: list[bytes], events: list[dict[str, int]]) -> None:
+    reader = WatchLines(64, "/api/v1/secrets")
+    assert [json.loads(line) for chunk in chunks for line in reader.feed(chunk)] == events
+
+
+def test_watch_lines_refuse_a_line_over_the_limit_before_it_ends() -> None:
+    reader = WatchLines(16, "/api/v1/secrets")
+    assert reader.feed(b'{"a":1}\n' + b"x" * 16) == [b'{"a":1}']
+    with pytest.raises(WatchEventTooLarge, match=r"^a watch event of /api/v1/secrets is larger"):
+        reader.feed(b"x")
