@@ -22,6 +22,22 @@ SIGNER = "mtls.dev/pod-identity"
 PODS = 10
 
 
+POD_CERTIFICATE_VOLUME = {
+    "name": "identity",
+    "projected": {
+        "sources": [
+            {
+                "podCertificate": {
+                    "signerName": SIGNER,
+                    "keyType": "ECDSAP256",
+                    "credentialBundlePath": "credentialbundle.pem",
+                }
+            }
+        ]
+    },
+}
+
+
 def stub_requests(count: int) -> list[str]:
     """What kubelets send: an empty PKCS#10 request for a fresh key, base64."""
     stubs = []
@@ -70,6 +86,8 @@ async def pods_on_a_node(kube: Kube, namespace: str) -> tuple[dict[str, Any], li
                     "nodeName": node["metadata"]["name"],
                     "serviceAccountName": "app",
                     "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
+                    # The signer signs only for pods whose own volume asks it to.
+                    "volumes": [POD_CERTIFICATE_VOLUME],
                 },
             },
         )

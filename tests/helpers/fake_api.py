@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,8 +85,11 @@ class FixedCAs(AuthorityStore):
         self._publishing: set[CARef] = set()
         self._published: dict[CARef, str] = {}
 
-    def use(self, ref: CARef, notify: Callable[[Any], None], key: Hashable) -> None:
+    def use(
+        self, ref: CARef, notify: Callable[[Any], None], key: Hashable, *, tenant: bool = False
+    ) -> str | None:
         """Nothing to watch."""
+        return None
 
     def release(self, notify: Callable[[Any], None], key: Hashable) -> None:
         """Nothing was watched."""
@@ -107,14 +110,20 @@ def certificate_controller(
     min_duration: Any,
     reissue_rate: float = 20.0,
     identity: IdentityMode = IdentityMode.OPEN,
+    policies: Sequence[Object] = (),
+    namespaces: Sequence[Object] = (),
 ) -> Iterator[tuple[Runtime, CertificateController]]:
-    """A controller over `kube` whose cluster CA is CLUSTER_CA (no namespaces
-    and no policies are known: the identity policy is open by default)."""
+    """A controller over `kube` whose cluster CA is CLUSTER_CA (only the
+    namespaces and MtlsPolicies given are known: the identity policy is open
+    by default)."""
     runtime = Runtime(kube, clock, Metrics(), workers=1, crypto_threads=1)
+    tenancy = Tenancy(runtime, IdentitySettings(identity))
+    tenancy.namespace_sink.replace(list(namespaces))
+    tenancy.policy_sink.replace(list(policies))
     controller = CertificateController(
         runtime,
         FixedCAs(cas),
-        Tenancy(runtime, IdentitySettings(identity)),
+        tenancy,
         Settings(CLUSTER_CA, min_duration, reissue_rate=reissue_rate),
     )
     try:

@@ -49,6 +49,25 @@ def spec_dict(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in merged.items() if value is not None}
 
 
+def certificate_body(
+    name: str, *, created: str = "2026-11-28T11:00:00Z", **fields: Any
+) -> dict[str, Any]:
+    """MtlsCertificate `name` of NAMESPACE as its watch delivers it, with
+    `spec_dict(**fields)` as its spec."""
+    return {
+        "apiVersion": "mtls.dev/v1alpha1",
+        "kind": "MtlsCertificate",
+        "metadata": {
+            "namespace": NAMESPACE,
+            "name": name,
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "creationTimestamp": created,
+        },
+        "spec": spec_dict(**fields),
+    }
+
+
 def certificate_spec(**fields: Any) -> CertificateSpec:
     return parse_spec(spec_dict(**fields), MIN_DURATION)
 

@@ -17,26 +17,16 @@ from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import secrets_path
 
 from conftest import NOW, make_ca
+from helpers import objects
 from helpers.clock import FakeClock
 from helpers.fake_api import CLUSTER_CA, FakeKube, certificate_controller
-from helpers.objects import MIN_DURATION, NAMESPACE, certificate_spec, secret_body, spec_dict
+from helpers.objects import MIN_DURATION, NAMESPACE, certificate_spec, secret_body
 
 NAMES = ("a", "b", "c")
 
 
 def certificate_body(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "mtls.dev/v1alpha1",
-        "kind": "MtlsCertificate",
-        "metadata": {
-            "namespace": NAMESPACE,
-            "name": name,
-            "uid": f"uid-{name}",
-            "generation": 1,
-            "creationTimestamp": "2026-11-28T11:00:00Z",
-        },
-        "spec": spec_dict(secretName=f"{name}-tls"),
-    }
+    return objects.certificate_body(name, secretName=f"{name}-tls")
 
 
 def issuer_of(kube: FakeKube, name: str) -> str | None:

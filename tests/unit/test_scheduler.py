@@ -5,27 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 from mtls_operator.runtime.scheduler import Lane, Scheduler, WorkQueue
 
 from helpers.clock import FakeClock
-
-T = TypeVar("T")
-
-
-def run(test: Callable[[], Awaitable[T]]) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(test(), timeout=5)
-
-    return asyncio.run(bounded())
-
-
-async def settle() -> None:
-    """Let every ready task run until it waits on something."""
-    for _ in range(10):
-        await asyncio.sleep(0)
+from helpers.loop import run, settle
 
 
 async def nothing_queued(queue: WorkQueue[str]) -> bool:

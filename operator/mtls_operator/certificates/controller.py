@@ -22,6 +22,7 @@ from mtls_operator.certificates.foreign_secrets import ForeignSecrets
 from mtls_operator.certificates.gather import Gatherer
 from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.secret_writer import SecretWriter
+from mtls_operator.certificates.spec_secrets import SpecSecrets
 from mtls_operator.certificates.status_writer import StatusWriter
 from mtls_operator.certificates.store import (
     CertificateRecord,
@@ -41,6 +42,7 @@ from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import ApiError, ObjectKey, object_key, secrets_path
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.reflector import Reflector
+from mtls_operator.runtime.scheduler import namespace_of
 from mtls_operator.tenancy.store import Tenancy
 
 logger = logging.getLogger(__name__)
@@ -68,11 +70,13 @@ class CertificateController:
     ) -> None:
         self._runtime = runtime
         self._authorities = authorities
+        self._tenancy = tenancy
         self._settings = settings
-        self._lane = runtime.lane(NAME)
+        self._lane = runtime.lane(NAME, tenant_of=namespace_of)  # in turns by namespace
         self.store = Store(self._lane.add)
         self._foreign = ForeignSecrets(runtime.kube, self.store)
         self._passwords = KeystorePasswords(runtime.kube, self._lane.add)
+        self._named = SpecSecrets(authorities, self._passwords, self._lane.add)
         self._gatherer = Gatherer(
             self.store, self._foreign, self._passwords, tenancy, runtime.clock
         )
@@ -147,12 +151,11 @@ class CertificateController:
     async def _reconcile(self, record: CertificateRecord) -> None:
         try:
             spec = record.parsed_spec(self._settings.min_duration)
+            ca_ref = self._ca_ref(record, spec)
+            self._named.use(record.key, spec, ca_ref)
         except InvalidSpec as err:
             await self._status.failed(record, Reason.INVALID_SPEC, str(err), retry=False)
             return
-        ca_ref = self._ca_ref(record, spec)
-        self._authorities.use(ca_ref, self._lane.add, record.key)
-        self._passwords.use(record.key, spec)
         ca = await self._authorities.state(ca_ref)
         if isinstance(ca, CAMissing):
             # Also looked at again by the CA watch the moment the Secret appears.
@@ -164,9 +167,12 @@ class CertificateController:
             await self._status.failed(record, Reason.CA_INVALID, ca.message, retry=retry)
             return
 
-        given = await self._gatherer.gather(
-            record, spec, ca, cluster_ca=ca_ref == self._settings.cluster_ca
-        )
+        cluster_ca = ca_ref == self._settings.cluster_ca
+        if cluster_ca and not self._tenancy.knows(record.namespace):
+            # Its labels decide what policies grant it: never judged without.
+            self._lane.schedule(record.key, self._runtime.clock.time() + backoff.UNSEEN_NAMESPACE)
+            return
+        given = await self._gatherer.gather(record, spec, ca, cluster_ca=cluster_ca)
         match policy.decide(given):
             case policy.Blocked(violation):
                 await self._status.failed(
@@ -301,5 +307,4 @@ class CertificateController:
         self._lane.cancel(key)
         self._turns.forget(key)
         self._runtime.metrics.forget_certificate(*key)
-        self._authorities.release(self._lane.add, key)
-        self._passwords.forget(key)
+        self._named.forget(key)

@@ -7,24 +7,29 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from mtls_operator.api.managed_secret import SecretFacts, keystore_password_digest
-from mtls_operator.api.spec import CertificateSpec, SecretKeyRef
+from mtls_operator.api.spec import CertificateSpec, InvalidSpec, SecretKeyRef
 from mtls_operator.pki import PKIError
 from mtls_operator.runtime.kube import Kube, ObjectKey
-from mtls_operator.runtime.named_secrets import NamedSecrets
+from mtls_operator.runtime.named_secrets import PASSWORD_SECRETS_PER_NAMESPACE, NamedSecrets
 
 
 class KeystorePasswords:
     def __init__(self, kube: Kube, notify: Callable[[ObjectKey], None]) -> None:
         # Users are certificate keys: a password change looks at them again.
-        self._secrets = NamedSecrets[ObjectKey](kube, notify)
+        self._secrets = NamedSecrets[ObjectKey](
+            kube, notify, per_namespace=PASSWORD_SECRETS_PER_NAMESPACE
+        )
 
     def use(self, certificate: ObjectKey, spec: CertificateSpec) -> None:
-        """The password Secret `spec` names (if any) is the one `certificate` uses now."""
+        """The password Secret `spec` names (if any) is the one `certificate`
+        uses now. InvalidSpec when its namespace has as many in use as it may
+        (`certificate` is looked at again when one is freed)."""
         ref = spec.pkcs12_password
         if ref is None:
             self._secrets.release(certificate)
-        else:
-            self._secrets.use((certificate[0], ref.name), certificate)
+        elif not self._secrets.use((certificate[0], ref.name), certificate):
+            problem = self._secrets.quota.refusal(certificate[0], "keystore password Secrets")
+            raise InvalidSpec("keystores.pkcs12.passwordSecretRef.name", ref.name, problem)
 
     def forget(self, certificate: ObjectKey) -> None:
         self._secrets.release(certificate)

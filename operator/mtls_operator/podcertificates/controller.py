@@ -32,6 +32,7 @@ from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.kube import ApiError, Object, ObjectKey
 from mtls_operator.runtime.reflector import Reflector
+from mtls_operator.runtime.scheduler import namespace_of
 from mtls_operator.tenancy.store import Tenancy
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,11 @@ class PodCertificateController:
     ) -> None:
         self._runtime = runtime
         self._authorities = authorities
+        self._tenancy = tenancy
         self._settings = settings
-        self._lane = runtime.lane(NAME)
+        # Before the certificates (a request is deleted fifteen minutes after
+        # it was made), in turns by namespace.
+        self._lane = runtime.lane(NAME, tenant_of=namespace_of, urgent=True)
         self._directory = Directory()
         self._gatherer = Gatherer(
             runtime.kube,
@@ -140,6 +144,10 @@ class PodCertificateController:
         if not self._authorities.is_published(self._settings.cluster_ca, ca):
             # Its roots are not where pods read them yet.
             self._lane.schedule(key, self._runtime.clock.time() + backoff.UNPUBLISHED_BUNDLE)
+            return
+        if not self._tenancy.knows(request.namespace):
+            # Its labels decide what policies grant it: never judged without.
+            self._lane.schedule(key, self._runtime.clock.time() + backoff.UNSEEN_NAMESPACE)
             return
         try:
             given = await self._gatherer.gather(request, ca)

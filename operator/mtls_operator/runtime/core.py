@@ -6,22 +6,27 @@ that is due to the controller it belongs to."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Coroutine, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from mtls_operator.runtime.clock import Clock
 from mtls_operator.runtime.events import EventRecorder
+from mtls_operator.runtime.fairness import FairThreads, Flow
 from mtls_operator.runtime.kube import Kube
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.runtime.reflector import Reflector
-from mtls_operator.runtime.scheduler import Lane, Scheduler, WorkQueue
+from mtls_operator.runtime.scheduler import ONE_FLOW, Lane, Scheduler, WorkQueue
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WorkKey = tuple[str, Any]  # (controller name, the controller's own key)
+
+# The flow of the key a worker is reconciling: the crypto threads serve the
+# work it asks for in that flow's turn.
+_serving: contextvars.ContextVar[Flow] = contextvars.ContextVar("serving", default=ONE_FLOW)
 
 
 class Controller(Protocol):
@@ -49,12 +54,12 @@ class Runtime:
         self.clock = clock
         self.metrics = metrics
         self.events = EventRecorder(kube, clock)
-        self.queue: WorkQueue[WorkKey] = WorkQueue()
+        self._lanes: dict[str, Lane[Hashable]] = {}
+        self.queue: WorkQueue[WorkKey] = WorkQueue(self._flow)
         self.scheduler: Scheduler[WorkKey] = Scheduler(self.queue, clock)
         # Key generation and signing run here, never on the event loop.
-        self.executor = ThreadPoolExecutor(
-            max_workers=crypto_threads, thread_name_prefix="mtls-crypto"
-        )
+        self._crypto = FairThreads(crypto_threads, thread_name_prefix="mtls-crypto")
+        self.executor = self._crypto.executor
         self._workers = workers
         self._controllers: dict[str, Controller] = {}
         self._started: set[str] = set()
@@ -66,13 +71,23 @@ class Runtime:
         """CPU-bound work (keys, signatures, keystores): on the event loop
         when `quick`, since handing about 0.1 ms of ECDSA work to a thread
         costs as much again and contends for the GIL; in a crypto thread
-        otherwise, so that RSA never stalls every other reconciliation."""
+        otherwise, so that RSA never stalls every other reconciliation, in
+        the turn of the key being reconciled."""
         if quick:
             return work()
-        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+        return await self._crypto.run(_serving.get(), work)
 
-    def lane(self, name: str) -> Lane[Hashable]:
-        return Lane(name, self.scheduler, self.queue)
+    def lane(
+        self, name: str, *, tenant_of: Callable[[Any], Hashable] | None = None, urgent: bool = False
+    ) -> Lane[Hashable]:
+        """The controller `name`'s keys; `tenant_of(key)` says whose turn
+        each is taken in (see `runtime.fairness`), `urgent` that they go
+        before the others. Asked for again by name: the lane made first."""
+        lane = self._lanes.get(name)
+        if lane is None:
+            lane = Lane(name, self.scheduler, self.queue, tenant_of=tenant_of, urgent=urgent)
+            self._lanes[name] = lane
+        return lane
 
     def add(self, controller: Controller) -> None:
         """Controllers start in the order they are added."""
@@ -125,10 +140,16 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    def _flow(self, key: WorkKey) -> Flow:
+        name, own_key = key
+        lane = self._lanes.get(name)
+        return lane.flow(own_key) if lane is not None else ONE_FLOW
+
     async def _work(self) -> None:
         while True:
             key = await self.queue.get()
             name, own_key = key
+            _serving.set(self._flow(key))
             try:
                 await self._controllers[name].reconcile(own_key)
             except Exception:  # a controller's bug must not end a worker

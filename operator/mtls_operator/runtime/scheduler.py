@@ -7,21 +7,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import Hashable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from mtls_operator.runtime.clock import Clock
+from mtls_operator.runtime.fairness import FairOrder, Flow
 
 K = TypeVar("K", bound=Hashable)
+
+ONE_FLOW = Flow("operator")
+
+
+def namespace_of(key: Any) -> str:
+    """The tenant of a namespaced object's key (namespace, name)."""
+    return str(key[0])
 
 
 class WorkQueue(Generic[K]):
     """Keys waiting to be reconciled. A key is queued at most once, and is
     never handed to two workers at the same time: a key added while it is
-    being processed is queued again when its worker is done."""
+    being processed is queued again when its worker is done. Keys are handed
+    out in turns by `flow_of(key)` (see `runtime.fairness`)."""
 
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[K] = asyncio.Queue()
+    def __init__(self, flow_of: Callable[[K], Flow] = lambda _: ONE_FLOW) -> None:
+        self._flow_of = flow_of
+        self._waiting: FairOrder[K] = FairOrder()
+        # One token per key in `_waiting`: a worker takes a token, then a key.
+        self._tokens = asyncio.Semaphore(0)
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
 
@@ -30,10 +42,11 @@ class WorkQueue(Generic[K]):
             return
         self._dirty.add(key)
         if key not in self._processing:
-            self._queue.put_nowait(key)
+            self._put(key)
 
     async def get(self) -> K:
-        key = await self._queue.get()
+        await self._tokens.acquire()
+        key = self._waiting.pop()
         self._dirty.discard(key)
         self._processing.add(key)
         return key
@@ -41,10 +54,14 @@ class WorkQueue(Generic[K]):
     def done(self, key: K) -> None:
         self._processing.discard(key)
         if key in self._dirty:
-            self._queue.put_nowait(key)
+            self._put(key)
 
     def __len__(self) -> int:
         return len(self._dirty)
+
+    def _put(self, key: K) -> None:
+        self._waiting.push(self._flow_of(key), key)
+        self._tokens.release()
 
 
 class Scheduler(Generic[K]):
@@ -117,17 +134,31 @@ class Scheduler(Generic[K]):
 
 class Lane(Generic[K]):
     """One controller's view of the shared queue and scheduler: its own keys,
-    tagged with its name so that the controllers' keys never collide."""
+    tagged with its name so that the controllers' keys never collide, and
+    the flow each key is served in (by `tenant_of(key)`, or the lane's own
+    when its keys belong to no tenant)."""
 
     def __init__(
-        self, name: str, scheduler: Scheduler[tuple[str, K]], queue: WorkQueue[tuple[str, K]]
+        self,
+        name: str,
+        scheduler: Scheduler[tuple[str, K]],
+        queue: WorkQueue[tuple[str, K]],
+        *,
+        tenant_of: Callable[[K], Hashable] | None = None,
+        urgent: bool = False,
     ) -> None:
         self.name = name
         self._scheduler = scheduler
         self._queue = queue
+        self._tenant_of = tenant_of
+        self._urgent = urgent
+
+    def flow(self, key: K) -> Flow:
+        tenant = self._tenant_of(key) if self._tenant_of is not None else self.name
+        return Flow(tenant, self._urgent)
 
     def add(self, key: K) -> None:
-        """Look at `key` as soon as a worker is free."""
+        """Look at `key` as soon as a worker is free (and its turn has come)."""
         self._queue.add((self.name, key))
 
     def schedule(self, key: K, at: float) -> None:
