@@ -11,32 +11,16 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 
-key="$(cd "$here" && cat versions.env build.sh \
+key="$(cd "$here" && cat versions.env build.sh cache.sh \
     kube/go.mod kube/go.sum kube/cmd/*/main.go \
     kubectl/go.mod kubectl/go.sum kubectl/main.go \
     etcd/go.mod etcd/go.sum etcd/main.go | sha256sum | cut -c1-16)"
 cache_root="${MTLS_CONTROL_PLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mtls-operator/control-plane}"
 out="$cache_root/kubernetes-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}-$key"
 
-binaries=(etcd kubectl kube-apiserver kube-controller-manager kube-scheduler kubelet)
-built() {
-    local name
-    for name in "${binaries[@]}"; do [[ -x "$out/bin/$name" ]] || return 1; done
-}
-if built; then
-    echo "$out/bin"
-    exit 0
-fi
-
-# One build at a time: a second caller (two test runs, a test and `make demo`)
-# waits for the first and then finds the binaries built.
-mkdir -p "$cache_root"
-exec 9>"$out.lock"
-flock 9
-if built; then
-    echo "$out/bin"
-    exit 0
-fi
+# shellcheck source=cache.sh
+source "$here/cache.sh"
+reuse_or_lock "$out" etcd kubectl kube-apiserver kube-controller-manager kube-scheduler kubelet
 
 command -v go >/dev/null || { echo "build.sh: Go is required to build the control plane" >&2; exit 1; }
 

@@ -11,29 +11,13 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-key="$(cd "$here" && cat build.sh */go.mod */go.sum */*.go 2>/dev/null | sha256sum | cut -c1-16)"
+key="$(cd "$here" && cat build.sh ../cache.sh */go.mod */go.sum */*.go 2>/dev/null | sha256sum | cut -c1-16)"
 cache_root="${MTLS_CONTROL_PLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mtls-operator/control-plane}"
 out="$cache_root/node-$key"
 
-binaries=(containerd ctr containerd-shim-runc-v2 runc pause cni/bridge cni/host-local cni/loopback)
-built() {
-    local name
-    for name in "${binaries[@]}"; do [[ -x "$out/bin/$name" ]] || return 1; done
-}
-if built; then
-    echo "$out/bin"
-    exit 0
-fi
-
-# One build at a time: a second caller (two test runs, a test and `make demo`)
-# waits for the first and then finds the binaries built.
-mkdir -p "$cache_root"
-exec 9>"$out.lock"
-flock 9
-if built; then
-    echo "$out/bin"
-    exit 0
-fi
+# shellcheck source=../cache.sh
+source "$here/../cache.sh"
+reuse_or_lock "$out" containerd ctr containerd-shim-runc-v2 runc pause cni/bridge cni/host-local cni/loopback
 
 command -v go >/dev/null || { echo "build.sh: Go is required to build the node" >&2; exit 1; }
 [[ -e /usr/include/seccomp.h ]] || {
