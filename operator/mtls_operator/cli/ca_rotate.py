@@ -131,7 +131,8 @@ def _duration(text: str) -> datetime.timedelta:
 async def _rotate(kube: Kube, args: argparse.Namespace) -> int:
     namespace = cluster_cli.namespace_of(args) or "default"
     new, new_key = _new_ca(args.new_ca_dir)
-    settle = await _settle(kube, args.settle)
+    # A plan waits for nothing; a rotation, for the pods to see each step.
+    settle = None if args.dry_run else await _settle(kube, args.settle)
     where = f"{namespace}/{args.secret}"
     while True:
         secret = await kube.get(secrets_path(namespace, args.secret))
