@@ -37,9 +37,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.node)
     # A test that waits on a clock started by the install (the kubelet's token refresh) goes
-    # after the package's others, which then run during its wait instead of after it.
+    # after the package's others, which then run during its wait instead of after it; still
+    # within the package, whose node and install it shares.
     waiting = [item for item in items if item.get_closest_marker("after_the_rest")]
-    items[:] = [item for item in items if item not in waiting] + waiting
+    rest = [item for item in items if item not in waiting]
+    ours = [index for index, item in enumerate(rest) if item.path.is_relative_to(NODE_TESTS)]
+    end = ours[-1] + 1 if ours else len(rest)
+    items[:] = rest[:end] + waiting + rest[end:]
 
 
 @pytest.fixture(scope="package")

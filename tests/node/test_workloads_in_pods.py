@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,47 +104,34 @@ def app(node_cluster: LocalCluster, node_kubectl: Kubectl, operator_installed: f
     return running
 
 
+def _renewed_and_used(app: App, certificate: str, used: Callable[[int], bool]) -> float:
+    """`kubectl mtls renew`, then the seconds until the pods used the new certificate."""
+    old = app.serial(certificate)
+    renewed = app.mtls("renew", certificate, "-n", NAMESPACE)
+    assert renewed.returncode == 0, renewed.stderr
+    written = time.monotonic()
+    new = wait_for(
+        lambda: (serial := app.serial(certificate)) != old and serial,
+        timeout=30,
+        what=f"{certificate} re-issued",
+    )
+    wait_for(
+        lambda: used(new),
+        timeout=PROPAGATION_SECONDS,
+        interval=1,
+        what=f"the pods using {certificate}'s new certificate",
+    )
+    return time.monotonic() - written
+
+
 def _failures(app: App) -> dict[str, int]:
     return {name: stats["failures"] for name, stats in app.stats().items()}
 
 
 def test_renewals_reach_the_pods_without_a_failed_handshake(app: App) -> None:
     before = app.stats()
-    old_server = app.serial("payments")
-    renewed = app.mtls("renew", "payments", "-n", NAMESPACE)
-    assert renewed.returncode == 0, renewed.stderr
-    written = time.monotonic()
-    new_server = wait_for(
-        lambda: (serial := app.serial("payments")) != old_server and serial,
-        timeout=30,
-        what="payments re-issued",
-    )
-
-    wait_for(
-        lambda: app.clients_see(new_server),
-        timeout=PROPAGATION_SECONDS,
-        interval=1,
-        what="the new serial",
-    )
-    server_seen = time.monotonic() - written
-
-    old_client = app.serial("checkout")
-    renewed = app.mtls("renew", "checkout", "-n", NAMESPACE)
-    assert renewed.returncode == 0, renewed.stderr
-    written = time.monotonic()
-    new_client = wait_for(
-        lambda: (serial := app.serial("checkout")) != old_client and serial,
-        timeout=30,
-        what="checkout re-issued",
-    )
-    wait_for(
-        lambda: app.server_saw(new_client),
-        timeout=PROPAGATION_SECONDS,
-        interval=1,
-        what="payments seeing the new client certificate",
-    )
-    client_seen = time.monotonic() - written
-
+    server_seen = _renewed_and_used(app, "payments", app.clients_see)
+    client_seen = _renewed_and_used(app, "checkout", app.server_saw)
     after = app.stats()
     print(
         f"renewal seen in the pods: server {server_seen:.0f} s, client {client_seen:.0f} s "
