@@ -6,6 +6,8 @@ Needs PyPI; the fresh install takes some 30 seconds."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -87,6 +89,33 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
         assert requirement.specifier.contains(version, prereleases=True), (
             f"requirements.lock pins {name}=={version}, outside pyproject's {requirement}"
         )
+
+
+def _imported_modules(package: Path) -> set[str]:
+    """The top-level modules the package's code imports."""
+    found: set[str] = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.partition(".")[0])
+    return found
+
+
+def test_every_module_the_code_imports_is_a_declared_dependency() -> None:
+    """A module that arrives only as another dependency's dependency goes when that one
+    drops it (PyYAML came only with `kubernetes`)."""
+    declared = {canonicalize_name(r.name) for r in runtime_requirements()}
+    distributions = importlib.metadata.packages_distributions()
+    missing = sorted(
+        f"{module} ({', '.join(distributions[module])})"
+        for module in _imported_modules(REPO_ROOT / "operator" / "mtls_operator")
+        if module in distributions
+        and module != "mtls_operator"
+        and not {canonicalize_name(d) for d in distributions[module]} & declared
+    )
+    assert not missing, f"imported, but not in pyproject's dependencies: {missing}"
 
 
 def test_the_lock_holds_no_dev_dependency_and_no_index_settings() -> None:
