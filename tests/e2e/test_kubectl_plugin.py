@@ -148,3 +148,18 @@ def test_the_current_context_is_used_and_a_wrong_one_is_named(
         f"mtls-operator: error: --context staging: no such context "
         f"in {two_contexts} (it has: nowhere, prod)\n"
     )
+
+
+def test_context_works_when_the_current_one_names_a_missing_cluster(
+    kubectl: Kubectl, two_contexts: Path, namespace: str, tmp_path: Path
+) -> None:
+    """kubectl honours --context whatever the current context is: so does the plugin."""
+    config: dict[str, Any] = yaml.safe_load(two_contexts.read_text())
+    config["contexts"][1]["context"]["cluster"] = "deleted"
+    config["clusters"] = config["clusters"][:1]
+    broken = tmp_path / "broken-current.yaml"
+    broken.write_text(yaml.safe_dump(config))
+
+    listed = kubectl_mtls(kubectl, tmp_path, "status", "--context", "prod", kubeconfig=broken)
+    assert listed.returncode == 0, listed.stderr
+    assert kubectl("--kubeconfig", str(broken), "--context", "prod", "get", "ns", namespace)

@@ -17,6 +17,7 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -575,13 +576,26 @@ def _check_context(choice: KubeconfigChoice) -> None:
 
 
 def _contexts(choice: KubeconfigChoice) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """The kubeconfig's contexts by name, and the name of its current one."""
-    import kubernetes.config  # noqa: PLC0415 - heavy; only the CLI needs it
+    """The kubeconfig's contexts by name, and the name of its current one, as kubectl reads
+    them: each file of a KUBECONFIG path list in turn, the first to name a context wins. A
+    current context that names nothing is no error until it is used (kubectl --context
+    OTHER works then), so the files are read as they are, not through the client's loader,
+    which refuses them."""
+    import yaml  # noqa: PLC0415 - only the CLI needs it
 
-    try:
-        contexts, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-            config_file=choice.config_file()
-        )
-    except (kubernetes.config.ConfigException, OSError, ValueError):
-        return {}, None
-    return {str(c.get("name")): c for c in contexts or []}, (active or {}).get("name")
+    listed = choice.config_file() or os.path.expanduser("~/.kube/config")
+    contexts: dict[str, dict[str, Any]] = {}
+    current: str | None = None
+    for path in filter(None, listed.split(os.pathsep)):
+        try:
+            config = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(config, dict):
+            continue
+        for context in config.get("contexts") or []:
+            if isinstance(context, dict) and context.get("name") is not None:
+                contexts.setdefault(str(context["name"]), context)
+        if current is None and config.get("current-context"):
+            current = str(config["current-context"])
+    return contexts, current
