@@ -44,8 +44,13 @@ TOKEN_SECONDS = 600
 
 @pytest.fixture(scope="module")
 def installed(node_kubectl: Kubectl, operator_installed: float) -> float:
-    """The operator installed, and a namespace for this module's certificates."""
-    node_kubectl("create", "namespace", NAMESPACE)
+    """The operator installed, and a namespace for this module's certificates.
+
+    The tests marked `after_the_rest` run after other modules' tests, so pytest builds this
+    fixture a second time for them: the namespace may already be there.
+    """
+    if node_kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0:
+        node_kubectl("create", "namespace", NAMESPACE)
     return operator_installed
 
 
