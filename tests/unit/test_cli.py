@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from mtls_operator.api.spec import parse_spec
 from mtls_operator.cli.main import main
 from mtls_operator.pki import load_certificates, load_private_key
 from mtls_operator.pki.keys import key_spec_of
@@ -247,3 +250,71 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     status, _, err = run(capsys)
     assert status == 2
     assert "choose a command" in err
+
+
+def test_an_address_alone_is_certified_as_the_operator_would(
+    ca_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the address asked for: no Common Name is required, so none lands in the SAN,
+    as with an MtlsCertificate that gives only ipAddresses."""
+    status, out, _ = run(capsys, "issue", "server", "--ca-dir", str(ca_dir), "--ip", "10.0.0.7")
+    assert status == 0
+    assert "server certificate for 10.0.0.7," in out
+    (certificate,) = load_certificates((ca_dir / "server-crt.pem").read_bytes())
+    assert len(certificate.subject) == 0
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.critical, "RFC 5280 4.2.1.6: the SAN of an empty subject is critical"
+    assert san.value.get_values_for_type(x509.DNSName) == []
+    assert [str(a) for a in san.value.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
+    spec = parse_spec(
+        {"secretName": "db", "usage": "server", "ipAddresses": ["10.0.0.7"]},
+        min_duration=datetime.timedelta(hours=1),
+    )
+    assert spec.request.effective_alt_names().general_names() == list(san.value)
+
+
+def test_a_host_name_common_name_is_in_the_san_as_the_spec_says(
+    ca_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(
+        capsys,
+        "issue",
+        "server",
+        "--ca-dir",
+        str(ca_dir),
+        "--common-name",
+        "db",
+        "--ip",
+        "10.0.0.7",
+    )
+    (certificate,) = load_certificates((ca_dir / "server-crt.pem").read_bytes())
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["db"]
+
+
+def test_issue_without_any_identity_is_one_line(
+    ca_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run(capsys, "issue", "server", "--ca-dir", str(ca_dir))
+    assert status == 1
+    assert err == (
+        "mtls-operator: error: --common-name must not be empty: give it, or one of --dns, "
+        "--ip, --uri, --email\n"
+    )
+
+
+def test_issue_refuses_a_common_name_the_operator_refuses(
+    ca_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run(
+        capsys,
+        "issue",
+        "client",
+        "--ca-dir",
+        str(ca_dir),
+        "--common-name",
+        "admin,O=system:masters",
+    )
+    assert status == 1
+    assert err.startswith("mtls-operator: error: --common-name 'admin,O=system:masters': must not")
+    assert err.count("\n") == 1

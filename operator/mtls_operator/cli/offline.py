@@ -98,7 +98,7 @@ def _add_issue(commands: Any) -> None:
             f"{PROGRAM} issue server --ca-dir ./ca --common-name api --dns api.shop.svc",
             f"{PROGRAM} issue client --ca-dir ./ca --common-name worker "
             "--uri spiffe://cluster.local/ns/shop/sa/worker",
-            f"{PROGRAM} issue both --ca-dir ./ca --common-name db --ip 10.0.0.7 --out ./db",
+            f"{PROGRAM} issue both --ca-dir ./ca --ip 10.0.0.7 --out ./db",
         ),
     )
     issue.add_argument(
@@ -109,7 +109,12 @@ def _add_issue(commands: Any) -> None:
     issue.add_argument(
         "--ca-dir", type=Path, required=True, metavar="DIR", help="the CA directory (ca init)"
     )
-    issue.add_argument("--common-name", required=True, metavar="CN", help="the subject common name")
+    issue.add_argument(
+        "--common-name",
+        default="",
+        metavar="CN",
+        help="the subject common name; a server's host name or address is also put in the SAN",
+    )
     issue.add_argument(
         "--dns", action="append", default=[], metavar="NAME", help="a DNS name; repeatable"
     )
@@ -246,10 +251,15 @@ def _ca_init(args: argparse.Namespace) -> int:
 
 
 def _issue(args: argparse.Namespace) -> int:
-    _check_common_name(args.common_name)
+    # As in an MtlsCertificate, the Common Name is one identity among others: required
+    # only when no other is given, so that a certificate asked for an address alone does
+    # not also carry a host name nobody asked for.
+    if args.common_name or not (args.dns or args.ip or args.uri or args.email):
+        _check_common_name(args.common_name, ": give it, or one of --dns, --ip, --uri, --email")
+        _parsed("--common-name", names.parse_subject_identity, args.common_name)
     request = LeafRequest(
         usage=Usage(args.usage),
-        subject=DistinguishedName(common_name=args.common_name),
+        subject=DistinguishedName(common_name=args.common_name or None),
         alt_names=SubjectAltNames(
             dns_names=tuple(_parsed("--dns", names.parse_dns_name, v) for v in args.dns),
             ip_addresses=tuple(_parsed("--ip", names.parse_ip_address, v) for v in args.ip),
@@ -314,9 +324,9 @@ def _parsed(flag: str, parse: Callable[[str], _T], value: str) -> _T:
         raise CommandError(f"{flag} {value!r}: {err}{hint}") from None
 
 
-def _check_common_name(common_name: str) -> None:
+def _check_common_name(common_name: str, or_else: str = "") -> None:
     if not common_name:
-        raise CommandError("--common-name must not be empty")
+        raise CommandError(f"--common-name must not be empty{or_else}")
     if len(common_name) > MAX_COMMON_NAME:
         raise CommandError(
             f"--common-name {common_name[:20]!r}...: "
