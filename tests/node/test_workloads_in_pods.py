@@ -1,16 +1,20 @@
 """The example application on the node, through renewals, a rotation of the cluster CA and a
 withdrawn identity: checkout calls payments every 2 s and counts its handshakes (its /stats),
 each one verified against the files its pod mounts at that moment; no handshake may fail. The
-times from each write to the moment a pod used what was written are printed.
+times from each write to the moment a pod used what was written are printed. During the
+rotation, a pod mounting the trust bundle as a ClusterTrustBundle and as the ConfigMap
+`mtls-ca-bundle` is sampled: every live certificate chains to a root of each, at every sample.
 
 The node's kubelet runs with its default syncFrequency (1m): a Secret's change reaches a pod
 after 1 to 1.5 of it, and `ca rotate` waits that long between steps, read from the node."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -19,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from e2e.support import wait_for
 from localcluster import REPO_ROOT, Kubectl, LocalCluster
@@ -30,6 +36,65 @@ COMMAND = str(Path(sys.executable).parent / "mtls-operator")
 # The kubelet's default syncFrequency x 1.5, and some.
 PROPAGATION_SECONDS = 120
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+TRUST_LABEL = "mtls.dev/trust=true"
+# A pod that mounts the cluster CA's trust bundle both ways the operator publishes it.
+TRUST_FILES = {
+    "clusterTrustBundle": "/var/run/trust/bundle/roots.pem",
+    "mtls-ca-bundle": "/var/run/trust/configmap/ca.crt",
+}
+TRUST_POD: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "trust", "namespace": NAMESPACE},
+    "spec": {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "trust",
+                "image": "localhost/mtls-workload:dev",
+                "imagePullPolicy": "Never",
+                "command": ["sleep", "infinity"],
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [
+                    {"name": "bundle", "mountPath": "/var/run/trust/bundle", "readOnly": True},
+                    {
+                        "name": "configmap",
+                        "mountPath": "/var/run/trust/configmap",
+                        "readOnly": True,
+                    },
+                ],
+            }
+        ],
+        "volumes": [
+            {
+                "name": "bundle",
+                "projected": {
+                    "sources": [
+                        {
+                            "clusterTrustBundle": {
+                                "signerName": "mtls.dev/cluster-ca",
+                                "labelSelector": {
+                                    "matchLabels": {"mtls.dev/trust-bundle": "roots"}
+                                },
+                                "path": "roots.pem",
+                            }
+                        }
+                    ]
+                },
+            },
+            {"name": "configmap", "configMap": {"name": "mtls-ca-bundle"}},
+        ],
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +149,7 @@ class App:
 @pytest.fixture(scope="module")
 def app(node_cluster: LocalCluster, node_kubectl: Kubectl, operator_installed: float) -> App:
     node_kubectl("create", "namespace", NAMESPACE)
+    node_kubectl("label", "namespace", NAMESPACE, TRUST_LABEL)
     node_kubectl("apply", "--server-side", "-k", str(EXAMPLES))
     node_kubectl("rollout", "status", "-n", NAMESPACE, "deployment/payments", "--timeout=120s")
     running = App(node_kubectl, node_cluster.kubeconfig)
@@ -124,6 +190,68 @@ def _renewed_and_used(app: App, certificate: str, used: Callable[[int], bool]) -
     return time.monotonic() - written
 
 
+class TrustSampler:
+    """Samples, every few seconds until stopped, the roots the trust pod has mounted, then the
+    certificates live in the namespace: each must chain to a root of each mounted bundle."""
+
+    def __init__(self, kubectl: Kubectl) -> None:
+        self.kubectl = kubectl
+        self.samples = 0
+        self.failures: list[str] = []
+        self.roots_seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TrustSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        while not self._stop.wait(3):
+            try:
+                self._sample()
+            except Exception as err:  # reported by the test, which reads `failures`
+                self.failures.append(f"sampling failed: {err}")
+
+    def _sample(self) -> None:
+        bundles = {name: self._mounted(path) for name, path in TRUST_FILES.items()}
+        secrets = get_json(
+            self.kubectl,
+            "secrets",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "app.kubernetes.io/managed-by=mtls-operator",
+        )["items"]
+        for secret in secrets:
+            leaf = x509.load_pem_x509_certificates(base64.b64decode(secret["data"]["tls.crt"]))[0]
+            for name, roots in bundles.items():
+                if not any(_issued_by(leaf, root) for root in roots):
+                    self.failures.append(
+                        f"{secret['metadata']['name']} ({leaf.issuer.rfc4514_string()}) "
+                        f"chains to no root of {name}"
+                    )
+        for roots in bundles.values():
+            self.roots_seen |= {root.subject.rfc4514_string() for root in roots}
+        self.samples += 1
+
+    def _mounted(self, path: str) -> list[x509.Certificate]:
+        pem = self.kubectl("exec", "-n", NAMESPACE, "trust", "--", "cat", path).stdout
+        return x509.load_pem_x509_certificates(pem.encode())
+
+
+def _issued_by(leaf: x509.Certificate, root: x509.Certificate) -> bool:
+    try:
+        leaf.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _failures(app: App) -> dict[str, int]:
     return {name: stats["failures"] for name, stats in app.stats().items()}
 
@@ -152,23 +280,32 @@ def test_a_cluster_ca_rotation_fails_no_handshake(
     new_ca = tmp_path / "new-ca"
     offline = [COMMAND, "ca", "init", "--out", str(new_ca), "--common-name", "Rotated CA"]
     subprocess.run(offline, capture_output=True, check=True)
-    started = time.monotonic()
-    rotated = app.mtls(
-        "ca",
-        "rotate",
-        "mtls-operator-ca",
-        "-n",
-        OPERATOR_NAMESPACE,
-        "--cluster-ca",
-        "--new-ca-dir",
-        str(new_ca),
-        "--pod-cert-max-duration",
-        "0s",
-        "--timeout",
-        "10m",
-        timeout=900,
+    bundle = ("get", "configmap", "mtls-ca-bundle", "-n", NAMESPACE)
+    wait_for(
+        lambda: node_kubectl(*bundle, check=False).returncode == 0,
+        timeout=30,
+        what="the trust bundle ConfigMap in the labelled namespace",
     )
-    took = time.monotonic() - started
+    node_kubectl("apply", "-f", "-", input=json.dumps(TRUST_POD))
+    node_kubectl("wait", "-n", NAMESPACE, "pod/trust", "--for=condition=Ready", "--timeout=120s")
+    started = time.monotonic()
+    with TrustSampler(node_kubectl) as trust:
+        rotated = app.mtls(
+            "ca",
+            "rotate",
+            "mtls-operator-ca",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "--cluster-ca",
+            "--new-ca-dir",
+            str(new_ca),
+            "--pod-cert-max-duration",
+            "0s",
+            "--timeout",
+            "10m",
+            timeout=900,
+        )
+        took = time.monotonic() - started
     assert rotated.returncode == 0, rotated.stdout + rotated.stderr
     assert "syncFrequency 1m" in rotated.stdout, rotated.stdout
     new_server = app.serial("payments")
@@ -187,6 +324,10 @@ def test_a_cluster_ca_rotation_fails_no_handshake(
         f"{sum(s['handshakes'] for s in stats.values())}, failures {_failures(app)}"
     )
     assert set(_failures(app).values()) == {0}
+    print(f"trust bundles sampled in a pod {trust.samples} times during the rotation")
+    assert trust.samples >= 10
+    assert not trust.failures, trust.failures
+    assert "CN=Rotated CA" in trust.roots_seen, "the pod saw the new root arrive"
 
 
 PARTNER_ID = "spiffe://partner.example/checkout"

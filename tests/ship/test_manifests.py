@@ -562,10 +562,12 @@ def _key(item: Object) -> tuple[str, str, str]:
     return (item["kind"], item["metadata"].get("namespace", ""), item["metadata"]["name"])
 
 
-def test_the_local_overlay_changes_only_the_image_and_the_token(render: Render) -> None:
+def test_the_local_overlay_changes_only_the_image_the_token_and_the_bundles(
+    render: Render,
+) -> None:
     """The overlay the tests and the demo install with differs from deploy/ in exactly what
-    docs/local-node.md lists: the image the node imported, and a token the kubelet refreshes
-    within a test run."""
+    docs/local-node.md lists: the image the node imported, a token the kubelet refreshes
+    within a test run, and trust bundle ConfigMaps in the namespaces labelled for them."""
     base = {_key(item): item for item in render("deploy")}
     local = {_key(item): item for item in render("deploy/overlays/local")}
     assert base.keys() == local.keys()
@@ -577,6 +579,7 @@ def test_the_local_overlay_changes_only_the_image_and_the_token(render: Render) 
     expected = copy.deepcopy(base[deployment])["spec"]["template"]["spec"]
     [container] = expected["containers"]
     container.update(image="localhost/mtls-operator:dev", imagePullPolicy="Never")
+    container["args"].append("--trust-bundle-namespace-selector=mtls.dev/trust=true")
     container["volumeMounts"].append(
         {
             "name": "kube-api-access",
