@@ -31,7 +31,13 @@ NODE_TESTS = Path(__file__).resolve().parent
 OVERLAY = REPO_ROOT / "deploy" / "overlays" / "local"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test of over half an hour runs only when a -m expression names it.
+    if "long" not in config.getoption("markexpr"):
+        long = [item for item in items if item.get_closest_marker("long")]
+        if long:
+            config.hook.pytest_deselected(items=long)
+            items[:] = [item for item in items if item not in long]
     for item in items:
         if item.path.is_relative_to(NODE_TESTS):
             item.add_marker(pytest.mark.e2e)
