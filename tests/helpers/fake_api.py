@@ -5,9 +5,10 @@ served; end-to-end tests use a real API server."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +24,8 @@ from helpers.objects import apply_merge_patch
 
 
 class FakeKube(Kube):
-    """Objects by path; merge patches honour a resourceVersion precondition."""
+    """Objects by path; merge patches honour a resourceVersion precondition.
+    Lists read what is stored (by name only); watches deliver no change."""
 
     def __init__(self) -> None:  # no connection, deliberately
         self.objects: dict[str, Object] = {}
@@ -75,6 +77,35 @@ class FakeKube(Kube):
         if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
             raise ApiError(409, "Conflict", "the object has been modified")
         return self.put(target, apply_merge_patch(current, patch))
+
+    async def list(
+        self, path: str, params: Mapping[str, str] | None = None, *, metadata_only: bool = False
+    ) -> tuple[list[Object], str]:
+        """The objects of collection `path`, narrowed by a field selector on
+        the name; any other selector is refused rather than ignored."""
+        selectors = dict(params or {})
+        name = selectors.pop("fieldSelector", "metadata.name=").removeprefix("metadata.name=")
+        if selectors or "=" in name:
+            raise NotImplementedError(f"FakeKube lists by name only, not by {params}")
+        items = [
+            copy.deepcopy(stored)
+            for stored_path, stored in self.objects.items()
+            if stored_path.rpartition("/")[0] == path
+            and (not name or stored_path.rpartition("/")[2] == name)
+        ]
+        return items, str(next(self._versions))
+
+    async def watch(
+        self,
+        path: str,
+        resource_version: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        metadata_only: bool = False,
+    ) -> AsyncIterator[tuple[str, Object]]:
+        """Stays open, delivering nothing, until it is cancelled."""
+        await asyncio.Event().wait()
+        yield "BOOKMARK", {}  # never reached: makes this an async generator
 
 
 class FixedCAs(AuthorityStore):
