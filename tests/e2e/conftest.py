@@ -19,15 +19,15 @@ import pytest
 from kubernetes import client, config
 
 from e2e.crd import apply_crd
-from e2e.support import (
+from localcluster import Kubectl, LocalCluster, control_plane_bin_dir, kubectl_binary
+from operator_process import OperatorProcess
+from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
     TEST_NAME_POLICY,
     TEST_NAMES_LABEL,
     TRUST_BUNDLE_LABEL,
 )
-from localcluster import Kubectl, LocalCluster, control_plane_bin_dir, kubectl_binary
-from operator_process import OperatorProcess
 
 E2E_DIR = Path(__file__).resolve().parent
 KUBECONFIG_ENV = "MTLS_TEST_KUBECONFIG"

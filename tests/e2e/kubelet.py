@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from e2e.support import wait_for
 from localcluster import Kubectl
+from support.cluster import wait_for
 
 SIGNER = "mtls.dev/pod-identity"
 PCR_API = "certificates.k8s.io/v1"

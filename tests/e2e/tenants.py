@@ -17,8 +17,8 @@ from typing import Any
 
 from kubernetes import client, config
 
-from e2e.support import wait_for
 from localcluster import Kubectl
+from support.cluster import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 USER_ROLES = REPO_ROOT / "deploy" / "base" / "user-roles.yaml"

@@ -23,7 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client
 
-from e2e.support import (
+from localcluster import Kubectl
+from operator_process import OperatorProcess
+from recipe_checks import openssl
+from support.authorities import intermediate_ca, plain_certificate
+from support.cluster import (
     certificate,
     condition,
     create_certificate,
@@ -34,11 +38,7 @@ from e2e.support import (
     wait_ready,
     wait_reason,
 )
-from helpers.authorities import intermediate_ca, plain_certificate
-from helpers.scrape import total
-from localcluster import Kubectl
-from operator_process import OperatorProcess
-from recipe_checks import openssl
+from support.scrape import total
 
 NOW = datetime.datetime.now(datetime.UTC)
 API_SERVER = "the API server"

@@ -15,7 +15,9 @@ from kubernetes import client
 
 from mtls_operator.pki import chain_problem, load_certificates
 
-from e2e.support import (
+from operator_process import OperatorProcess
+from recipe_checks import openssl_verify
+from support.cluster import (
     b64,
     certificate,
     create_certificate,
@@ -25,8 +27,6 @@ from e2e.support import (
     secret_data,
     wait_ready,
 )
-from operator_process import OperatorProcess
-from recipe_checks import openssl_verify
 
 COMMAND = str(Path(sys.executable).parent / "mtls-operator")
 CA_SECRET = "shop-ca"

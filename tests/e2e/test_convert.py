@@ -26,7 +26,9 @@ from mtls_operator.api.cert_manager import convert_documents
 from mtls_operator.cli.convert import write_conversion
 
 from e2e.crd import server_apply
-from e2e.support import (
+from localcluster import Kubectl
+from operator_process import OperatorProcess
+from support.cluster import (
     GROUP,
     VERSION,
     condition,
@@ -37,8 +39,6 @@ from e2e.support import (
     wait_ready,
     wait_reason,
 )
-from localcluster import Kubectl
-from operator_process import OperatorProcess
 
 EXAMPLES = Path(__file__).parents[1] / "data" / "cert-manager"
 COMMAND = str(Path(sys.executable).parent / "mtls-operator")

@@ -20,9 +20,9 @@ from kubernetes import client
 
 from e2e.conftest import KubeCluster
 from e2e.crd import REPO_ROOT
-from e2e.support import OPERATOR_NAMESPACE, event_reasons, secret_data, wait_for, wait_ready
 from localcluster import Kubectl
 from operator_process import OperatorProcess
+from support.cluster import OPERATOR_NAMESPACE, event_reasons, secret_data, wait_for, wait_ready
 
 DEPLOY = REPO_ROOT / "deploy"
 NAMESPACED_OVERLAY = DEPLOY / "overlays" / "namespaced"

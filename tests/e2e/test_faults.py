@@ -21,7 +21,10 @@ from kubernetes import client
 from mtls_operator.api.managed_secret import REVISION_ANNOTATION
 
 from e2e.conftest import KubeCluster
-from e2e.support import (
+from localcluster import LocalCluster
+from operator_process import OperatorProcess
+from recipe_checks import openssl_verify
+from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
     certificate,
@@ -29,9 +32,6 @@ from e2e.support import (
     plain,
     wait_for,
 )
-from localcluster import LocalCluster
-from operator_process import OperatorProcess
-from recipe_checks import openssl_verify
 
 BURST = 200
 MANAGED = "app.kubernetes.io/managed-by=mtls-operator"

@@ -13,7 +13,10 @@ import pytest
 import yaml
 from kubernetes import client
 
-from e2e.support import (
+from gitops_checks import argocd_health, kstatus
+from localcluster import Kubectl
+from operator_process import OperatorProcess
+from support.cluster import (
     certificate,
     create_certificate,
     get_certificate,
@@ -22,9 +25,6 @@ from e2e.support import (
     wait_ready,
     wait_reason,
 )
-from gitops_checks import argocd_health, kstatus
-from localcluster import Kubectl
-from operator_process import OperatorProcess
 
 # (stage, kstatus, Argo CD): the table examples/gitops/README.md states.
 EXPECTED = {

@@ -24,9 +24,9 @@ import yaml
 
 from e2e.conftest import KubeCluster, namespace_name
 from e2e.crd import apply_crd
-from e2e.support import wait_for
-from helpers.chart import CHART, Helm, documents, key
 from localcluster import Kubectl
+from support.chart import CHART, Helm, documents, key
+from support.cluster import wait_for
 
 CLUSTER_KINDS = ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding")
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")

@@ -12,7 +12,8 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from e2e.support import (
+from operator_process import OperatorProcess
+from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
     certificate,
@@ -21,8 +22,7 @@ from e2e.support import (
     plain,
     wait_for,
 )
-from helpers.scrape import total
-from operator_process import OperatorProcess
+from support.scrape import total
 
 COUNT = 100
 

@@ -24,7 +24,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from e2e.support import (
+from e2e.tenants import wait_until_admin
+from localcluster import Kubectl
+from operator_process import OperatorProcess
+from support.cluster import (
     certificate,
     condition,
     events,
@@ -36,9 +39,6 @@ from e2e.support import (
     wait_ready,
     wait_reason,
 )
-from e2e.tenants import wait_until_admin
-from localcluster import Kubectl
-from operator_process import OperatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 USER_ROLES = REPO_ROOT / "deploy" / "base" / "user-roles.yaml"

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from e2e.support import (
+from operator_process import OperatorProcess
+from recipe_checks import mtls_handshake, openssl, openssl_purposes, openssl_verify, pkilint
+from support.cluster import (
     certificate,
     create_certificate,
     get_secret,
@@ -17,8 +19,6 @@ from e2e.support import (
     secret_data,
     wait_ready,
 )
-from operator_process import OperatorProcess
-from recipe_checks import mtls_handshake, openssl, openssl_purposes, openssl_verify, pkilint
 
 USAGES = ("server", "client", "both")
 KEYS = {

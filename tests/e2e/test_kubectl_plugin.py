@@ -15,9 +15,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from e2e.support import certificate, create_certificate, wait_ready
 from localcluster import Kubectl
 from operator_process import OperatorProcess
+from support.cluster import certificate, create_certificate, wait_ready
 
 UNREACHABLE = "https://127.0.0.1:9"
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from e2e.support import (
+from localcluster import Kubectl
+from operator_process import OperatorProcess
+from recipe_checks import openssl, openssl_verify
+from support.cluster import (
     certificate,
     condition,
     create_certificate,
@@ -27,9 +30,6 @@ from e2e.support import (
     wait_ready,
     wait_reason,
 )
-from localcluster import Kubectl
-from operator_process import OperatorProcess
-from recipe_checks import openssl, openssl_verify
 
 
 @pytest.mark.parametrize(

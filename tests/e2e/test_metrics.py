@@ -10,7 +10,8 @@ from pathlib import Path
 from cryptography import x509
 from kubernetes import client
 
-from e2e.support import (
+from operator_process import OperatorProcess
+from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
     certificate,
@@ -20,9 +21,8 @@ from e2e.support import (
     wait_ready,
     wait_reason,
 )
-from helpers.monitoring import PROMETHEUS_SERIES, exported, expressions, series_in
-from helpers.scrape import total, value
-from operator_process import OperatorProcess
+from support.monitoring import PROMETHEUS_SERIES, exported, expressions, series_in
+from support.scrape import total, value
 
 
 def epoch(timestamp: str) -> float:

@@ -40,7 +40,19 @@ from mtls_operator.runtime.named_secrets import PASSWORD_SECRETS_PER_NAMESPACE
 
 from e2e.conftest import KubeCluster
 from e2e.kubelet import FakeKubelet, PodIdentity
-from e2e.support import (
+from e2e.tenants import (
+    LARGE,
+    MANAGED_BY,
+    Tenants,
+    create_as_tenant,
+    impersonating,
+    noisy_and_neighbour,
+    secret,
+)
+from localcluster import Kubectl
+from operator_process import OperatorProcess
+from support import encrypted_keys
+from support.cluster import (
     CLUSTER_CA_SECRET,
     GROUP,
     OPERATOR_NAMESPACE,
@@ -54,18 +66,6 @@ from e2e.support import (
     wait_for,
     wait_reason,
 )
-from e2e.tenants import (
-    LARGE,
-    MANAGED_BY,
-    Tenants,
-    create_as_tenant,
-    impersonating,
-    noisy_and_neighbour,
-    secret,
-)
-from helpers import encrypted_keys
-from localcluster import Kubectl
-from operator_process import OperatorProcess
 
 # What the issue asks of the operator while tenant A is at it.
 PROMPTLY = 2.0

@@ -19,10 +19,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from e2e.kubelet import KEY_TYPES, FakeKubelet, PodIdentity, condition_of, key_pem
-from e2e.support import TRUST_BUNDLE_LABEL, wait_for
 from localcluster import Kubectl
 from operator_process import OperatorProcess
 from recipe_checks import openssl_verify, pkilint
+from support.cluster import TRUST_BUNDLE_LABEL, wait_for
 
 POD_BUNDLE = "mtls.dev:pod-identity:roots"
 CLUSTER_BUNDLE = "mtls.dev:cluster-ca:roots"

@@ -19,7 +19,10 @@ from kubernetes import client
 
 from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
 
-from e2e.support import (
+from localcluster import Kubectl
+from operator_process import OperatorProcess
+from recipe_checks import openssl_verify
+from support.cluster import (
     certificate,
     create_certificate,
     events,
@@ -31,9 +34,6 @@ from e2e.support import (
     wait_for,
     wait_ready,
 )
-from localcluster import Kubectl
-from operator_process import OperatorProcess
-from recipe_checks import openssl_verify
 
 COMMAND = str(Path(sys.executable).parent / "mtls-operator")
 

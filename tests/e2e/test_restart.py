@@ -12,7 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
-from e2e.support import (
+from operator_process import OperatorProcess
+from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
     certificate,
@@ -21,7 +22,6 @@ from e2e.support import (
     secret_data,
     wait_for,
 )
-from operator_process import OperatorProcess
 
 VALID, BURST = 40, 200
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from cryptography import x509
 from kubernetes import client
 
-from e2e.support import (
+from operator_process import OperatorProcess
+from support.cluster import (
     b64,
     certificate,
     create_certificate,
@@ -28,7 +29,6 @@ from e2e.support import (
     wait_for,
     wait_ready,
 )
-from operator_process import OperatorProcess
 
 HOSTNAME = "svc.rotation.example"
 

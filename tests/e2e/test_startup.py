@@ -15,8 +15,8 @@ import yaml
 
 from e2e.conftest import KubeCluster
 from e2e.crd import apply_crd
-from e2e.support import CLUSTER_CA_SECRET, OPERATOR_NAMESPACE, TEST_NAME_POLICY
 from localcluster import Kubectl
+from support.cluster import CLUSTER_CA_SECRET, OPERATOR_NAMESPACE, TEST_NAME_POLICY
 
 CA = f"{OPERATOR_NAMESPACE}/{CLUSTER_CA_SECRET}"
 

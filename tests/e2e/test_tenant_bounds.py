@@ -18,7 +18,6 @@ from kubernetes import client
 from mtls_operator.pki import KeySpec, certificates_to_pem, create_root_ca
 
 from e2e.conftest import KubeCluster
-from e2e.support import certificate, condition, create_certificate, wait_ready, wait_reason
 from e2e.tenants import (
     LARGE,
     MANAGED_BY,
@@ -27,9 +26,10 @@ from e2e.tenants import (
     noisy_and_neighbour,
     secret,
 )
-from helpers import encrypted_keys
 from localcluster import Kubectl
 from operator_process import OperatorProcess
+from support import encrypted_keys
+from support.cluster import certificate, condition, create_certificate, wait_ready, wait_reason
 
 # A certificate of another namespace applied meanwhile is Ready within this.
 PROMPTLY = 15.0

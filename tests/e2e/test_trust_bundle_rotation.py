@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 
 from e2e.kubelet import FakeKubelet, condition_of
-from e2e.support import (
+from localcluster import Kubectl
+from operator_process import OperatorProcess
+from support.cluster import (
     TRUST_BUNDLE_LABEL,
     b64,
     certificate,
@@ -30,8 +32,6 @@ from e2e.support import (
     wait_for,
     wait_ready,
 )
-from localcluster import Kubectl
-from operator_process import OperatorProcess
 
 BUNDLES = ("mtls.dev:cluster-ca:roots", "mtls.dev:pod-identity:roots")
 

@@ -15,7 +15,8 @@ import pytest
 from kubernetes import client
 
 from e2e.crd import REPO_ROOT
-from e2e.support import (
+from operator_process import OperatorProcess
+from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
     certificate,
@@ -24,8 +25,7 @@ from e2e.support import (
     plain,
     wait_for,
 )
-from helpers.scrape import total
-from operator_process import OperatorProcess
+from support.scrape import total
 
 RELEASE_0_1_0 = "8713689"
 COUNT = 100

@@ -15,9 +15,9 @@ from kubernetes import client
 from mtls_operator.runtime.kube import WATCH_INACTIVITY_SECONDS
 
 from e2e.conftest import KubeCluster
-from e2e.support import certificate, create_certificate, get_secret, wait_for, wait_ready
-from helpers.stalling_proxy import StallingProxy
 from operator_process import OperatorProcess
+from support.cluster import certificate, create_certificate, get_secret, wait_for, wait_ready
+from support.stalling_proxy import StallingProxy
 
 # A silent watch is given up after WATCH_INACTIVITY_SECONDS; a write caught
 # on a silenced connection waits for its request timeout (30 s) at most.

@@ -23,7 +23,9 @@ from kubernetes import client
 
 from mtls_operator.pki.keys import PrivateKey
 
-from e2e.support import (
+from localcluster import Kubectl
+from operator_process import OperatorProcess
+from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
     certificate,
@@ -31,8 +33,6 @@ from e2e.support import (
     plain,
     wait_ready,
 )
-from localcluster import Kubectl
-from operator_process import OperatorProcess
 
 KINDS: dict[str, dict[str, Any]] = {
     "ecdsa": {"additionalOutputFormats": [{"type": "CombinedPEM"}, {"type": "DER"}]},

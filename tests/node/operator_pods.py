@@ -10,9 +10,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from e2e.support import mount, wait_for
 from localcluster import Kubectl
 from recipe_checks import openssl_verify
+from support.cluster import mount, wait_for
 
 OPERATOR_NAMESPACE = "mtls-operator"
 SELECTOR = "app.kubernetes.io/name=mtls-operator,app.kubernetes.io/component=controller"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.chart import CHART, RELEASE, Helm
-from helpers.scrape import value
 from localcluster import Kubectl, LocalCluster
 from node.operator_pods import (
     OPERATOR_NAMESPACE,
@@ -16,6 +14,8 @@ from node.operator_pods import (
     restart_counts,
     wait_operator_ready,
 )
+from support.chart import CHART, RELEASE, Helm
+from support.scrape import value
 
 NAMESPACE = "chart-tenant"
 

@@ -21,8 +21,6 @@ import pytest
 
 from mtls_operator import __version__
 
-from e2e.support import wait_for
-from helpers.scrape import value
 from localcluster import Kubectl, LocalCluster
 from node.operator_pods import (
     OPERATOR_NAMESPACE,
@@ -35,6 +33,8 @@ from node.operator_pods import (
     seconds_to_ready,
     wait_operator_ready,
 )
+from support.cluster import wait_for
+from support.scrape import value
 
 NAMESPACE = "node-tenant"
 # docs/high-availability.md: a Lease of 15 s; a pod deleted gracefully releases it at once.

@@ -14,9 +14,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from e2e.support import wait_for
 from localcluster import REPO_ROOT, Kubectl
 from node.operator_pods import get_json
+from support.cluster import wait_for
 
 EXAMPLE = REPO_ROOT / "deploy" / "overlays" / "local" / "pod-identity"
 NAMESPACE = "shop"

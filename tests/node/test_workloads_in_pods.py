@@ -26,9 +26,9 @@ import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from e2e.support import wait_for
 from localcluster import REPO_ROOT, Kubectl, LocalCluster
 from node.operator_pods import OPERATOR_NAMESPACE, get_json
+from support.cluster import wait_for
 
 EXAMPLES = REPO_ROOT / "deploy" / "overlays" / "local" / "examples"
 NAMESPACE = "demo"

@@ -16,7 +16,8 @@ import yaml
 from mtls_operator.runtime.metrics import Metrics
 
 from built_tools import tool
-from helpers.monitoring import (
+from ship.manifests import REPO_ROOT, Render, find
+from support.monitoring import (
     PROMETHEUS_SERIES,
     RULES,
     alert_rules,
@@ -24,7 +25,6 @@ from helpers.monitoring import (
     expressions,
     series_in,
 )
-from ship.manifests import REPO_ROOT, Render, find
 
 MONITORING = REPO_ROOT / "deploy" / "monitoring"
 ALERT_TESTS = REPO_ROOT / "tests" / "monitoring" / "alerts-test.yaml"

@@ -29,9 +29,9 @@ from mtls_operator.runtime.kube import Object
 from mtls_operator.runtime.metrics import Metrics
 
 from conftest import NOW, make_ca
-from helpers.clock import FakeClock
-from helpers.encrypted_keys import encrypted_with_pbkdf2
-from helpers.fake_api import FakeKube
+from support.clock import FakeClock
+from support.encrypted_keys import encrypted_with_pbkdf2
+from support.fake_api import FakeKube
 
 NS = "team-a"
 REF = CARef(NS, "team-ca")

@@ -20,8 +20,8 @@ from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
 
 from conftest import NOW, make_ca
-from helpers.authorities import intermediate_ca, plain_certificate
-from helpers.x509_checks import assert_is_root_ca
+from support.authorities import intermediate_ca, plain_certificate
+from support.x509_checks import assert_is_root_ca
 
 td = datetime.timedelta
 

@@ -21,7 +21,8 @@ from mtls_operator.authorities.store import CARef
 from mtls_operator.cli import run as run_command
 from mtls_operator.policy.identity import IdentityMode
 
-from helpers.chart import (
+from ship.manifests import REPO_ROOT, Object, kustomize
+from support.chart import (
     CHART,
     KEEP,
     Helm,
@@ -32,7 +33,6 @@ from helpers.chart import (
     without_helm_additions,
     without_namespace,
 )
-from ship.manifests import REPO_ROOT, Object, kustomize
 
 SYNC_SCRIPT = "hack/sync-chart-files.sh"
 NAMESPACED = {"watchNamespaces": ["shop", "demo"]}

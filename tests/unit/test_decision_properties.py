@@ -32,7 +32,7 @@ from mtls_operator.policy import certificate as policy
 from mtls_operator.policy.identity import IdentityRules
 
 from conftest import NOW, make_ca
-from helpers.objects import CERTIFICATE, certificate_spec, secret_body, with_data, with_metadata
+from support.objects import CERTIFICATE, certificate_spec, secret_body, with_data, with_metadata
 
 CA = make_ca()
 OTHER_CA = make_ca(common_name="Other CA")

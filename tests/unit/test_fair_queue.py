@@ -15,8 +15,8 @@ from typing import Any
 from mtls_operator.runtime.fairness import URGENT_STREAK, FairThreads, Flow
 from mtls_operator.runtime.scheduler import Lane, Scheduler, WorkQueue, namespace_of
 
-from helpers.clock import FakeClock
-from helpers.loop import run, settle
+from support.clock import FakeClock
+from support.loop import run, settle
 
 Key = tuple[str, Any]
 NOW = 1_000_000.0

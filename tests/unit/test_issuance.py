@@ -24,14 +24,14 @@ from mtls_operator.pki import (
 from mtls_operator.pki.keys import key_spec_of, private_key_to_pem, public_key_der
 
 from conftest import NOW
-from helpers.objects import (
+from support.objects import (
     certificate_spec,
     intermediate_authority,
     secret_body,
     secret_data,
     with_next_root,
 )
-from helpers.x509_checks import alt_names, assert_is_leaf
+from support.x509_checks import alt_names, assert_is_leaf
 
 PASSWORD = b"changeit"
 PKCS12 = {"keystores": {"pkcs12": {"passwordSecretRef": {"name": "p12-pass"}}}}

@@ -24,7 +24,7 @@ from mtls_operator.pki.encrypted_keys import (
 )
 from mtls_operator.pki.keys import MAX_RSA_KEY_BITS, key_spec_of, private_key_to_pem
 
-from helpers import encrypted_keys as ek
+from support import encrypted_keys as ek
 
 SALT = os.urandom(16)
 IV = os.urandom(16)

@@ -12,7 +12,7 @@ from mtls_operator.api.managed_secret import (
 from mtls_operator.policy import certificate as policy
 
 from conftest import NOW, make_ca
-from helpers.objects import CERTIFICATE, certificate_spec, secret_body, with_metadata
+from support.objects import CERTIFICATE, certificate_spec, secret_body, with_metadata
 
 CA = make_ca()
 SPEC = certificate_spec(keystores={"pkcs12": {"passwordSecretRef": {"name": "p12"}}})

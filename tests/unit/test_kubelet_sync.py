@@ -11,7 +11,7 @@ import pytest
 from mtls_operator.cli.kubelet_sync import propagation
 from mtls_operator.runtime.kube import ApiError, Kube
 
-from helpers.loop import run
+from support.loop import run
 
 FORBIDDEN = ApiError(403, "Forbidden", "nodes is forbidden")
 

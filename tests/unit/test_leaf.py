@@ -24,8 +24,8 @@ from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
 
 from conftest import NOW, make_ca
-from helpers.authorities import intermediate_ca
-from helpers.x509_checks import alt_names, assert_is_leaf
+from support.authorities import intermediate_ca
+from support.x509_checks import alt_names, assert_is_leaf
 
 td = datetime.timedelta
 KEY_SPECS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mtls_operator.runtime.metrics import DURATION_BUCKETS, CertificateGauges, Metrics
 
-from helpers.scrape import families, value
+from support.scrape import families, value
 
 FAMILIES = {
     "mtls_operator_build_info": "gauge",

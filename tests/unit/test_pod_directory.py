@@ -19,9 +19,9 @@ from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
 from conftest import NOW, make_ca
-from helpers.clock import FakeClock
-from helpers.fake_api import FakeKube
-from helpers.objects import pod_certificate_request
+from support.clock import FakeClock
+from support.fake_api import FakeKube
+from support.objects import pod_certificate_request
 
 POD_PATH = "/api/v1/namespaces/shop/pods/app"
 NODE_PATH = "/api/v1/nodes/node-1"

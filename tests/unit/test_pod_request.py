@@ -16,7 +16,7 @@ from mtls_operator.policy import pod_request
 from mtls_operator.policy.identity import IdentityRules
 
 from conftest import NOW, make_ca
-from helpers.objects import pod_certificate_request as request
+from support.objects import pod_certificate_request as request
 
 td = datetime.timedelta
 KEY = ec.generate_private_key(ec.SECP256R1()).public_key()

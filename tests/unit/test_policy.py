@@ -30,7 +30,7 @@ from mtls_operator.policy.identity import IdentityRules
 from mtls_operator.policy.violation import Violation
 
 from conftest import NOW, make_ca
-from helpers.objects import (
+from support.objects import (
     CERTIFICATE,
     certificate_spec,
     secret_body,

@@ -17,9 +17,9 @@ from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import POLICIES_PATH, IdentitySettings, Tenancy
 
 from conftest import NOW
-from helpers.clock import FakeClock
-from helpers.fake_api import FakeKube
-from helpers.objects import MIN_DURATION
+from support.clock import FakeClock
+from support.fake_api import FakeKube
+from support.objects import MIN_DURATION
 
 LEGACY = {
     "namespaceSelector": {},

@@ -6,7 +6,7 @@ import pytest
 
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 
-from helpers.clock import FakeClock
+from support.clock import FakeClock
 
 
 def test_bucket_allows_a_burst_then_spaces_requests() -> None:

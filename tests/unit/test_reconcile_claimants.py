@@ -11,9 +11,9 @@ from mtls_operator.api.resources import certificates_path
 from mtls_operator.pki import CertificateAuthority
 
 from conftest import NOW
-from helpers.clock import FakeClock
-from helpers.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of
-from helpers.objects import MIN_DURATION, NAMESPACE, certificate_body
+from support.clock import FakeClock
+from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of
+from support.objects import MIN_DURATION, NAMESPACE, certificate_body
 
 CONFLICT = "Secret shared-tls is also named by an older certificate, which owns it"
 

@@ -13,9 +13,9 @@ from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime import backoff
 
 from conftest import NOW
-from helpers.clock import FakeClock
-from helpers.fake_api import CLUSTER_CA, FakeKube, certificate_controller, written_paths
-from helpers.objects import MIN_DURATION, NAMESPACE, spec_dict
+from support.clock import FakeClock
+from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, written_paths
+from support.objects import MIN_DURATION, NAMESPACE, spec_dict
 
 KEY = (NAMESPACE, "java")
 

@@ -29,8 +29,8 @@ from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
 from conftest import NOW
-from helpers.clock import FakeClock
-from helpers.fake_api import (
+from support.clock import FakeClock
+from support.fake_api import (
     CLUSTER_CA,
     FakeKube,
     FixedCAs,
@@ -38,7 +38,7 @@ from helpers.fake_api import (
     status_of,
     written_paths,
 )
-from helpers.objects import MIN_DURATION, NAMESPACE, certificate_body
+from support.objects import MIN_DURATION, NAMESPACE, certificate_body
 
 KEY = (NAMESPACE, "public")
 CERTIFICATE_PATH = certificates_path(NAMESPACE, "public")

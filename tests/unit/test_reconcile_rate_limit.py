@@ -17,10 +17,10 @@ from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import secrets_path
 
 from conftest import NOW, make_ca
-from helpers import objects
-from helpers.clock import FakeClock
-from helpers.fake_api import CLUSTER_CA, FakeKube, certificate_controller
-from helpers.objects import MIN_DURATION, NAMESPACE, certificate_spec, secret_body
+from support import objects
+from support.clock import FakeClock
+from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller
+from support.objects import MIN_DURATION, NAMESPACE, certificate_spec, secret_body
 
 NAMES = ("a", "b", "c")
 

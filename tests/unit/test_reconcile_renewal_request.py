@@ -19,9 +19,9 @@ from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime.kube import secrets_path
 
 from conftest import NOW
-from helpers.clock import FakeClock
-from helpers.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of
-from helpers.objects import (
+from support.clock import FakeClock
+from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of
+from support.objects import (
     CERTIFICATE,
     MIN_DURATION,
     NAMESPACE,

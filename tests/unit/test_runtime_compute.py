@@ -13,8 +13,8 @@ from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
 
 from conftest import NOW, make_ca
-from helpers.clock import FakeClock
-from helpers.fake_api import FakeKube
+from support.clock import FakeClock
+from support.fake_api import FakeKube
 
 
 @pytest.mark.parametrize(("quick", "on_the_loop"), [(True, True), (False, False)])

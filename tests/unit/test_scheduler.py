@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 from mtls_operator.runtime.scheduler import Lane, Scheduler, WorkQueue
 
-from helpers.clock import FakeClock
-from helpers.loop import run, settle
+from support.clock import FakeClock
+from support.loop import run, settle
 
 
 async def nothing_queued(queue: WorkQueue[str]) -> bool:

@@ -30,7 +30,7 @@ from mtls_operator.pki import CertificateAuthority, KeySpec, load_private_key
 from mtls_operator.pki.keys import private_key_to_pem
 
 from conftest import NOW
-from helpers.objects import (
+from support.objects import (
     CERTIFICATE,
     apply_merge_patch,
     certificate_spec,

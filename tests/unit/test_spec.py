@@ -28,7 +28,7 @@ from mtls_operator.pki import (
     Usage,
 )
 
-from helpers.objects import MIN_DURATION, spec_dict
+from support.objects import MIN_DURATION, spec_dict
 
 td = datetime.timedelta
 CN = "payments.shop.svc"

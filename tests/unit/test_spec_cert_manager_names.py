@@ -12,8 +12,8 @@ import pytest
 from mtls_operator.api.spec import InvalidSpec, SecretKeyRef, parse_spec
 from mtls_operator.pki import Usage
 
-from helpers.golden import load_golden
-from helpers.objects import MIN_DURATION, spec_dict
+from support.golden import load_golden
+from support.objects import MIN_DURATION, spec_dict
 
 PASSWORD_REF = {"name": "p12-pass", "key": "password"}
 

@@ -16,7 +16,7 @@ from mtls_operator.certificates.store import (
 )
 from mtls_operator.runtime.kube import ObjectKey
 
-from helpers.objects import MIN_DURATION, spec_dict
+from support.objects import MIN_DURATION, spec_dict
 
 NS = "shop"
 

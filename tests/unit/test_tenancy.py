@@ -13,8 +13,8 @@ from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
 from conftest import NOW
-from helpers.clock import FakeClock
-from helpers.fake_api import FakeKube
+from support.clock import FakeClock
+from support.fake_api import FakeKube
 
 
 def namespace(name: str, **labels: str) -> dict[str, Any]:

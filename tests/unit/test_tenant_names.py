@@ -22,7 +22,7 @@ from mtls_operator.policy import pod_request
 from mtls_operator.policy.identity import IdentityRules, identity_violation, issued_request
 
 from conftest import NOW
-from helpers.objects import pod_certificate_request
+from support.objects import pod_certificate_request
 
 MIN_DURATION = datetime.timedelta(minutes=1)
 NS = "team-a"

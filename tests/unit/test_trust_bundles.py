@@ -21,8 +21,8 @@ from mtls_operator.trustbundles.controller import (
 from mtls_operator.trustbundles.objects import published
 
 from conftest import NOW, make_ca
-from helpers.clock import FakeClock
-from helpers.fake_api import FakeKube, FixedCAs
+from support.clock import FakeClock
+from support.fake_api import FakeKube, FixedCAs
 
 CA = CARef("mtls-operator", "mtls-operator-ca")
 SIGNERS = ("mtls.dev/cluster-ca", "mtls.dev/pod-identity")

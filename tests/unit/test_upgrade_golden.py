@@ -18,7 +18,7 @@ from mtls_operator.api.resources import CertificateRef
 from mtls_operator.api.spec import parse_spec
 from mtls_operator.policy import certificate as policy
 
-from helpers.golden import FIXTURE, Golden, GoldenCase, load_golden
+from support.golden import FIXTURE, Golden, GoldenCase, load_golden
 
 GOLDEN = load_golden()
 MIN_DURATION = datetime.timedelta(minutes=1)

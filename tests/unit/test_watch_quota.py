@@ -15,9 +15,9 @@ from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.runtime.named_secrets import NamedSecrets, WatchQuota
 
 from conftest import NOW
-from helpers.clock import FakeClock
-from helpers.fake_api import FakeKube
-from helpers.loop import run, settle
+from support.clock import FakeClock
+from support.fake_api import FakeKube
+from support.loop import run, settle
 
 
 class OpenWatches(FakeKube):

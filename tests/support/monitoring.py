@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from helpers.scrape import families
+from support.scrape import families
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 RULES = MONITORING / "rules.yaml"

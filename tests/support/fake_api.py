@@ -20,7 +20,7 @@ from mtls_operator.runtime.kube import ApiError, Kube, Object
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
-from helpers.objects import apply_merge_patch
+from support.objects import apply_merge_patch
 
 
 class FakeKube(Kube):

@@ -27,7 +27,7 @@ from mtls_operator.pki.certs import certificates_to_pem
 from mtls_operator.pki.keys import private_key_to_pem
 
 from conftest import NOW, make_ca
-from helpers.authorities import intermediate_ca
+from support.authorities import intermediate_ca
 
 MIN_DURATION = datetime.timedelta(hours=1)
 NAMESPACE = "shop"
