@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,21 +24,12 @@ from support.cluster import (
     TEST_NAME_POLICY,
     TEST_NAMES_LABEL,
     TRUST_BUNDLE_LABEL,
+    KubeCluster,
+    namespace_name,
 )
 
 E2E_DIR = Path(__file__).resolve().parent
 KUBECONFIG_ENV = "MTLS_TEST_KUBECONFIG"
-# Short enough that names under <namespace>.svc fit a 64-character Common Name.
-NAMESPACE_MAX = 40
-
-
-@dataclass(frozen=True)
-class KubeCluster:
-    """How tests reach the cluster; `local` is None for a cluster given by MTLS_TEST_KUBECONFIG."""
-
-    kubeconfig: Path
-    kubectl: Path
-    local: LocalCluster | None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -72,14 +60,6 @@ def kubectl(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory)
         kube_cluster.kubeconfig,
         cache_dir=tmp_path_factory.mktemp("kubectl-cache"),
     )
-
-
-def namespace_name(test_name: str) -> str:
-    """A DNS-1123 label from the test's name plus a random suffix, at most 40 characters."""
-    suffix = secrets.token_hex(3)
-    stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower().removeprefix("test_")).strip("-")
-    stem = stem[: NAMESPACE_MAX - len("t--") - len(suffix)].rstrip("-")
-    return f"t-{stem}-{suffix}" if stem else f"t-{suffix}"
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 from localcluster import ClusterError, Kubectl
+from support.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "crds" / "mtlscertificates.yaml"
 CRD_NAME = "mtlscertificates.mtls.dev"
 POLICY_CRD_NAME = "mtlspolicies.mtls.dev"

@@ -19,8 +19,8 @@ from kubernetes import client, config
 
 from localcluster import Kubectl
 from support.cluster import wait_for
+from support.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 USER_ROLES = REPO_ROOT / "deploy" / "base" / "user-roles.yaml"
 USER, GROUP = "mallory", "noisy-tenants"
 # Over aiohttp's 512 KiB line limit, under what the API server stores.

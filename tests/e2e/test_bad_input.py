@@ -18,15 +18,14 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from localcluster import Kubectl
 from operator_process import OperatorProcess
 from recipe_checks import openssl
-from support.authorities import intermediate_ca, plain_certificate
+from support.authorities import intermediate_ca, plain_certificate, root_ca
 from support.cluster import (
     certificate,
     condition,
@@ -77,34 +76,6 @@ def key(**fields: Any) -> dict[str, Any]:
 
 
 # --- CA Secrets, built with cryptography, independent of the operator. ---
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _root(
-    not_before: datetime.datetime, not_after: datetime.datetime, common_name: str = "Bad Input CA"
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key_ = ec.generate_private_key(ec.SECP256R1())
-    ski = x509.SubjectKeyIdentifier.from_public_key(key_.public_key())
-    certificate_ = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key_.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(ski, critical=False)
-        .sign(key_, hashes.SHA256())
-    )
-    return certificate_, key_
 
 
 def _pem(certificate_: x509.Certificate) -> bytes:
@@ -161,7 +132,7 @@ def ca_secret(
 
 
 def _valid_root() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    return _root(NOW - datetime.timedelta(days=1), NOW + datetime.timedelta(days=365))
+    return root_ca(NOW - datetime.timedelta(days=1), NOW + datetime.timedelta(days=365))
 
 
 def not_a_ca() -> Callable[[client.ApiClient, str], None]:
@@ -170,12 +141,12 @@ def not_a_ca() -> Callable[[client.ApiClient, str], None]:
 
 
 def expired_ca() -> Callable[[client.ApiClient, str], None]:
-    cert, key_ = _root(NOW - datetime.timedelta(days=30), NOW - datetime.timedelta(days=1))
+    cert, key_ = root_ca(NOW - datetime.timedelta(days=30), NOW - datetime.timedelta(days=1))
     return ca_secret(_pem(cert), _key_pem(key_))
 
 
 def future_ca() -> Callable[[client.ApiClient, str], None]:
-    cert, key_ = _root(NOW + datetime.timedelta(days=2), NOW + datetime.timedelta(days=30))
+    cert, key_ = root_ca(NOW + datetime.timedelta(days=2), NOW + datetime.timedelta(days=30))
     return ca_secret(_pem(cert), _key_pem(key_))
 
 
@@ -214,7 +185,7 @@ def der_ca() -> Callable[[client.ApiClient, str], None]:
 
 
 def short_lived_ca() -> Callable[[client.ApiClient, str], None]:
-    cert, key_ = _root(NOW - datetime.timedelta(hours=1), NOW + datetime.timedelta(hours=3))
+    cert, key_ = root_ca(NOW - datetime.timedelta(hours=1), NOW + datetime.timedelta(hours=3))
     return ca_secret(_pem(cert), _key_pem(key_))
 
 

@@ -17,13 +17,13 @@ from mtls_operator.pki import chain_problem, load_certificates
 
 from operator_process import OperatorProcess
 from recipe_checks import openssl_verify
+from support.authorities import root_from_ca_init
 from support.cluster import (
     b64,
     certificate,
     create_certificate,
     get_certificate,
     get_secret,
-    new_root,
     secret_data,
     wait_ready,
 )
@@ -35,7 +35,7 @@ LEAVES = ("web", "api", "worker")
 
 def ca_secret(api: client.ApiClient, namespace: str, directory: Path) -> bytes:
     """A namespaced CA Secret from `ca init`; its root."""
-    root, key = new_root(directory, "Shop CA")
+    root, key = root_from_ca_init(directory, "Shop CA")
     client.CoreV1Api(api).create_namespaced_secret(
         namespace,
         client.V1Secret(
@@ -104,7 +104,7 @@ def test_ca_rotate_does_the_three_steps_without_a_moment_of_distrust(
 ) -> None:
     ca_secret(kube_api, namespace, tmp_path / "old")
     leaves(kube_api, namespace)
-    new, _ = new_root(tmp_path / "new", "Shop CA 2")
+    new, _ = root_from_ca_init(tmp_path / "new", "Shop CA 2")
     before = resource_version(kube_api, namespace)
 
     planned = rotate(operator, namespace, tmp_path / "new", "--dry-run")
@@ -162,7 +162,7 @@ def test_a_rotation_stopped_after_the_first_step_goes_on_from_the_second(
 ) -> None:
     old = ca_secret(kube_api, namespace, tmp_path / "old")
     leaves(kube_api, namespace)
-    new, _ = new_root(tmp_path / "new", "Shop CA 2")
+    new, _ = root_from_ca_init(tmp_path / "new", "Shop CA 2")
     # Step 1 by hand, as docs/ca-rotation.md shows it.
     client.CoreV1Api(kube_api).patch_namespaced_secret(
         CA_SECRET, namespace, {"data": {"ca.crt": b64(old + new)}}

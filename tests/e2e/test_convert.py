@@ -28,13 +28,13 @@ from mtls_operator.cli.convert import write_conversion
 from e2e.crd import server_apply
 from localcluster import Kubectl
 from operator_process import OperatorProcess
+from support.authorities import root_from_ca_init
 from support.cluster import (
     GROUP,
     VERSION,
     condition,
     get_certificate,
     get_secret,
-    new_root,
     secret_data,
     wait_ready,
     wait_reason,
@@ -90,7 +90,7 @@ def into_namespace(text: str) -> str:
 
 def create_ca_secret(kubectl: Kubectl, namespace: str, name: str, directory: Path) -> None:
     directory.mkdir()
-    new_root(directory, f"{name} root")
+    root_from_ca_init(directory, f"{name} root")
     kubectl(
         "create",
         "secret",
@@ -242,7 +242,7 @@ def test_secret_written_by_cert_manager_is_handed_over_by_label(
     """The migration guide's hand-over: the Secret stays in place, valid at every read."""
     old_ca = tmp_path / "old-ca"
     old_ca.mkdir()
-    new_root(old_ca, "cert-manager CA")
+    root_from_ca_init(old_ca, "cert-manager CA")
     subprocess.run(
         [
             COMMAND,

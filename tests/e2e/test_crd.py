@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.crd import API_VERSION, CRD_NAME, CRD_PATH, KIND, REPO_ROOT, apply_crd, server_apply
+from e2e.crd import API_VERSION, CRD_NAME, CRD_PATH, KIND, apply_crd, server_apply
 from localcluster import Kubectl
 from operator_process import OperatorProcess
+from support.paths import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples"
 

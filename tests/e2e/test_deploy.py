@@ -18,11 +18,17 @@ import pytest
 import yaml
 from kubernetes import client
 
-from e2e.conftest import KubeCluster
-from e2e.crd import REPO_ROOT
 from localcluster import Kubectl
 from operator_process import OperatorProcess
-from support.cluster import OPERATOR_NAMESPACE, event_reasons, secret_data, wait_for, wait_ready
+from support.cluster import (
+    OPERATOR_NAMESPACE,
+    KubeCluster,
+    event_reasons,
+    secret_data,
+    wait_for,
+    wait_ready,
+)
+from support.paths import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 NAMESPACED_OVERLAY = DEPLOY / "overlays" / "namespaced"

@@ -20,13 +20,13 @@ from kubernetes import client
 
 from mtls_operator.api.managed_secret import REVISION_ANNOTATION
 
-from e2e.conftest import KubeCluster
 from localcluster import LocalCluster
 from operator_process import OperatorProcess
 from recipe_checks import openssl_verify
 from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
+    KubeCluster,
     certificate,
     create_certificate,
     plain,

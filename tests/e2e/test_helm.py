@@ -22,11 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import KubeCluster, namespace_name
 from e2e.crd import apply_crd
 from localcluster import Kubectl
 from support.chart import CHART, Helm, documents, key
-from support.cluster import wait_for
+from support.cluster import KubeCluster, namespace_name, wait_for
 
 CLUSTER_KINDS = ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding")
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")

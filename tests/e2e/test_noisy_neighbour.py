@@ -35,10 +35,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 
 from mtls_operator.authorities.store import CA_SECRETS_PER_NAMESPACE
-from mtls_operator.pki import KeySpec, certificates_to_pem, create_root_ca, private_key_to_pem
+from mtls_operator.pki import certificates_to_pem, private_key_to_pem
 from mtls_operator.runtime.named_secrets import PASSWORD_SECRETS_PER_NAMESPACE
 
-from e2e.conftest import KubeCluster
 from e2e.kubelet import FakeKubelet, PodIdentity
 from e2e.tenants import (
     LARGE,
@@ -52,12 +51,14 @@ from e2e.tenants import (
 from localcluster import Kubectl
 from operator_process import OperatorProcess
 from support import encrypted_keys
+from support.authorities import make_ca
 from support.cluster import (
     CLUSTER_CA_SECRET,
     GROUP,
     OPERATOR_NAMESPACE,
     PLURAL,
     VERSION,
+    KubeCluster,
     certificate,
     condition,
     create_certificate,
@@ -237,7 +238,7 @@ class Noise:
         """A CA whose key asks for the largest PBKDF2 iteration count
         (minutes of CPU), with a passphrase Secret, and a certificate naming it."""
         tenants = self.tenants
-        ca = create_root_ca(KeySpec().generate(), "Noisy CA", datetime.datetime.now(datetime.UTC))
+        ca = make_ca(common_name="Noisy CA", now=datetime.datetime.now(datetime.UTC)).certificate
         kdf = encrypted_keys.pbkdf2(2**31 - 1, os.urandom(16))
         key = encrypted_keys.unopenable(encrypted_keys.pbes2(kdf, os.urandom(16)))
         create_as_tenant(tenants, secret("slow-pass", {"passphrase": b"anything"}))
@@ -300,10 +301,10 @@ class Noise:
         of the 5,000 as exist by then, look again (the operator reads a CA
         at most once per 2 seconds, so a burst every 2 seconds)."""
         now = datetime.datetime.now(datetime.UTC)
-        key = KeySpec().generate()
-        root = certificates_to_pem([create_root_ca(key, "Noisy Own CA", now)])
-        extra = certificates_to_pem([create_root_ca(KeySpec().generate(), "Noisy Next CA", now)])
-        layout = {"tls.crt": root, "tls.key": private_key_to_pem(key), "ca.crt": root}
+        own = make_ca(common_name="Noisy Own CA", now=now)
+        root = certificates_to_pem([own.certificate])
+        extra = certificates_to_pem([make_ca(common_name="Noisy Next CA", now=now).certificate])
+        layout = {"tls.crt": root, "tls.key": private_key_to_pem(own.private_key), "ca.crt": root}
         create_as_tenant(self.tenants, secret(OWN_CA, layout))
         api = impersonating(self.tenants.kubeconfig)
         core = client.CoreV1Api(api)

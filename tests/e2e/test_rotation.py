@@ -19,13 +19,13 @@ from cryptography import x509
 from kubernetes import client
 
 from operator_process import OperatorProcess
+from support.authorities import root_from_ca_init
 from support.cluster import (
     b64,
     certificate,
     create_certificate,
     get_certificate,
     get_secret,
-    new_root,
     wait_for,
     wait_ready,
 )
@@ -183,8 +183,8 @@ def test_ca_rotation_without_a_failed_handshake(
     operator: OperatorProcess, kube_api: client.ApiClient, namespace: str
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="rotation-"))
-    old_cert, old_key = new_root(work / "old", "Rotation CA")
-    new_cert, new_key = new_root(
+    old_cert, old_key = root_from_ca_init(work / "old", "Rotation CA")
+    new_cert, new_key = root_from_ca_init(
         work / "new", "Rotation CA"
     )  # same name: only the key tells them apart
     core = client.CoreV1Api(kube_api)

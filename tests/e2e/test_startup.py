@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e.conftest import KubeCluster
 from e2e.crd import apply_crd
 from localcluster import Kubectl
-from support.cluster import CLUSTER_CA_SECRET, OPERATOR_NAMESPACE, TEST_NAME_POLICY
+from support.cluster import CLUSTER_CA_SECRET, OPERATOR_NAMESPACE, TEST_NAME_POLICY, KubeCluster
 
 CA = f"{OPERATOR_NAMESPACE}/{CLUSTER_CA_SECRET}"
 

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from mtls_operator.pki import KeySpec, certificates_to_pem, create_root_ca
+from mtls_operator.pki import certificates_to_pem
 
-from e2e.conftest import KubeCluster
 from e2e.tenants import (
     LARGE,
     MANAGED_BY,
@@ -29,7 +28,15 @@ from e2e.tenants import (
 from localcluster import Kubectl
 from operator_process import OperatorProcess
 from support import encrypted_keys
-from support.cluster import certificate, condition, create_certificate, wait_ready, wait_reason
+from support.authorities import make_ca
+from support.cluster import (
+    KubeCluster,
+    certificate,
+    condition,
+    create_certificate,
+    wait_ready,
+    wait_reason,
+)
 
 # A certificate of another namespace applied meanwhile is Ready within this.
 PROMPTLY = 15.0
@@ -55,7 +62,7 @@ def edit_as_tenant(tenants: Tenants, kind: str, name: str, times: int) -> None:
 def test_a_ca_key_that_takes_minutes_to_open_is_refused_and_stalls_no_one(
     operator: OperatorProcess, kube_api: client.ApiClient, tenants: Tenants
 ) -> None:
-    ca = create_root_ca(KeySpec().generate(), "Noisy CA", datetime.datetime.now(datetime.UTC))
+    ca = make_ca(common_name="Noisy CA", now=datetime.datetime.now(datetime.UTC)).certificate
     # The largest PBKDF2 iteration count: minutes of CPU to derive, for a
     # key that is noise (its passphrase is irrelevant: nothing opens it).
     header = encrypted_keys.pbes2(encrypted_keys.pbkdf2(2**31 - 1, os.urandom(16)), os.urandom(16))

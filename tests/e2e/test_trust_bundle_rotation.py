@@ -22,13 +22,13 @@ from kubernetes import client
 from e2e.kubelet import FakeKubelet, condition_of
 from localcluster import Kubectl
 from operator_process import OperatorProcess
+from support.authorities import root_from_ca_init
 from support.cluster import (
     TRUST_BUNDLE_LABEL,
     b64,
     certificate,
     create_certificate,
     get_secret,
-    new_root,
     wait_for,
     wait_ready,
 )
@@ -133,8 +133,8 @@ def test_every_live_root_stays_published_through_a_rotation(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    old_cert, old_key = new_root(tmp_path / "old", "Cluster CA")
-    new_cert, new_key = new_root(tmp_path / "new", "Cluster CA")
+    old_cert, old_key = root_from_ca_init(tmp_path / "old", "Cluster CA")
+    new_cert, new_key = root_from_ca_init(tmp_path / "new", "Cluster CA")
     core = client.CoreV1Api(kube_api)
     core.create_namespaced_secret(
         namespace,

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from e2e.crd import REPO_ROOT
 from operator_process import OperatorProcess
 from support.cluster import (
     CLUSTER_CA_SECRET,
@@ -25,6 +24,7 @@ from support.cluster import (
     plain,
     wait_for,
 )
+from support.paths import REPO_ROOT
 from support.scrape import total
 
 RELEASE_0_1_0 = "8713689"

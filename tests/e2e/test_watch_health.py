@@ -14,9 +14,15 @@ from kubernetes import client
 
 from mtls_operator.runtime.kube import WATCH_INACTIVITY_SECONDS
 
-from e2e.conftest import KubeCluster
 from operator_process import OperatorProcess
-from support.cluster import certificate, create_certificate, get_secret, wait_for, wait_ready
+from support.cluster import (
+    KubeCluster,
+    certificate,
+    create_certificate,
+    get_secret,
+    wait_for,
+    wait_ready,
+)
 from support.stalling_proxy import StallingProxy
 
 # A silent watch is given up after WATCH_INACTIVITY_SECONDS; a write caught

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from localcluster import kubectl_binary
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from support.paths import REPO_ROOT
 
 Object = dict[str, Any]
 # `render("deploy")`: what `kubectl kustomize` makes of a directory of the repository.

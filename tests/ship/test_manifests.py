@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from gitops_checks import argocd_health
-from ship.manifests import REPO_ROOT, Object, Render, find, of_kind
+from ship.manifests import Object, Render, find, of_kind
+from support.paths import REPO_ROOT
 
 NAMESPACE = "mtls-operator"
 IMAGE = "ghcr.io/mtls-operator/mtls-operator:0.1.0"

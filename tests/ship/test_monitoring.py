@@ -16,7 +16,7 @@ import yaml
 from mtls_operator.runtime.metrics import Metrics
 
 from built_tools import tool
-from ship.manifests import REPO_ROOT, Render, find
+from ship.manifests import Render, find
 from support.monitoring import (
     PROMETHEUS_SERIES,
     RULES,
@@ -25,6 +25,7 @@ from support.monitoring import (
     expressions,
     series_in,
 )
+from support.paths import REPO_ROOT
 
 MONITORING = REPO_ROOT / "deploy" / "monitoring"
 ALERT_TESTS = REPO_ROOT / "tests" / "monitoring" / "alerts-test.yaml"

@@ -19,7 +19,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ship.manifests import REPO_ROOT
+from support.paths import REPO_ROOT
 
 LOCK = REPO_ROOT / "requirements.lock"
 DOCKERFILE = REPO_ROOT / "Dockerfile"

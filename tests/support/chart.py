@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from built_tools import tool
-from ship.manifests import REPO_ROOT, Object
+from ship.manifests import Object
+from support.paths import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "mtls-operator"
 RELEASE = "mtls-operator"

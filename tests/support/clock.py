@@ -1,8 +1,11 @@
-"""A clock that moves only when a test moves it."""
+"""Time in tests: a fixed `now`, and a clock that moves only when a test moves it."""
 
 from __future__ import annotations
 
 import datetime
+
+# The unit tests' "now": every certificate and CA they make is made at NOW.
+NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 
 
 class FakeClock:

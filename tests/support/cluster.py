@@ -4,10 +4,11 @@ readers and waiters over the real API."""
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
+import re
+import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +16,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from mtls_operator.cli.recipe import write_private_file
+
+from localcluster import LocalCluster
 
 GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
 OPERATOR_NAMESPACE = "mtls-operator"
@@ -38,18 +41,9 @@ TEST_NAME_POLICY: dict[str, Any] = {
         },
     },
 }
+# Short enough that names under <namespace>.svc fit a 64-character Common Name.
+NAMESPACE_MAX = 40
 _T = TypeVar("_T")
-
-
-def new_root(directory: Path, common_name: str) -> tuple[bytes, bytes]:
-    """A fresh root CA from `mtls-operator ca init`: its certificate and key."""
-    command = str(Path(sys.executable).parent / "mtls-operator")
-    subprocess.run(
-        [command, "ca", "init", "--out", str(directory), "--common-name", common_name],
-        check=True,
-        capture_output=True,
-    )
-    return (directory / "ca-crt.pem").read_bytes(), (directory / "ca-key.pem").read_bytes()
 
 
 def b64(data: bytes) -> str:
@@ -201,3 +195,20 @@ def events(api: client.ApiClient, namespace: str, name: str) -> list[dict[str, A
 
 def event_reasons(api: client.ApiClient, namespace: str, name: str) -> list[str]:
     return [str(e.get("reason")) for e in events(api, namespace, name)]
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    """How tests reach the cluster; `local` is None for a cluster given by MTLS_TEST_KUBECONFIG."""
+
+    kubeconfig: Path
+    kubectl: Path
+    local: LocalCluster | None
+
+
+def namespace_name(test_name: str) -> str:
+    """A DNS-1123 label from the test's name plus a random suffix, at most 40 characters."""
+    suffix = secrets.token_hex(3)
+    stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower().removeprefix("test_")).strip("-")
+    stem = stem[: NAMESPACE_MAX - len("t--") - len(suffix)].rstrip("-")
+    return f"t-{stem}-{suffix}" if stem else f"t-{suffix}"

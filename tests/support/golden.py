@@ -9,7 +9,6 @@ import datetime
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,7 +27,9 @@ from mtls_operator.pki import (
 )
 from mtls_operator.pki.keys import key_spec_of, private_key_to_der
 
-FIXTURE = Path(__file__).parent.parent / "data" / "v0_1_0" / "secrets.json"
+from support.paths import REPO_ROOT
+
+FIXTURE = REPO_ROOT / "tests" / "data" / "v0_1_0" / "secrets.json"
 _CURVES: dict[int, type[ec.EllipticCurve]] = {
     256: ec.SECP256R1,
     384: ec.SECP384R1,

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from support.paths import REPO_ROOT
 from support.scrape import families
 
-MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
+MONITORING = REPO_ROOT / "deploy" / "monitoring"
 RULES = MONITORING / "rules.yaml"
 # Series Prometheus makes itself, not the operator.
 PROMETHEUS_SERIES = {"up"}

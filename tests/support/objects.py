@@ -9,8 +9,6 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from mtls_operator.api.managed_secret import (
     SecretFacts,
     issuance_record,
@@ -22,12 +20,9 @@ from mtls_operator.api.resources import CertificateRef
 from mtls_operator.api.secret_data import decode_data, encode_data
 from mtls_operator.api.spec import CertificateSpec, parse_spec
 from mtls_operator.certificates.content import issue_secret_content
-from mtls_operator.pki import CertificateAuthority, load_ca
-from mtls_operator.pki.certs import certificates_to_pem
-from mtls_operator.pki.keys import private_key_to_pem
+from mtls_operator.pki import CertificateAuthority
 
-from conftest import NOW, make_ca
-from support.authorities import intermediate_ca
+from support.clock import NOW
 
 MIN_DURATION = datetime.timedelta(hours=1)
 NAMESPACE = "shop"
@@ -161,31 +156,6 @@ def apply_merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = apply_merge_patch(result.get(key), value)
     return result
-
-
-def intermediate_authority(root: CertificateAuthority) -> CertificateAuthority:
-    """An intermediate CA under `root`, loaded from the chain `kubectl create
-    secret tls` would hold: intermediate first, then the root."""
-    if not isinstance(root.private_key, ec.EllipticCurvePrivateKey):
-        raise TypeError("the test intermediate is signed by an ECDSA root")
-    certificate, key = intermediate_ca(root.certificate, root.private_key, NOW)
-    return load_ca(
-        certificates_to_pem([certificate, root.certificate]), private_key_to_pem(key), NOW
-    )
-
-
-def with_next_root(
-    ca: CertificateAuthority, common_name: str = "Next Root CA"
-) -> CertificateAuthority:
-    """The same signing CA whose trust bundle also holds a second root, as
-    after step 1 of a CA rotation."""
-    next_root = make_ca(common_name=common_name).certificate
-    return load_ca(
-        certificates_to_pem([ca.certificate, *ca.intermediates]),
-        private_key_to_pem(ca.private_key),
-        NOW,
-        trust_bundle_pem=certificates_to_pem([*ca.trust_bundle, next_root]),
-    )
 
 
 def pod_certificate_request(**spec: Any) -> PodCertificateRequest:

@@ -28,8 +28,8 @@ from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.runtime.kube import Object
 from mtls_operator.runtime.metrics import Metrics
 
-from conftest import NOW, make_ca
-from support.clock import FakeClock
+from support.authorities import make_ca
+from support.clock import NOW, FakeClock
 from support.encrypted_keys import encrypted_with_pbkdf2
 from support.fake_api import FakeKube
 

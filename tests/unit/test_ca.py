@@ -19,8 +19,8 @@ from mtls_operator.pki.certs import certificates_to_pem
 from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
 
-from conftest import NOW, make_ca
-from support.authorities import intermediate_ca, plain_certificate
+from support.authorities import intermediate_ca, make_ca, plain_certificate
+from support.clock import NOW
 from support.x509_checks import assert_is_root_ca
 
 td = datetime.timedelta

@@ -18,7 +18,8 @@ from mtls_operator.pki import (
     issue_leaf,
 )
 
-from conftest import NOW, make_ca
+from support.authorities import make_ca
+from support.clock import NOW
 
 OLD = make_ca(common_name="Old CA")
 NEW = make_ca(common_name="New CA")

@@ -17,8 +17,8 @@ from mtls_operator.pki import CAError, CAProblem, CertificateAuthority, KeySpec,
 from mtls_operator.pki.certs import certificates_to_pem
 from mtls_operator.pki.keys import key_spec_of, private_key_to_pem
 
-from conftest import NOW, make_ca
-from support.objects import intermediate_authority
+from support.authorities import intermediate_authority, make_ca
+from support.clock import NOW
 from support.x509_checks import assert_is_root_ca
 
 td = datetime.timedelta

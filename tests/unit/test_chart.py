@@ -21,7 +21,7 @@ from mtls_operator.authorities.store import CARef
 from mtls_operator.cli import run as run_command
 from mtls_operator.policy.identity import IdentityMode
 
-from ship.manifests import REPO_ROOT, Object, kustomize
+from ship.manifests import Object, kustomize
 from support.chart import (
     CHART,
     KEEP,
@@ -33,6 +33,7 @@ from support.chart import (
     without_helm_additions,
     without_namespace,
 )
+from support.paths import REPO_ROOT
 
 SYNC_SCRIPT = "hack/sync-chart-files.sh"
 NAMESPACED = {"watchNamespaces": ["shop", "demo"]}

@@ -20,6 +20,8 @@ import yaml
 from mtls_operator import __version__
 from mtls_operator.cli.main import build_parser, main
 
+from support.paths import REPO_ROOT
+
 COMMAND = str(Path(sys.executable).parent / "mtls-operator")
 CAMEL_CASE = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
@@ -233,7 +235,7 @@ def test_the_demo_prints_commands_that_can_be_pasted(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[2] / "hack",
+        cwd=REPO_ROOT / "hack",
     )
     line = shown.stdout.splitlines()[0]
     assert (

@@ -19,7 +19,9 @@ from mtls_operator.api.resources import API_VERSION, KIND
 from mtls_operator.api.spec import parse_spec
 from mtls_operator.cli import convert as convert_cli
 
-EXAMPLES = Path(__file__).parents[1] / "data" / "cert-manager"
+from support.paths import REPO_ROOT
+
+EXAMPLES = REPO_ROOT / "tests" / "data" / "cert-manager"
 NO_MINIMUM = datetime.timedelta(0)
 
 # Each example: the MtlsCertificates it gives (namespace/name), and the

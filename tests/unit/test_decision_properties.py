@@ -31,7 +31,8 @@ from mtls_operator.api.status import RECONCILING_REASONS, STALLED_REASONS
 from mtls_operator.policy import certificate as policy
 from mtls_operator.policy.identity import IdentityRules
 
-from conftest import NOW, make_ca
+from support.authorities import make_ca
+from support.clock import NOW
 from support.objects import CERTIFICATE, certificate_spec, secret_body, with_data, with_metadata
 
 CA = make_ca()

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 import yaml
 
 from mtls_operator.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.paths import REPO_ROOT
+
 DOCUMENTS = [
-    *ROOT.glob("*.md"),
-    *(ROOT / "docs").glob("*.md"),
-    *(ROOT / "deploy").rglob("*.md"),
-    *(ROOT / "examples").rglob("*.yaml"),
+    *REPO_ROOT.glob("*.md"),
+    *(REPO_ROOT / "docs").glob("*.md"),
+    *(REPO_ROOT / "deploy").rglob("*.md"),
+    *(REPO_ROOT / "examples").rglob("*.yaml"),
 ]
 APPLY = re.compile(r"kubectl apply [^\n`]*-f examples/[^\n`]*")
 
@@ -30,7 +30,7 @@ def documented_applies() -> list[tuple[str, str | None, list[str]]]:
             words = shlex.split(line)
             namespace = words[words.index("-n") + 1] if "-n" in words else None
             files = [words[i + 1] for i, word in enumerate(words) if word == "-f"]
-            found.append((f"{document.relative_to(ROOT)}: {line}", namespace, files))
+            found.append((f"{document.relative_to(REPO_ROOT)}: {line}", namespace, files))
     return found
 
 
@@ -50,10 +50,12 @@ def test_each_documented_apply_is_allowed_where_it_applies(
         for name in files
         if any(
             (d or {}).get("kind") == "MtlsCertificate"
-            for d in yaml.safe_load_all((ROOT / name).read_text())
+            for d in yaml.safe_load_all((REPO_ROOT / name).read_text())
         )
     ]
     for name in certificates:
-        status = main(["policy", "check", "-f", str(ROOT / name), "-n", namespace or "default"])
+        status = main(
+            ["policy", "check", "-f", str(REPO_ROOT / name), "-n", namespace or "default"]
+        )
         out = capsys.readouterr().out
         assert status == 0, f"{where}\n{out}"

@@ -15,7 +15,8 @@ from mtls_operator.pki import (
 )
 from mtls_operator.pki.certs import fingerprint_sha256
 
-from conftest import NOW, make_ca
+from support.authorities import make_ca
+from support.clock import NOW
 
 td = datetime.timedelta
 

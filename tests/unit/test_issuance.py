@@ -23,14 +23,9 @@ from mtls_operator.pki import (
 )
 from mtls_operator.pki.keys import key_spec_of, private_key_to_pem, public_key_der
 
-from conftest import NOW
-from support.objects import (
-    certificate_spec,
-    intermediate_authority,
-    secret_body,
-    secret_data,
-    with_next_root,
-)
+from support.authorities import intermediate_authority, with_next_root
+from support.clock import NOW
+from support.objects import certificate_spec, secret_body, secret_data
 from support.x509_checks import alt_names, assert_is_leaf
 
 PASSWORD = b"changeit"

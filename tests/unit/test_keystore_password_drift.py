@@ -11,7 +11,8 @@ from mtls_operator.api.managed_secret import (
 )
 from mtls_operator.policy import certificate as policy
 
-from conftest import NOW, make_ca
+from support.authorities import make_ca
+from support.clock import NOW
 from support.objects import CERTIFICATE, certificate_spec, secret_body, with_metadata
 
 CA = make_ca()

@@ -17,9 +17,9 @@ import yaml
 from mtls_operator import __version__
 
 from built_tools import tool
+from support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "deploy" / "krew" / "mtls.yaml"
+TEMPLATE = REPO_ROOT / "deploy" / "krew" / "mtls.yaml"
 TAG = f"v{__version__}"
 # krew's naming guide: lowercase words joined by hyphens, no `kubectl-`
 # prefix, and the name of what it works on.
@@ -49,7 +49,7 @@ def plugin_archive(directory: Path) -> Path:
     archive = directory / "kubectl-mtls.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(launcher, "kubectl-mtls")
-        tar.add(ROOT / "LICENSE", "LICENSE")
+        tar.add(REPO_ROOT / "LICENSE", "LICENSE")
     return archive
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).parents[2] / "operator" / "mtls_operator"
+from support.paths import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "operator" / "mtls_operator"
 MAX_CLASS_LINES = 250
 MAX_FUNCTION_LINES = 60
 

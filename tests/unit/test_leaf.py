@@ -23,8 +23,8 @@ from mtls_operator.pki.certs import certificates_to_pem, load_certificates
 from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.pki.validity import CLOCK_SKEW_BACKDATE
 
-from conftest import NOW, make_ca
-from support.authorities import intermediate_ca
+from support.authorities import intermediate_ca, make_ca
+from support.clock import NOW
 from support.x509_checks import alt_names, assert_is_leaf
 
 td = datetime.timedelta

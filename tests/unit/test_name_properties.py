@@ -15,7 +15,6 @@ import ipaddress
 import json
 import re
 import unicodedata
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -32,9 +31,10 @@ from mtls_operator.pki import CertificateAuthority, KeySpec, issue_leaf
 from mtls_operator.pki.names import parse_subject_identity, parse_subject_text
 from mtls_operator.policy.identity import IdentityRules, identity_violation, issued_request
 
-from conftest import NOW, make_ca
+from support.authorities import make_ca
+from support.clock import NOW
+from support.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MIN_DURATION = datetime.timedelta(minutes=1)
 NS = "team-a"
 CA = make_ca()

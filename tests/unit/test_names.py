@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import ast
 import ipaddress
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -15,6 +14,8 @@ from mtls_operator.pki.names import (
     parse_ip_address,
     parse_uri,
 )
+
+from support.paths import REPO_ROOT
 
 
 @pytest.mark.parametrize(
@@ -209,7 +210,7 @@ def test_no_pattern_of_the_operator_anchors_with_a_dollar() -> None:
     """`$` also matches before a trailing newline, so `re.match(r"^...$")`
     accepts `name\\n`: the operator's patterns are matched whole
     (`fullmatch`) or end in `\\Z`."""
-    operator = Path(__file__).resolve().parents[2] / "operator"
+    operator = REPO_ROOT / "operator"
     found = []
     for path in operator.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

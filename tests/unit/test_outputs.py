@@ -3,7 +3,6 @@ every data key the operator may write comes from it."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,7 +16,9 @@ from mtls_operator.api.outputs import (
     expected_data_keys,
 )
 
-CRD = Path(__file__).parents[2] / "crds" / "mtlscertificates.yaml"
+from support.paths import REPO_ROOT
+
+CRD = REPO_ROOT / "crds" / "mtlscertificates.yaml"
 
 
 def spec_schema() -> dict[str, Any]:

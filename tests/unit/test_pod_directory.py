@@ -18,8 +18,8 @@ from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
-from conftest import NOW, make_ca
-from support.clock import FakeClock
+from support.authorities import make_ca
+from support.clock import NOW, FakeClock
 from support.fake_api import FakeKube
 from support.objects import pod_certificate_request
 

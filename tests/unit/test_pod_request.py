@@ -15,7 +15,8 @@ from mtls_operator.pki import CertificateAuthority, Usage
 from mtls_operator.policy import pod_request
 from mtls_operator.policy.identity import IdentityRules
 
-from conftest import NOW, make_ca
+from support.authorities import make_ca
+from support.clock import NOW
 from support.objects import pod_certificate_request as request
 
 td = datetime.timedelta

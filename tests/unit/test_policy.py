@@ -21,23 +21,16 @@ from mtls_operator.api.managed_secret import (
 from mtls_operator.api.resources import CertificateRef
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.api.status import Reason
-from mtls_operator.pki import CertificateAuthority, KeySpec, create_root_ca, load_ca
-from mtls_operator.pki.certs import certificates_to_pem
+from mtls_operator.pki import CertificateAuthority, KeySpec
 from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.policy import certificate as policy
 from mtls_operator.policy import renewal
 from mtls_operator.policy.identity import IdentityRules
 from mtls_operator.policy.violation import Violation
 
-from conftest import NOW, make_ca
-from support.objects import (
-    CERTIFICATE,
-    certificate_spec,
-    secret_body,
-    with_data,
-    with_metadata,
-    with_next_root,
-)
+from support.authorities import make_ca, with_next_root
+from support.clock import NOW
+from support.objects import CERTIFICATE, certificate_spec, secret_body, with_data, with_metadata
 
 td = datetime.timedelta
 # The base certificate is issued at NOW for the default 2160h by a CA that
@@ -251,9 +244,7 @@ KEY_MISMATCH_CASES: list[tuple[str, Case, Violation | None]] = [
 
 
 def renewed_ca_same_key(ca: CertificateAuthority) -> CertificateAuthority:
-    later = NOW + td(days=1)
-    certificate = create_root_ca(ca.private_key, "Test Root CA", later)
-    return load_ca(certificates_to_pem([certificate]), private_key_to_pem(ca.private_key), later)
+    return make_ca(key=ca.private_key, now=NOW + td(days=1))
 
 
 ISSUER_CHANGED_CASES: list[tuple[str, Case, Violation | None]] = [

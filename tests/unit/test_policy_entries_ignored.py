@@ -16,8 +16,7 @@ from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import POLICIES_PATH, IdentitySettings, Tenancy
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_api import FakeKube
 from support.objects import MIN_DURATION
 

@@ -10,8 +10,7 @@ from typing import Any
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.pki import CertificateAuthority
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of
 from support.objects import MIN_DURATION, NAMESPACE, certificate_body
 

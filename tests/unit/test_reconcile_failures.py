@@ -12,8 +12,7 @@ from mtls_operator.certificates.controller import NAME
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime import backoff
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, written_paths
 from support.objects import MIN_DURATION, NAMESPACE, spec_dict
 

@@ -16,9 +16,9 @@ from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import secrets_path
 
-from conftest import NOW, make_ca
 from support import objects
-from support.clock import FakeClock
+from support.authorities import make_ca
+from support.clock import NOW, FakeClock
 from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller
 from support.objects import MIN_DURATION, NAMESPACE, certificate_spec, secret_body
 

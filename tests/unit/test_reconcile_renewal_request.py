@@ -18,8 +18,7 @@ from mtls_operator.certificates.store import Store
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime.kube import secrets_path
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of
 from support.objects import (
     CERTIFICATE,

@@ -12,8 +12,8 @@ from mtls_operator.pki.keys import KeyAlgorithm, KeySpec
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
 
-from conftest import NOW, make_ca
-from support.clock import FakeClock
+from support.authorities import make_ca
+from support.clock import NOW, FakeClock
 from support.fake_api import FakeKube
 
 

@@ -29,12 +29,12 @@ from mtls_operator.certificates.content import issue_secret_content
 from mtls_operator.pki import CertificateAuthority, KeySpec, load_private_key
 from mtls_operator.pki.keys import private_key_to_pem
 
-from conftest import NOW
+from support.authorities import intermediate_authority
+from support.clock import NOW
 from support.objects import (
     CERTIFICATE,
     apply_merge_patch,
     certificate_spec,
-    intermediate_authority,
     secret_body,
     secret_data,
     with_data,

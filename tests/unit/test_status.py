@@ -20,7 +20,7 @@ from mtls_operator.api.status import (
     same_status,
 )
 
-from conftest import NOW
+from support.clock import NOW
 
 td = datetime.timedelta
 EARLIER = "2026-11-01T08:00:00Z"

@@ -12,8 +12,7 @@ from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_api import FakeKube
 
 

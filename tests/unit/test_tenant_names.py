@@ -21,7 +21,7 @@ from mtls_operator.pki.keys import KeySpec
 from mtls_operator.policy import pod_request
 from mtls_operator.policy.identity import IdentityRules, identity_violation, issued_request
 
-from conftest import NOW
+from support.clock import NOW
 from support.objects import pod_certificate_request
 
 MIN_DURATION = datetime.timedelta(minutes=1)

@@ -20,8 +20,8 @@ from mtls_operator.trustbundles.controller import (
 )
 from mtls_operator.trustbundles.objects import published
 
-from conftest import NOW, make_ca
-from support.clock import FakeClock
+from support.authorities import make_ca
+from support.clock import NOW, FakeClock
 from support.fake_api import FakeKube, FixedCAs
 
 CA = CARef("mtls-operator", "mtls-operator-ca")

@@ -14,8 +14,7 @@ from mtls_operator.runtime.kube import Object
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.runtime.named_secrets import NamedSecrets, WatchQuota
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_api import FakeKube
 from support.loop import run, settle
 
