@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CLUSTER_DIR := .cluster
 
-.PHONY: test lint ship-lint lock unit e2e demo demo-offline bench control-plane node go-tools cluster-up cluster-down image tools clean
+.PHONY: test lint ship-lint lock quick unit ship e2e demo demo-offline bench control-plane node go-tools cluster-up cluster-down image tools clean
 
 # Runtime dependencies at the versions of requirements.lock (what the image
 # runs), so that tests do not change with whatever was released today.
@@ -49,8 +49,20 @@ node: tools
 go-tools:
 	@hack/tools/build.sh promtool kstatus helm krew >/dev/null
 
-unit: $(INSTALLED) tools control-plane go-tools
-	$(BIN)/pytest -m "not e2e"
+# The unit tests (tests/unit) and nothing else: nothing to build, no Go,
+# no control plane, no images; under a minute on two cores.
+quick: $(INSTALLED)
+	$(BIN)/pytest tests/unit
+
+# Tests that need no cluster and nothing built: the unit tests, and the
+# issued certificates checked with openssl and pkilint (tests/recipe).
+unit: $(INSTALLED)
+	$(BIN)/pytest tests/unit tests/recipe
+
+# What we ship (deploy/, the chart, the krew manifest, the alerts, the
+# documented commands), checked with the pinned kubectl and go-tools.
+ship: $(INSTALLED) tools control-plane go-tools
+	$(BIN)/pytest tests/ship
 
 e2e: $(INSTALLED) tools control-plane node go-tools
 	$(BIN)/pytest -m e2e

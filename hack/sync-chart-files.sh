@@ -3,7 +3,7 @@
 # the repository into charts/mtls-operator/files/: the CRDs (crds/*.yaml,
 # rendered as templates so that crds.install and crds.keep can act on them)
 # and the monitoring rules and dashboard (deploy/monitoring/). Helm cannot
-# read files outside the chart, hence the copies; tests/unit/test_chart.py
+# read files outside the chart, hence the copies; tests/ship/test_chart.py
 # fails when they differ and names this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
