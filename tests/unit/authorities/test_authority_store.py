@@ -6,7 +6,6 @@ derivation, and a wrong passphrase is not tried again and again."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import threading
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -38,7 +37,7 @@ REF = CARef(NS, "team-ca")
 
 
 class WatchedSecrets(FakeKube):
-    """Lists and watches Secrets by name: each `put` is a watch event."""
+    """Watches Secrets by name: each `secret` written is a watch event."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,13 +53,6 @@ class WatchedSecrets(FakeKube):
         for watched, queue in self._watchers:
             if watched == name:
                 queue.put_nowait(("MODIFIED", stored))
-
-    async def list(
-        self, path: str, params: Mapping[str, str] | None = None, *, metadata_only: bool = False
-    ) -> tuple[list[Object], str]:
-        name = dict(params or {})["fieldSelector"].removeprefix("metadata.name=")
-        found = self.objects.get(f"{path}/{name}")
-        return ([copy.deepcopy(found)] if found else []), "1"
 
     async def watch(
         self,

@@ -26,9 +26,6 @@ class OpenWatches(FakeKube):
         super().__init__()
         self.open: list[str] = []
 
-    async def list(self, path: str, *_: Any, **__: Any) -> tuple[list[Object], str]:
-        return [], "1"
-
     async def watch(
         self, path: str, resource_version: str, params: Mapping[str, str] | None = None, **_: Any
     ) -> AsyncIterator[tuple[str, Object]]:
