@@ -1,5 +1,6 @@
-"""Helpers for end-to-end tests: the operator as a real process, and small
-readers and waiters over the real API."""
+"""Helpers for tests against a real API server: how they reach the cluster,
+the names and grants their namespaces carry, and small readers and waiters
+over the API."""
 
 from __future__ import annotations
 
