@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from e2e.support import wait_for
 from localcluster import Kubectl
 from node.operator_pods import get_json
+from support.cluster import wait_for
 
 NAMESPACE = "refresh"
 POD = "holder"
