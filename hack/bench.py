@@ -40,9 +40,9 @@ from bench_support import (
     ready_gauges,
     rss_target,
 )
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.pod_certificates import pod_certificate_requests_path
 from mtls_operator.api.resources import certificates_path
-from mtls_operator.runtime.kube import secrets_path
 
 from bench_pods import (
     bare_signer,

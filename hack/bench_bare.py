@@ -16,8 +16,9 @@ from typing import Any
 
 from bench_support import ReadyWatch, burst_names, certificate, in_parallel, is_ready
 from mtls_operator.api.managed_secret import CERTIFICATE_ANNOTATION, CERTIFICATE_UID_ANNOTATION
+from mtls_operator.api.paths import events_path, secrets_path
 from mtls_operator.api.resources import CertificateRef, certificates_path
-from mtls_operator.runtime.kube import Kube, events_path, secrets_path
+from mtls_operator.runtime.kube import Kube
 
 # The sizes of a real ECDSA Secret's values.
 SAMPLE_SECRET = {

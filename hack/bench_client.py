@@ -69,7 +69,8 @@ def event(name: str) -> dict[str, Any]:
 
 
 async def project_client(task: str, count: int, prefix: str) -> dict[str, float]:
-    from mtls_operator.runtime.kube import Kube, default_login, events_path, secrets_path  # noqa: PLC0415
+    from mtls_operator.api.paths import events_path, secrets_path  # noqa: PLC0415
+    from mtls_operator.runtime.kube import Kube, default_login  # noqa: PLC0415
 
     kube = Kube(default_login, max_connections=CONCURRENCY * 2)
     try:
@@ -216,7 +217,8 @@ def fill(count: int) -> None:
     """`count` TLS Secrets in the memory namespace, written by the project client."""
 
     async def create_all() -> None:
-        from mtls_operator.runtime.kube import Kube, default_login, secrets_path  # noqa: PLC0415
+        from mtls_operator.api.paths import secrets_path  # noqa: PLC0415
+        from mtls_operator.runtime.kube import Kube, default_login  # noqa: PLC0415
 
         kube = Kube(default_login, max_connections=CONCURRENCY * 2)
         try:

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from mtls_operator.api.paths import core_path
 from mtls_operator.api.pod_certificates import pod_certificate_requests_path
 from mtls_operator.runtime.kube import Kube
 
@@ -72,14 +73,14 @@ def request_body(pod: dict[str, Any], node: dict[str, Any], stub: str) -> dict[s
 
 
 async def pods_on_a_node(kube: Kube, namespace: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    node = await kube.create("/api/v1/nodes", {"metadata": {"name": f"{namespace}-node"}})
+    node = await kube.create(core_path("nodes"), {"metadata": {"name": f"{namespace}-node"}})
     account = await kube.create(
-        f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "app"}}
+        core_path("serviceaccounts", namespace), {"metadata": {"name": "app"}}
     )
     pods = []
     for index in range(PODS):
         pod = await kube.create(
-            f"/api/v1/namespaces/{namespace}/pods",
+            core_path("pods", namespace),
             {
                 "metadata": {"name": f"app-{index}"},
                 "spec": {

@@ -12,11 +12,12 @@ import time
 from typing import Any
 
 from bench_support import Figures, ReadyWatch, Stage, in_parallel, operator_counter
+from mtls_operator.api.resources import policies_path
 
 BURST_NAMESPACES = ("policy-before", "policy-after")
 TEAMS = 10
 PER_TEAM = 100
-POLICIES_PATH = "/apis/mtls.dev/v1alpha1/mtlspolicies"
+POLICIES_PATH = policies_path()
 RECONCILIATIONS = "mtls_operator_certificate_reconciliations_total"
 
 
@@ -89,7 +90,7 @@ async def re_evaluation(
     await asyncio.sleep(5)
     counted = {team: _reconciliations(stage, team) for team in teams}
     await stage.kube.merge_patch(
-        f"{POLICIES_PATH}/team-0",
+        policies_path("team-0"),
         {"spec": {"allow": {"dnsNames": ["*.team0.example", "*.more.example"]}}},
     )
     await asyncio.sleep(5)

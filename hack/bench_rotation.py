@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from bench_support import WORK, Figures, ReadyWatch, Stage, mib
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.pki import chain_problem, load_certificates
-from mtls_operator.runtime.kube import secrets_path
 
 NAMESPACE = "rotation"
 CA_SECRET = "rotation-ca"

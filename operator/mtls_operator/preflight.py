@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtls_operator.api.pod_certificates import CERTIFICATES_API
-from mtls_operator.api.resources import GROUP, VERSION
+from mtls_operator.api.paths import core_path, group_version_path, resource_path
+from mtls_operator.api.pod_certificates import CERTIFICATES_API_VERSION
+from mtls_operator.api.resources import API_VERSION, GROUP
 from mtls_operator.app import OperatorConfig
 from mtls_operator.runtime.kube import ApiError, Kube
 
@@ -90,7 +91,7 @@ async def _missing_crds(kube: Kube, config: OperatorConfig) -> list[str]:
     for plural in ("mtlscertificates", "mtlspolicies"):
         try:
             await kube.request(
-                "GET", f"/apis/{GROUP}/{VERSION}/{plural}", params={"limit": "1"}, retry=False
+                "GET", resource_path(API_VERSION, plural), params={"limit": "1"}, retry=False
             )
         except ApiError as err:
             if err.not_found:
@@ -101,7 +102,7 @@ async def _missing_crds(kube: Kube, config: OperatorConfig) -> list[str]:
             # 403 and the like are the permission check's to report.
     if config.pod_signer:
         try:
-            await kube.request("GET", CERTIFICATES_API, retry=False)
+            await kube.request("GET", group_version_path(CERTIFICATES_API_VERSION), retry=False)
         except ApiError as err:
             if err.not_found:
                 found.append(
@@ -121,7 +122,9 @@ async def _missing_namespaces(kube: Kube, config: OperatorConfig) -> list[str]:
     found = []
     for namespace, uses in wanted.items():
         try:
-            exists = await kube.get(f"/api/v1/namespaces/{namespace}", retry=False) is not None
+            exists = (
+                await kube.get(core_path("namespaces", None, namespace), retry=False) is not None
+            )
         except ApiError:
             continue  # not ours to read: the permission check says what matters
         if exists:
@@ -153,7 +156,9 @@ async def _allowed(kube: Kube, permission: Permission) -> bool:
     }
     try:
         answer = await kube.create(
-            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review, retry=False
+            resource_path("authorization.k8s.io/v1", "selfsubjectaccessreviews"),
+            review,
+            retry=False,
         )
     except ApiError:
         return True  # cannot ask: let the call itself say

@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mtls_operator.api.paths import resource_path
 from mtls_operator.api.timestamps import format_timestamp
 
-CERTIFICATES_API = "/apis/certificates.k8s.io/v1"
+CERTIFICATES_API_VERSION = "certificates.k8s.io/v1"
 ISSUED, DENIED, FAILED = "Issued", "Denied", "Failed"
 TERMINAL_CONDITIONS = frozenset({ISSUED, DENIED, FAILED})
 # What the API server defaults spec.maxExpirationSeconds to.
@@ -37,18 +38,13 @@ POD_CLOCK_SKEW_BACKDATE = datetime.timedelta(minutes=1)
 def pod_certificate_requests_path(
     namespace: str | None = None, name: str | None = None, subresource: str | None = None
 ) -> str:
-    base = (
-        f"{CERTIFICATES_API}/namespaces/{namespace}/podcertificaterequests"
-        if namespace
-        else f"{CERTIFICATES_API}/podcertificaterequests"
+    return resource_path(
+        CERTIFICATES_API_VERSION, "podcertificaterequests", namespace, name, subresource
     )
-    path = f"{base}/{name}" if name else base
-    return f"{path}/{subresource}" if subresource else path
 
 
 def cluster_trust_bundles_path(name: str | None = None) -> str:
-    base = f"{CERTIFICATES_API}/clustertrustbundles"
-    return f"{base}/{name}" if name else base
+    return resource_path(CERTIFICATES_API_VERSION, "clustertrustbundles", None, name)
 
 
 def trust_bundle_name(signer_name: str, suffix: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mtls_operator.api.paths import resource_path
+
 GROUP = "mtls.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -16,10 +18,12 @@ RENEW_REQUESTED_ANNOTATION = "mtls.dev/renew-requested-at"
 def certificates_path(
     namespace: str | None, name: str | None = None, subresource: str | None = None
 ) -> str:
-    prefix = f"/apis/{GROUP}/{VERSION}"
-    base = f"{prefix}/namespaces/{namespace}/{PLURAL}" if namespace else f"{prefix}/{PLURAL}"
-    path = f"{base}/{name}" if name else base
-    return f"{path}/{subresource}" if subresource else path
+    return resource_path(API_VERSION, PLURAL, namespace, name, subresource)
+
+
+def policies_path(name: str | None = None, subresource: str | None = None) -> str:
+    """MtlsPolicies are cluster-scoped."""
+    return resource_path(API_VERSION, "mtlspolicies", None, name, subresource)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ import asyncio
 import datetime
 import logging
 
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.secret_data import encode_data
 from mtls_operator.authorities.layouts import CA_LAYOUTS, TRUST_BUNDLE_KEY
 from mtls_operator.authorities.store import CARef
 from mtls_operator.pki import KeySpec, certificates_to_pem, create_root_ca, private_key_to_pem
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import ApiError, Kube, secrets_path
+from mtls_operator.runtime.kube import ApiError, Kube
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.authorities.decrypted_keys import DecryptedKeys
 from mtls_operator.authorities.layouts import (
@@ -35,7 +36,7 @@ from mtls_operator.authorities.reads import OWN, CAReads
 from mtls_operator.pki import CAError, CAProblem, CertificateAuthority, PrivateKey, load_private_key
 from mtls_operator.pki.ca import KeyLoader
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import Kube, Object, secrets_path
+from mtls_operator.runtime.kube import Kube, Object
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.runtime.named_secrets import OneSecretSink, WatchQuota
 from mtls_operator.runtime.reflector import Reflector

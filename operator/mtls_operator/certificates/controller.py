@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec
 from mtls_operator.api.status import Reason, ready_condition
@@ -39,7 +40,7 @@ from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.events import NORMAL
-from mtls_operator.runtime.kube import ApiError, ObjectKey, object_key, secrets_path
+from mtls_operator.runtime.kube import ApiError, ObjectKey, object_key
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.runtime.scheduler import namespace_of

@@ -5,8 +5,9 @@ is remembered here once seen, and read again at the certificate's next look."""
 from __future__ import annotations
 
 from mtls_operator.api.managed_secret import SecretFacts, read_secret
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.certificates.store import Store
-from mtls_operator.runtime.kube import Kube, ObjectKey, secrets_path
+from mtls_operator.runtime.kube import Kube, ObjectKey
 
 
 class ForeignSecrets:

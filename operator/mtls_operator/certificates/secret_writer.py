@@ -22,6 +22,7 @@ from mtls_operator.api.managed_secret import (
     secret_patch,
 )
 from mtls_operator.api.outputs import TLS_CRT, TLS_KEY
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.spec import CertificateSpec, RotationPolicy
 from mtls_operator.certificates.content import SecretContent, issue_secret_content, repaired_data
@@ -30,7 +31,7 @@ from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.store import CertificateRecord, Store
 from mtls_operator.pki import CertificateAuthority, LeafRequest
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kube import ApiError, Object, secrets_path
+from mtls_operator.runtime.kube import ApiError, Object
 
 
 @dataclass(frozen=True)

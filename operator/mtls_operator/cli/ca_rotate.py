@@ -15,6 +15,7 @@ from typing import Any
 from mtls_operator.api.durations import format_duration, parse_duration
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
 from mtls_operator.api.outputs import CA_CRT, TLS_CRT, TLS_KEY
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import format_timestamp, parse_timestamp
@@ -33,7 +34,7 @@ from mtls_operator.pki import (
     load_certificates,
 )
 from mtls_operator.pki.certs import fingerprint_sha256
-from mtls_operator.runtime.kube import Kube, secrets_path
+from mtls_operator.runtime.kube import Kube
 
 POLL_SECONDS = 2.0
 # When step 2 was done: pod certificates of the cluster CA are renewed by the

@@ -11,6 +11,7 @@ from typing import Any
 
 from mtls_operator.api.managed_secret import read_secret
 from mtls_operator.api.outputs import CA_CRT, TLS_CRT
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import RENEW_REQUESTED_ANNOTATION, certificates_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import parse_timestamp
@@ -25,7 +26,6 @@ from mtls_operator.runtime.kube import (
     KubeconfigChoice,
     current_namespace,
     kubeconfig_login,
-    secrets_path,
 )
 
 STATUS_FORMATS = (TABLE, WIDE, *MACHINE_FORMATS)

@@ -13,7 +13,8 @@ import datetime
 from dataclasses import dataclass
 
 from mtls_operator.api.durations import format_duration, parse_duration
-from mtls_operator.runtime.kube import ApiError, Kube, core_path
+from mtls_operator.api.paths import CORE, core_path, resource_path
+from mtls_operator.runtime.kube import ApiError, Kube
 
 # The jitter on top of syncFrequency, and the atomic write of the files.
 JITTER = 0.5
@@ -65,7 +66,9 @@ async def propagation(kube: Kube) -> Propagation:
 
 async def _sync_frequency(kube: Kube, node: str) -> datetime.timedelta | None:
     try:
-        configz = await kube.get(f"{core_path('nodes', None, node)}/proxy/configz", retry=False)
+        configz = await kube.get(
+            resource_path(CORE, "nodes", None, node, "proxy/configz"), retry=False
+        )
     except ApiError:
         return None
     text = ((configz or {}).get("kubeletconfig") or {}).get("syncFrequency")

@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 
 from mtls_operator.api.mtls_policy import InvalidPolicy, PolicySpec
+from mtls_operator.api.resources import policies_path
 from mtls_operator.api.status import policy_status, same_status
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import ApiError
-from mtls_operator.tenancy.store import POLICIES_PATH, Tenancy
+from mtls_operator.tenancy.store import Tenancy
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ NAME = "mtlspolicies"
 
 
 def policy_status_path(name: str) -> str:
-    return f"{POLICIES_PATH}/{name}/status"
+    return policies_path(name, "status")
 
 
 class PolicyController:

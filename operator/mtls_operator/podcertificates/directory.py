@@ -11,8 +11,9 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Generic, TypeVar
 
 from mtls_operator.api.kept import kept
+from mtls_operator.api.paths import core_path
 from mtls_operator.policy.pod_request import Annotations, PodFacts
-from mtls_operator.runtime.kube import Kube, Object, ObjectKey, core_path, object_key
+from mtls_operator.runtime.kube import Kube, Object, ObjectKey, object_key
 from mtls_operator.runtime.reflector import Reflector
 
 K = TypeVar("K", bound=Hashable)

@@ -8,13 +8,14 @@ import datetime
 from collections.abc import Callable
 from typing import TypeVar
 
+from mtls_operator.api.paths import core_path
 from mtls_operator.api.pod_certificates import PodCertificateRequest
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.pki.requests import public_key_of_request
 from mtls_operator.podcertificates.directory import Directory, pod_facts, uid_of
 from mtls_operator.policy.pod_request import Input, PodFacts
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import Kube, Object, core_path
+from mtls_operator.runtime.kube import Kube, Object
 from mtls_operator.tenancy.store import Tenancy
 
 F = TypeVar("F")

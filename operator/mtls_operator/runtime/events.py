@@ -7,9 +7,10 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+from mtls_operator.api.paths import events_path
 from mtls_operator.api.timestamps import format_timestamp
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import ApiError, Kube, events_path
+from mtls_operator.runtime.kube import ApiError, Kube
 
 logger = logging.getLogger(__name__)
 

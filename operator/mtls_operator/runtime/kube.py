@@ -129,26 +129,6 @@ def object_key(body: Mapping[str, Any]) -> ObjectKey:
     return (metadata.get("namespace", ""), metadata.get("name", ""))
 
 
-def core_path(plural: str, namespace: str | None = None, name: str | None = None) -> str:
-    """The path of a core (v1) resource: of one namespace's collection, or of
-    every namespace's (or a cluster-scoped one) when `namespace` is None."""
-    base = f"/api/v1/namespaces/{namespace}/{plural}" if namespace else f"/api/v1/{plural}"
-    return f"{base}/{name}" if name else base
-
-
-def secrets_path(namespace: str | None, name: str | None = None) -> str:
-    return core_path("secrets", namespace, name)
-
-
-def events_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/events"
-
-
-def leases_path(namespace: str, name: str | None = None) -> str:
-    base = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
-    return f"{base}/{name}" if name else base
-
-
 class Pages:
     def __init__(
         self, kube: Kube, path: str, params: dict[str, str], *, metadata_only: bool = False

@@ -10,8 +10,9 @@ import datetime
 import logging
 from typing import Any
 
+from mtls_operator.api.paths import leases_path
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import ApiError, Kube, leases_path
+from mtls_operator.runtime.kube import ApiError, Kube
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class LeaseElection:
         clock: Clock,
     ) -> None:
         self._kube = kube
-        self._path = leases_path(namespace)
+        self._collection = leases_path(namespace)
+        self._path = leases_path(namespace, name)
         self._name = name
         self.identity = identity
         self._lease_duration = lease_duration
@@ -106,16 +108,12 @@ class LeaseElection:
             return
         self.leading = False
         try:
-            lease = await self._kube.get(
-                f"{self._path}/{self._name}", retry=False, timeout=_CALL_TIMEOUT
-            )
+            lease = await self._kube.get(self._path, retry=False, timeout=_CALL_TIMEOUT)
             if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 return
             lease["spec"]["holderIdentity"] = None
             lease["spec"]["leaseDurationSeconds"] = 1
-            await self._kube.replace(
-                f"{self._path}/{self._name}", lease, retry=False, timeout=_CALL_TIMEOUT
-            )
+            await self._kube.replace(self._path, lease, retry=False, timeout=_CALL_TIMEOUT)
         except ApiError as err:
             logger.warning("could not release the Lease: %s", err)
 
@@ -123,9 +121,7 @@ class LeaseElection:
         now = self._clock.time()
         self._held_by_another = False
         # One attempt per call, no retries: the caller's deadline decides.
-        lease = await self._kube.get(
-            f"{self._path}/{self._name}", retry=False, timeout=_CALL_TIMEOUT
-        )
+        lease = await self._kube.get(self._path, retry=False, timeout=_CALL_TIMEOUT)
         if lease is None:
             return await self._create(now)
         spec: dict[str, Any] = dict(lease.get("spec") or {})
@@ -152,7 +148,7 @@ class LeaseElection:
         lease["spec"] = spec
         try:
             updated = await self._kube.replace(
-                f"{self._path}/{self._name}", lease, retry=False, timeout=_CALL_TIMEOUT
+                self._path, lease, retry=False, timeout=_CALL_TIMEOUT
             )
         except ApiError as err:
             if err.conflict:
@@ -176,7 +172,7 @@ class LeaseElection:
             },
         }
         try:
-            await self._kube.create(self._path, body, retry=False, timeout=_CALL_TIMEOUT)
+            await self._kube.create(self._collection, body, retry=False, timeout=_CALL_TIMEOUT)
         except ApiError as err:
             if err.conflict:
                 return False

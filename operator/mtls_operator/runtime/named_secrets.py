@@ -14,8 +14,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.secret_data import decode_data
-from mtls_operator.runtime.kube import Kube, Object, ObjectKey, secrets_path
+from mtls_operator.runtime.kube import Kube, Object, ObjectKey
 from mtls_operator.runtime.reflector import Reflector
 
 User = TypeVar("User", bound=Hashable)

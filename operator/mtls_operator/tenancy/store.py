@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mtls_operator.api.mtls_policy import InvalidPolicy, LabelSelector, PolicySpec, parse_policy
-from mtls_operator.api.resources import GROUP, VERSION
+from mtls_operator.api.paths import core_path
+from mtls_operator.api.resources import policies_path
 from mtls_operator.pki.names import is_dns_name
 from mtls_operator.policy.identity import IdentityMode, IdentityRules
 from mtls_operator.runtime.core import Runtime
@@ -24,8 +25,8 @@ from mtls_operator.runtime.reflector import Reflector
 
 logger = logging.getLogger(__name__)
 
-NAMESPACES_PATH = "/api/v1/namespaces"
-POLICIES_PATH = f"/apis/{GROUP}/{VERSION}/mtlspolicies"
+NAMESPACES_PATH = core_path("namespaces")
+POLICIES_PATH = policies_path()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
-from mtls_operator.runtime.kube import core_path
+from mtls_operator.api.paths import core_path
 
 CONFIGMAP_NAME = "mtls-ca-bundle"
 BUNDLE_KEY = "ca.crt"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.certificates.controller import NAME
 from mtls_operator.pki import CertificateAuthority
@@ -24,7 +25,6 @@ from mtls_operator.podcertificates.controller import (
 from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kube import secrets_path
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 

@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from mtls_operator.api.managed_secret import read_secret
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import CertificateRef, certificates_path
 from mtls_operator.certificates.controller import NAME, CertificateController
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kube import secrets_path
 
 from support import objects
 from support.authorities import make_ca

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from mtls_operator.api.managed_secret import RENEWAL_REQUEST_ANNOTATION, read_secret
+from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.certificates.controller import CertificateController
 from mtls_operator.certificates.store import Store
 from mtls_operator.pki import CertificateAuthority
-from mtls_operator.runtime.kube import secrets_path
 
 from support.clock import NOW, FakeClock
 from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of

@@ -9,12 +9,13 @@ import asyncio
 from typing import Any
 
 from mtls_operator.api.mtls_policy import parse_policy
+from mtls_operator.api.resources import policies_path
 from mtls_operator.api.spec import parse_spec
 from mtls_operator.mtlspolicies.controller import PolicyController
 from mtls_operator.policy.identity import IdentityRules, identity_violation
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
-from mtls_operator.tenancy.store import POLICIES_PATH, IdentitySettings, Tenancy
+from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
 from support.clock import NOW, FakeClock
 from support.fake_api import FakeKube
@@ -71,9 +72,9 @@ def test_the_policy_status_names_the_entries_that_grant_nothing() -> None:
         "metadata": {"name": "legacy", "uid": "uid-legacy", "generation": 1},
         "spec": LEGACY,
     }
-    tenancy.policy_sink.replace([kube.put(f"{POLICIES_PATH}/legacy", body)])
+    tenancy.policy_sink.replace([kube.put(policies_path("legacy"), body)])
     asyncio.run(PolicyController(runtime, tenancy).reconcile("legacy"))
-    ready = kube.objects[f"{POLICIES_PATH}/legacy"]["status"]["conditions"][0]
+    ready = kube.objects[policies_path("legacy")]["status"]["conditions"][0]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "EntriesIgnored")
     assert ready["message"].startswith("selects 1 namespace; these entries grant nothing: ")
     assert all(entry in ready["message"] for entry in IGNORED), ready["message"]
