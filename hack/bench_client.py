@@ -70,7 +70,8 @@ def event(name: str) -> dict[str, Any]:
 
 async def project_client(task: str, count: int, prefix: str) -> dict[str, float]:
     from mtls_operator.api.paths import events_path, secrets_path  # noqa: PLC0415
-    from mtls_operator.runtime.kube import Kube, default_login  # noqa: PLC0415
+    from mtls_operator.runtime.kube import Kube  # noqa: PLC0415
+    from mtls_operator.runtime.login import default_login  # noqa: PLC0415
 
     kube = Kube(default_login, max_connections=CONCURRENCY * 2)
     try:
@@ -218,7 +219,8 @@ def fill(count: int) -> None:
 
     async def create_all() -> None:
         from mtls_operator.api.paths import secrets_path  # noqa: PLC0415
-        from mtls_operator.runtime.kube import Kube, default_login  # noqa: PLC0415
+        from mtls_operator.runtime.kube import Kube  # noqa: PLC0415
+        from mtls_operator.runtime.login import default_login  # noqa: PLC0415
 
         kube = Kube(default_login, max_connections=CONCURRENCY * 2)
         try:

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.status import ready_condition
-from mtls_operator.runtime.kube import Kube, default_login
+from mtls_operator.runtime.kube import Kube
+from mtls_operator.runtime.login import default_login
 
 from localcluster import Kubectl, LocalCluster, control_plane_bin_dir
 from operator_process import OperatorProcess

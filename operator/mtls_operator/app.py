@@ -21,7 +21,8 @@ from mtls_operator.podcertificates.controller import (
 from mtls_operator.runtime.clock import Clock, SystemClock
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kopf_lifecycle import build_registry
-from mtls_operator.runtime.kube import Kube, Login
+from mtls_operator.runtime.kube import Kube
+from mtls_operator.runtime.login import Login
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 from mtls_operator.trustbundles.controller import (
@@ -60,7 +61,7 @@ class Operator:
         self.config = config
         self._login = login
         clock = clock or SystemClock()
-        self.runtime = Runtime(Kube(login), clock, metrics, workers=config.workers)
+        self.runtime = Runtime(Kube(login, clock=clock), clock, metrics, workers=config.workers)
         self.authorities = AuthorityStore(self.runtime.kube, clock, metrics)
         self.tenancy = Tenancy(self.runtime, config.identity)
         self.policies = PolicyController(self.runtime, self.tenancy)

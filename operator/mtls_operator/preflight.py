@@ -12,7 +12,8 @@ from mtls_operator.api.paths import core_path, group_version_path, resource_path
 from mtls_operator.api.pod_certificates import CERTIFICATES_API_VERSION
 from mtls_operator.api.resources import API_VERSION, GROUP
 from mtls_operator.app import OperatorConfig
-from mtls_operator.runtime.kube import ApiError, Kube
+from mtls_operator.runtime.api_errors import ApiError
+from mtls_operator.runtime.kube import Kube
 
 RBAC_HINT = "bind the ClusterRoles of deploy/base/rbac.yaml to the operator's ServiceAccount"
 

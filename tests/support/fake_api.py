@@ -15,8 +15,9 @@ from typing import Any
 from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CAState
 from mtls_operator.certificates.controller import CertificateController, Settings
 from mtls_operator.policy.identity import IdentityMode
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kube import ApiError, Kube, Object
+from mtls_operator.runtime.kube import Kube, Object
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 

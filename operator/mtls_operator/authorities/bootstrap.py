@@ -12,8 +12,9 @@ from mtls_operator.api.secret_data import encode_data
 from mtls_operator.authorities.layouts import CA_LAYOUTS, TRUST_BUNDLE_KEY
 from mtls_operator.authorities.store import CARef
 from mtls_operator.pki import KeySpec, certificates_to_pem, create_root_ca, private_key_to_pem
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import ApiError, Kube
+from mtls_operator.runtime.kube import Kube
 
 logger = logging.getLogger(__name__)
 

@@ -37,10 +37,11 @@ from mtls_operator.policy.certificate import RATE_LIMITED_TRIGGERS, RENEWAL_TRIG
 from mtls_operator.policy.identity import issued_request
 from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.events import NORMAL
-from mtls_operator.runtime.kube import ApiError, ObjectKey, object_key
+from mtls_operator.runtime.kube import ObjectKey, object_key
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.runtime.scheduler import namespace_of

@@ -30,8 +30,9 @@ from mtls_operator.certificates.foreign_secrets import ForeignSecrets
 from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.store import CertificateRecord, Store
 from mtls_operator.pki import CertificateAuthority, LeafRequest
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kube import ApiError, Object
+from mtls_operator.runtime.kube import Object
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from mtls_operator.certificates.store import CertificateRecord, Store
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.policy.certificate import secret_renewal_time
 from mtls_operator.runtime import backoff
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.events import WARNING
-from mtls_operator.runtime.kube import ApiError
 from mtls_operator.runtime.metrics import CertificateGauges
 from mtls_operator.runtime.scheduler import Lane
 

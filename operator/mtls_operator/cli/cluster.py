@@ -19,14 +19,10 @@ from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import MACHINE_FORMATS, TABLE, WIDE, dump, table
 from mtls_operator.cli.report import EXIT_CHAIN_INVALID, render_chain_report
 from mtls_operator.pki import CertificateLoadError, inspect_chain, load_certificates
-from mtls_operator.runtime.kube import (
-    NO_CREDENTIALS,
-    ApiError,
-    Kube,
-    KubeconfigChoice,
-    current_namespace,
-    kubeconfig_login,
-)
+from mtls_operator.runtime.api_errors import ApiError
+from mtls_operator.runtime.kube import Kube
+from mtls_operator.runtime.kubeconfig import NO_CREDENTIALS, KubeconfigChoice, current_namespace
+from mtls_operator.runtime.login import kubeconfig_login
 
 STATUS_FORMATS = (TABLE, WIDE, *MACHINE_FORMATS)
 # Headings of `status` and the row keys under them; `-o wide` adds WIDE_COLUMNS.

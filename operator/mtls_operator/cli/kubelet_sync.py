@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from mtls_operator.api.durations import format_duration, parse_duration
 from mtls_operator.api.paths import CORE, core_path, resource_path
-from mtls_operator.runtime.kube import ApiError, Kube
+from mtls_operator.runtime.api_errors import ApiError
+from mtls_operator.runtime.kube import Kube
 
 # The jitter on top of syncFrequency, and the atomic write of the files.
 JITTER = 0.5

@@ -20,7 +20,7 @@ from mtls_operator.cli.output import add_output_argument
 from mtls_operator.cli.parsers import EXIT_USAGE, PROGRAM, add_command, examples
 from mtls_operator.cli.recipe import RecipeError
 from mtls_operator.pki import PKIError
-from mtls_operator.runtime.kube import ApiError
+from mtls_operator.runtime.api_errors import ApiError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

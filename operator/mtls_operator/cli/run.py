@@ -28,8 +28,9 @@ from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime.clock import SystemClock
 from mtls_operator.runtime.collector import tune_collector
 from mtls_operator.runtime.endpoints import start_endpoints
-from mtls_operator.runtime.kube import Kube, default_login
+from mtls_operator.runtime.kube import Kube
 from mtls_operator.runtime.leader import LeaseElection
+from mtls_operator.runtime.login import default_login
 from mtls_operator.runtime.logs import OncePerCause
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings

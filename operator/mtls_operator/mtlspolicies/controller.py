@@ -10,8 +10,8 @@ from mtls_operator.api.mtls_policy import InvalidPolicy, PolicySpec
 from mtls_operator.api.resources import policies_path
 from mtls_operator.api.status import policy_status, same_status
 from mtls_operator.runtime import backoff
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kube import ApiError
 from mtls_operator.tenancy.store import Tenancy
 
 logger = logging.getLogger(__name__)

@@ -28,9 +28,10 @@ from mtls_operator.podcertificates.directory import Directory
 from mtls_operator.podcertificates.gather import Gatherer
 from mtls_operator.policy import pod_request
 from mtls_operator.runtime import backoff
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.errors import one_line
-from mtls_operator.runtime.kube import ApiError, Object, ObjectKey
+from mtls_operator.runtime.kube import Object, ObjectKey
 from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.runtime.scheduler import namespace_of
 from mtls_operator.tenancy.store import Tenancy

@@ -3,6 +3,7 @@ given this object, so that tests pass a fake one instead of patching modules."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 from typing import Protocol
@@ -18,6 +19,9 @@ class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds that never go back: for durations and deadlines."""
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait that long: a back-off, or a period between polls."""
+
 
 class SystemClock:
     def now(self) -> datetime.datetime:
@@ -28,3 +32,9 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()

@@ -9,8 +9,9 @@ from typing import Any
 
 from mtls_operator.api.paths import events_path
 from mtls_operator.api.timestamps import format_timestamp
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import ApiError, Kube
+from mtls_operator.runtime.kube import Kube
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from mtls_operator.runtime.kube import Login
+from mtls_operator.runtime.login import Login
 
 
 def build_registry(

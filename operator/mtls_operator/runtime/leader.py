@@ -11,8 +11,9 @@ import logging
 from typing import Any
 
 from mtls_operator.api.paths import leases_path
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import ApiError, Kube
+from mtls_operator.runtime.kube import Kube
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class LeaseElection:
                 if not announced:
                     logger.info("waiting to lead: Lease %s is held by another replica", self._name)
                     announced = True
-            await asyncio.sleep(self._retry_period)
+            await self._clock.sleep(self._retry_period)
         self.leading = True
         logger.info("leading as %s (Lease %s)", self.identity, self._name)
 
@@ -79,7 +80,7 @@ class LeaseElection:
         stops before a standby may start)."""
         last_renewal = self._clock.monotonic()
         while True:
-            await asyncio.sleep(self._retry_period)
+            await self._clock.sleep(self._retry_period)
             remaining = self._renew_deadline - (self._clock.monotonic() - last_renewal)
             try:
                 renewed = await asyncio.wait_for(

@@ -10,16 +10,11 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 from mtls_operator.runtime import backoff
+from mtls_operator.runtime.api_errors import ApiError, Gone
+from mtls_operator.runtime.clock import SYSTEM_CLOCK, Clock
 from mtls_operator.runtime.errors import FIX_FOR_STATUS
-from mtls_operator.runtime.kube import (
-    WATCH_INACTIVITY_SECONDS,
-    ApiError,
-    Gone,
-    Kube,
-    Object,
-    Stalled,
-    WatchEventTooLarge,
-)
+from mtls_operator.runtime.kube import WATCH_INACTIVITY_SECONDS, Kube, Object, Stalled
+from mtls_operator.runtime.watch_lines import WatchEventTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +58,7 @@ class Reflector:
         *,
         absent_is_empty: bool = False,
         metadata_only: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`absent_is_empty`: a resource the API server does not serve (its
         CRD is not installed) reads as an empty collection, checked again
@@ -75,6 +71,7 @@ class Reflector:
         self._on_error = on_error
         self._absent_is_empty = absent_is_empty
         self._metadata_only = metadata_only
+        self._clock = clock
         self.synced = asyncio.Event()
         # True while the API server does not serve the resource (absent_is_empty).
         self.absent = False
@@ -120,7 +117,7 @@ class Reflector:
                 self._empty()
                 self.synced.set()
                 resource_version = ""
-                await asyncio.sleep(backoff.WATCH[-1])
+                await self._clock.sleep(backoff.WATCH[-1])
             except Stalled:
                 # Opened again at once, from where it was: nothing is missed.
                 logger.warning(
@@ -146,7 +143,7 @@ class Reflector:
             self.problem = problem
         if self._on_error is not None:
             self._on_error(message)
-        await asyncio.sleep(delay)
+        await self._clock.sleep(delay)
         return failures + 1
 
     def _solved(self) -> None:

@@ -27,8 +27,9 @@ from mtls_operator.api.pod_certificates import cluster_trust_bundles_path, trust
 from mtls_operator.authorities.store import AuthorityStore, CARef
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime import backoff
+from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kube import ApiError, Object
+from mtls_operator.runtime.kube import Object
 from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.tenancy.store import Tenancy
 from mtls_operator.trustbundles.objects import (

@@ -9,7 +9,8 @@ from typing import Any, cast
 import pytest
 
 from mtls_operator.cli.kubelet_sync import propagation
-from mtls_operator.runtime.kube import ApiError, Kube
+from mtls_operator.runtime.api_errors import ApiError
+from mtls_operator.runtime.kube import Kube
 
 from support.loop import run
 

@@ -14,12 +14,8 @@ import kopf
 import pytest
 from aiohttp import web
 
-from mtls_operator.runtime.kube import (
-    MAX_WATCH_EVENT_BYTES,
-    Kube,
-    WatchEventTooLarge,
-    WatchLines,
-)
+from mtls_operator.runtime.kube import Kube
+from mtls_operator.runtime.watch_lines import MAX_WATCH_EVENT_BYTES, WatchEventTooLarge, WatchLines
 
 PATH = "/api/v1/secrets"
 
