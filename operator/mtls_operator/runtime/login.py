@@ -9,11 +9,11 @@ in the same file, or a credential an exec plugin renews, is picked up."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-import aiohttp
 import kopf
 
 from mtls_operator.runtime.api_errors import ApiError
@@ -106,5 +106,8 @@ def authorization(info: kopf.ConnectionInfo) -> dict[str, str]:
     if info.token:
         return {"Authorization": f"{info.scheme or 'Bearer'} {info.token}"}
     if info.username and info.password:
-        return {"Authorization": aiohttp.BasicAuth(info.username, info.password).encode()}
+        # RFC 7617, in latin-1 as aiohttp's BasicAuth encodes it: that class
+        # is deprecated since aiohttp 3.14 and goes in 4.0.
+        pair = f"{info.username}:{info.password}".encode("latin-1")
+        return {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
     return {}
