@@ -126,9 +126,10 @@ class Kube:
         extra = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
         # Encoded once, as bytes: the transport sends them as they are.
         data = None if body is None else json.dumps(body).encode()
-        relogged = False
         delays = (*backoff.REQUEST, None) if retry else (None,)
-        for attempt, delay in enumerate(delays):
+        attempt, relogged = 0, False
+        while True:
+            delay = delays[attempt]
             connection = await self._connect()
             try:
                 reply = await connection.transport.call(
@@ -141,18 +142,21 @@ class Kube:
                     "API request %s %s failed (attempt %d): %s", method, path, attempt, err
                 )
                 await self._clock.sleep(delay)
+                attempt += 1
                 continue
             if reply.status == 401 and not relogged:
+                # Made again at once with fresh credentials (a rotated token):
+                # that is no retry, and a call that is not retried gets it too.
                 relogged = True
                 await self._reset(connection)
                 continue
             if reply.status in _RETRIABLE_STATUSES and delay is not None:
                 await self._clock.sleep(_retry_after(reply.retry_after, delay))
+                attempt += 1
                 continue
             if reply.status >= 400:
                 raise api_error(reply.status, reply.body)
             return json.loads(reply.body) if reply.body else {}
-        raise ApiError(0, "Unreachable", f"{method} {path} kept failing")
 
     async def get(
         self,

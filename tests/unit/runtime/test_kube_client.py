@@ -261,3 +261,14 @@ def test_concurrent_calls_log_in_once() -> None:
 
     against(server, calls)
     assert len(server.logins) == 1
+
+
+def test_a_call_that_is_not_retried_is_still_made_again_after_a_fresh_login() -> None:
+    server = FakeApiServer()
+    server.refuse("GET", SECRET, 401, "Unauthorized")
+    server.answer("GET", SECRET, named("web-tls", "1"))
+
+    found, _ = against(server, lambda kube: kube.get(SECRET, retry=False))
+
+    assert found == named("web-tls", "1")
+    assert len(server.logins) == 2
