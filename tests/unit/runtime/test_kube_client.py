@@ -134,14 +134,18 @@ def test_no_answer_is_retried_then_reported_as_unreachable() -> None:
     server.answer("GET", SECRET, named("web-tls", "1"))
     server.drop("GET", SECRET)
 
-    async def calls(kube: Kube) -> None:
+    clock = FakeClock(NOW)
+
+    async def calls() -> None:
+        kube = server.client(clock)
         assert await kube.get(SECRET) == named("web-tls", "1")
         await kube.get(SECRET, retry=False)
 
     with pytest.raises(ApiError, match=r"^ClientConnectorError: connection refused$") as caught:
-        against(server, calls)
+        run(calls)
     assert caught.value.status == 0
     assert caught.value.reason == "Unreachable"
+    assert clock.slept == [backoff.REQUEST[0]]
 
 
 def test_a_401_logs_in_again_once() -> None:
