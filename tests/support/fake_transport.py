@@ -136,15 +136,16 @@ class FakeApiServer:
         sent = replace(request, params=dict(request.params or {}), headers=dict(request.headers))
         self.received.append(Received(sent, watch))
 
-    async def _wait_forever(self) -> None:
+    async def wait_forever(self) -> None:
+        """What a request with nothing scripted does: the test ends it."""
         self._idle.set()
         await asyncio.Future()
 
-    def _next_answer(self, method: str, path: str) -> Reply | Exception | None:
+    def next_answer(self, method: str, path: str) -> Reply | Exception | None:
         queue = self._calls.get((method, path))
         return queue.popleft() if queue else None
 
-    def _next_stream(self, path: str) -> Stream | None:
+    def next_stream(self, path: str) -> Stream | None:
         queue = self._watches.get(path)
         return queue.popleft() if queue else None
 
@@ -152,13 +153,12 @@ class FakeApiServer:
 class _Transport:
     def __init__(self, server: FakeApiServer) -> None:
         self._server = server
-        self.closed = False
 
     async def call(self, request: Request) -> Reply:
         self._server.receive(request, watch=False)
-        answer = self._server._next_answer(request.method, request.path)
+        answer = self._server.next_answer(request.method, request.path)
         if answer is None:
-            await self._server._wait_forever()
+            await self._server.wait_forever()
         if isinstance(answer, Exception):
             raise answer
         assert answer is not None
@@ -167,14 +167,14 @@ class _Transport:
     @asynccontextmanager
     async def watch(self, request: Request) -> AsyncIterator[WatchReply]:
         self._server.receive(request, watch=True)
-        stream = self._server._next_stream(request.path)
+        stream = self._server.next_stream(request.path)
         if stream is None:
-            await self._server._wait_forever()
+            await self._server.wait_forever()
         assert stream is not None
         yield _StreamReply(stream)
 
     async def close(self) -> None:
-        self.closed = True
+        """Nothing to close."""
 
 
 class _StreamReply:
