@@ -15,8 +15,7 @@ from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError, Gone
 from mtls_operator.runtime.kube import MERGE_PATCH, Kube, Stalled
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_transport import (
     TOKEN,
     FakeApiServer,

@@ -15,8 +15,7 @@ import pytest
 from mtls_operator.api.paths import leases_path
 from mtls_operator.runtime.leader import LeaseElection, LostLeadership
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_transport import FakeApiServer, Received
 from support.loop import run
 

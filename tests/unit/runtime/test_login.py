@@ -14,8 +14,7 @@ from mtls_operator.runtime.kube import Kube
 from mtls_operator.runtime.kubeconfig import NO_CREDENTIALS, KubeconfigChoice, current_namespace
 from mtls_operator.runtime.login import InCluster, authorization, login
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_transport import FakeApiServer, named
 from support.loop import run
 

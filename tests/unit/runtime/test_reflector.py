@@ -11,8 +11,7 @@ from mtls_operator.runtime.kube import Object
 from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.runtime.watch_lines import MAX_WATCH_EVENT_BYTES
 
-from conftest import NOW
-from support.clock import FakeClock
+from support.clock import NOW, FakeClock
 from support.fake_transport import (
     FakeApiServer,
     bookmark,
