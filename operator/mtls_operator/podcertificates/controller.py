@@ -29,10 +29,10 @@ from mtls_operator.podcertificates.gather import Gatherer
 from mtls_operator.policy import pod_request
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError
+from mtls_operator.runtime.cache import Change
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.errors import one_line
-from mtls_operator.runtime.kube import Object, ObjectKey
-from mtls_operator.runtime.reflector import Reflector
+from mtls_operator.runtime.kube import ObjectKey
 from mtls_operator.runtime.scheduler import namespace_of
 from mtls_operator.tenancy.store import Tenancy
 
@@ -53,21 +53,6 @@ class PodSignerSettings:
     signer_name: str = DEFAULT_SIGNER_NAME
     max_duration: datetime.timedelta = datetime.timedelta(hours=24)
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
-
-
-class _RequestSink:
-    def __init__(self, controller: PodCertificateController) -> None:
-        self._controller = controller
-
-    def replace(self, items: list[Object]) -> None:
-        for item in items:
-            self._controller.on_request(item)
-
-    def apply(self, event_type: str, obj: Object) -> None:
-        if event_type == "DELETED":
-            self._controller.forget(read_request(obj).key)
-        else:
-            self._controller.on_request(obj)
 
 
 class PodCertificateController:
@@ -95,8 +80,23 @@ class PodCertificateController:
             runtime.clock,
             max_duration=settings.max_duration,
         )
-        self._pending: dict[ObjectKey, PodCertificateRequest] = {}
-        self._failures: dict[ObjectKey, int] = {}
+        # The requests of this signer only (a server-side field selector).
+        selector = {"fieldSelector": f"spec.signerName={settings.signer_name}"}
+        self.requests = [
+            runtime.cache.informer(
+                f"podcertificaterequests-{namespace or 'all'}",
+                pod_certificate_requests_path(namespace),
+                read_request,
+                selector,
+                absent_is_empty=True,
+            )
+            for namespace in settings.namespaces or (None,)
+        ]
+        # The requests to answer: not decided yet, and not answered by us
+        # (our answer may not have come back through the watch yet).
+        self._pending: set[ObjectKey] = set()
+        for requests in self.requests:
+            requests.subscribe(self._on_change)
 
     async def start(self) -> None:
         """Watch the requests of this signer only (a server-side field
@@ -108,33 +108,28 @@ class PodCertificateController:
             self._runtime.kube, self._settings.namespaces
         ).items():
             self._runtime.watch(watch, name)
-        selector = {"fieldSelector": f"spec.signerName={self._settings.signer_name}"}
-        reflectors = []
-        for namespace in self._settings.namespaces or (None,):
-            path = pod_certificate_requests_path(namespace)
-            reflector = Reflector(
-                self._runtime.kube, path, _RequestSink(self), selector, absent_is_empty=True
-            )
-            reflectors.append(reflector)
-            self._runtime.watch(reflector, f"podcertificaterequests-{namespace or 'all'}")
-        for reflector in reflectors:
-            await reflector.synced.wait()
+        for requests in self.requests:
+            await requests.synced()
 
-    def on_request(self, body: Object) -> None:
-        request = read_request(body)
-        if request.outcome is not None or request.signer_name != self._settings.signer_name:
-            self.forget(request.key)
-            return
-        self._pending[request.key] = request
-        self._lane.add(request.key)
+    def _on_change(self, change: Change[PodCertificateRequest]) -> None:
+        request = change.new
+        if request is None or request.outcome is not None:
+            self._forget(change.key)
+        elif request.signer_name == self._settings.signer_name:
+            self._pending.add(change.key)
+            self._lane.add(change.key)
 
-    def forget(self, key: ObjectKey) -> None:
-        self._pending.pop(key, None)
-        self._failures.pop(key, None)
-        self._lane.cancel(key)
+    def _forget(self, key: ObjectKey) -> None:
+        self._pending.discard(key)
+        self._lane.forget(key)
+
+    def _request(self, key: ObjectKey) -> PodCertificateRequest | None:
+        if key not in self._pending:
+            return None
+        return next((found for r in self.requests if (found := r.get(key)) is not None), None)
 
     async def reconcile(self, key: ObjectKey) -> None:
-        request = self._pending.get(key)
+        request = self._request(key)
         if request is None:
             return
         started = self._runtime.clock.monotonic()
@@ -198,7 +193,7 @@ class PodCertificateController:
             if not (err.not_found or err.status == 422) or "not permitted" in err.message:
                 raise
             logger.info("request %s/%s: %s", request.namespace, request.name, err.message)
-        self.forget(request.key)
+        self._forget(request.key)
 
     async def _wait_for_ca(self, request: PodCertificateRequest, message: str) -> None:
         created = parse_timestamp(request.created)
@@ -214,12 +209,8 @@ class PodCertificateController:
         self._retry(request, message)
 
     def _retry(self, request: PodCertificateRequest, message: str) -> None:
-        failures = self._failures.get(request.key, 0)
-        self._failures[request.key] = failures + 1
-        if failures == 0:
+        if self._lane.retry(request.key) == 0:
             logger.warning("request %s/%s waits: %s", request.namespace, request.name, message)
-        delay = backoff.delay(backoff.RECONCILE, failures)
-        self._lane.schedule(request.key, self._runtime.clock.time() + delay)
 
     def _ca_changed(self, _: object) -> None:
         for key in self._pending:

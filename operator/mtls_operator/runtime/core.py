@@ -1,5 +1,6 @@
-"""The runtime every controller shares: the API client, the clock, the work
-queue and scheduler, the worker pool, the crypto threads and the metrics.
+"""The runtime every controller shares: the API client, the cache of the
+cluster, the clock, the work queue and scheduler, the worker pool, the
+crypto threads and the metrics.
 Controllers register here; the runtime starts them, then hands each key
 that is due to the controller it belongs to."""
 
@@ -11,6 +12,7 @@ import logging
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Protocol, TypeVar
 
+from mtls_operator.runtime.cache import SharedCache
 from mtls_operator.runtime.clock import Clock
 from mtls_operator.runtime.events import EventRecorder
 from mtls_operator.runtime.fairness import FairThreads, Flow
@@ -66,6 +68,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._reflectors: list[Reflector] = []
         self._working = False
+        self.cache = SharedCache(kube, self.watch)
 
     async def compute(self, work: Callable[[], T], *, quick: bool) -> T:
         """CPU-bound work (keys, signatures, keystores): on the event loop
@@ -107,6 +110,7 @@ class Runtime:
 
         Safe to call again after a failure (kopf retries start-up handlers):
         what was started is kept, not started twice."""
+        self.cache.start()
         for name, controller in self._controllers.items():
             if name not in self._started:
                 await controller.start()

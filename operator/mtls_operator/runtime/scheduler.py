@@ -10,6 +10,7 @@ import heapq
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
+from mtls_operator.runtime import backoff
 from mtls_operator.runtime.clock import Clock
 from mtls_operator.runtime.fairness import FairOrder, Flow
 
@@ -70,7 +71,7 @@ class Scheduler(Generic[K]):
 
     def __init__(self, queue: WorkQueue[K], clock: Clock) -> None:
         self._queue = queue
-        self._clock = clock
+        self._clock = self.clock = clock
         self._heap: list[tuple[float, int, K]] = []
         self._due: dict[K, float] = {}
         self._sequence = 0
@@ -152,6 +153,8 @@ class Lane(Generic[K]):
         self._queue = queue
         self._tenant_of = tenant_of
         self._urgent = urgent
+        # Failures in a row of each key that is waiting to be tried again.
+        self._failures: dict[K, int] = {}
 
     def flow(self, key: K) -> Flow:
         tenant = self._tenant_of(key) if self._tenant_of is not None else self.name
@@ -167,6 +170,19 @@ class Lane(Generic[K]):
 
     def cancel(self, key: K) -> None:
         self._scheduler.cancel((self.name, key))
+
+    def retry(self, key: K, table: tuple[float, ...] = backoff.RECONCILE) -> int:
+        """Look at `key` again after a wait that grows with its failures in a
+        row (`table`); returns how many there were before this one."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        self.schedule(key, self._scheduler.clock.time() + backoff.delay(table, failures))
+        return failures
+
+    def forget(self, key: K) -> None:
+        """`key` is done with, or went well: no plan, no failures counted."""
+        self._failures.pop(key, None)
+        self.cancel(key)
 
     def due_at(self, key: K) -> float | None:
         return self._scheduler.due_at((self.name, key))

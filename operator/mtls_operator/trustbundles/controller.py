@@ -18,7 +18,6 @@ nothing: the roots stay until a usable CA says otherwise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
@@ -26,11 +25,9 @@ from mtls_operator.api.mtls_policy import LabelSelector
 from mtls_operator.api.pod_certificates import cluster_trust_bundles_path, trust_bundle_name
 from mtls_operator.authorities.store import AuthorityStore, CARef
 from mtls_operator.pki import CertificateAuthority
-from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError
+from mtls_operator.runtime.cache import Informer
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kube import Object
-from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.tenancy.store import Tenancy
 from mtls_operator.trustbundles.objects import (
     BUNDLE_KEY,
@@ -59,39 +56,6 @@ class TrustBundleSettings:
     namespace_selector: LabelSelector | None = None
 
 
-class _Sink:
-    """Keeps what a watch shows (by the name it is published under) and
-    queues the key that publishes it: a ClusterTrustBundle's signer name,
-    a ConfigMap's namespace."""
-
-    def __init__(
-        self, seen: dict[str, Published], lane_add: Callable[[Key], None], kind: str
-    ) -> None:
-        self._seen, self._add, self._kind = seen, lane_add, kind
-
-    def _names(self, obj: Object) -> tuple[str, str]:
-        """(where it is kept, the key's name)."""
-        metadata = obj.get("metadata") or {}
-        if self._kind == "ConfigMap":
-            namespace = str(metadata.get("namespace", ""))
-            return namespace, namespace
-        signer = str((obj.get("spec") or {}).get("signerName", ""))
-        return str(metadata.get("name", "")), signer
-
-    def replace(self, items: list[Object]) -> None:
-        self._seen.clear()
-        for item in items:
-            self._seen[self._names(item)[0]] = published(item)
-
-    def apply(self, event_type: str, obj: Object) -> None:
-        kept, key = self._names(obj)
-        if event_type == "DELETED":
-            self._seen.pop(kept, None)
-        else:
-            self._seen[kept] = published(obj)
-        self._add((self._kind, key))
-
-
 class TrustBundleController:
     name = NAME
 
@@ -107,46 +71,40 @@ class TrustBundleController:
         self._tenancy = tenancy
         self._settings = settings
         self._lane = runtime.lane(NAME)
-        self._bundles: dict[str, Published] = {}  # by ClusterTrustBundle name
-        self._configmaps: dict[str, Published] = {}  # by namespace
-        self._failures: dict[Hashable, int] = {}
+        managed = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
+        self._bundles = runtime.cache.informer(
+            "trust-bundles", cluster_trust_bundles_path(), published, managed, absent_is_empty=True
+        )
+        self._bundles.subscribe(
+            lambda change: self._lane.add(("ClusterTrustBundle", change.latest.signer_name))
+        )
+        self._configmaps: Informer[Published] | None = None
+        if settings.namespace_selector is not None:
+            # By name, not by label: an unmanaged ConfigMap of that name must
+            # be seen too, to be left alone.
+            self._configmaps = runtime.cache.informer(
+                "trust-bundle-configmaps",
+                configmaps_path(None),
+                published,
+                {"fieldSelector": f"metadata.name={CONFIGMAP_NAME}"},
+            )
+            self._configmaps.subscribe(lambda change: self._lane.add(("ConfigMap", change.key[0])))
         tenancy.on_labels_change(lambda namespace: self._lane.add(("ConfigMap", namespace)))
 
     def keys(self) -> list[Key]:
         keys: list[Key] = [("ClusterTrustBundle", s) for s in self._settings.signer_names]
         selector = self._settings.namespace_selector
-        namespaces = set(self._configmaps)
+        namespaces = {namespace for namespace, _ in self._configmaps or ()}
         if selector is not None:
             namespaces.update(self._tenancy.namespaces(selector))
         return keys + [("ConfigMap", ns) for ns in sorted(namespaces)]
 
     async def start(self) -> None:
         self._authorities.use(self._settings.cluster_ca, self._ca_changed, NAME)
-        managed = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
-        bundles = Reflector(
-            self._runtime.kube,
-            cluster_trust_bundles_path(),
-            _Sink(self._bundles, self._lane.add, "ClusterTrustBundle"),
-            managed,
-            absent_is_empty=True,
-        )
-        reflectors = [bundles]
-        if self._settings.namespace_selector is not None:
-            # By name, not by label: an unmanaged ConfigMap of that name must
-            # be seen too, to be left alone.
-            reflectors.append(
-                Reflector(
-                    self._runtime.kube,
-                    configmaps_path(None),
-                    _Sink(self._configmaps, self._lane.add, "ConfigMap"),
-                    {"fieldSelector": f"metadata.name={CONFIGMAP_NAME}"},
-                )
-            )
-        for index, reflector in enumerate(reflectors):
-            self._runtime.watch(reflector, f"trust-bundles-{index}")
-        for reflector in reflectors:
-            await reflector.synced.wait()
-        if bundles.absent:
+        await self._bundles.synced()
+        if self._configmaps is not None:
+            await self._configmaps.synced()
+        if self._bundles.absent:
             logger.warning(
                 "ClusterTrustBundles are not served: trust bundles go to ConfigMaps only"
             )
@@ -174,13 +132,10 @@ class TrustBundleController:
             else:
                 await self._publish_configmap(name, ca)
         except ApiError as err:
-            failures = self._failures.get(key, 0)
-            self._failures[key] = failures + 1
+            self._lane.retry(key)
             logger.warning("could not publish the trust bundle (%s %s): %s", kind, name, err)
-            delay = backoff.delay(backoff.RECONCILE, failures)
-            self._lane.schedule(key, self._runtime.clock.time() + delay)
             return
-        self._failures.pop(key, None)
+        self._lane.forget(key)
 
     async def _confirm_published(self, ca: CertificateAuthority | None = None) -> None:
         if ca is None:
@@ -190,14 +145,14 @@ class TrustBundleController:
             ca = state
         bundle = ca.trust_bundle_pem.decode()
         names = [trust_bundle_name(s, BUNDLE_SUFFIX) for s in self._settings.signer_names]
-        if all(self._bundles.get(n) and self._bundles[n].bundle == bundle for n in names):
+        if all(_holds(self._bundles.get(("", n)), bundle) for n in names):
             self._authorities.published(self._settings.cluster_ca, ca.trust_bundle_sha256)
 
     async def _publish_bundle(self, signer_name: str, ca: CertificateAuthority) -> None:
         name = trust_bundle_name(signer_name, BUNDLE_SUFFIX)
         bundle = ca.trust_bundle_pem.decode()
-        current = self._bundles.get(name)
-        if current is not None and current.bundle == bundle:
+        current = self._bundles.get(("", name))
+        if _holds(current, bundle):
             return
         body = trust_bundle_body(name, signer_name, bundle)
         kube = self._runtime.kube
@@ -218,13 +173,16 @@ class TrustBundleController:
         else:
             body["metadata"]["resourceVersion"] = current.resource_version
             written = await kube.replace(cluster_trust_bundles_path(name), body)
-        self._bundles[name] = published(written)
+        self._bundles.wrote(written)
         logger.info("published the trust bundle in ClusterTrustBundle %s", name)
 
     async def _publish_configmap(self, namespace: str, ca: CertificateAuthority) -> None:
-        selector = self._settings.namespace_selector
-        wanted = selector is not None and self._tenancy.selects(selector, namespace)
-        current = self._configmaps.get(namespace)
+        selector, configmaps = self._settings.namespace_selector, self._configmaps
+        if selector is None or configmaps is None:
+            return
+        wanted = self._tenancy.selects(selector, namespace)
+        key = (namespace, CONFIGMAP_NAME)
+        current = configmaps.get(key)
         kube = self._runtime.kube
         if current is not None and not current.managed:
             return  # someone else's ConfigMap: never touched
@@ -232,10 +190,10 @@ class TrustBundleController:
             if current is not None:
                 # A stale bundle is worse than none: it may still trust a dropped root.
                 await kube.delete(configmaps_path(namespace, CONFIGMAP_NAME))
-                self._configmaps.pop(namespace, None)
+                configmaps.removed(key)
             return
         bundle = ca.trust_bundle_pem.decode()
-        if current is not None and current.bundle == bundle:
+        if _holds(current, bundle):
             return
         body = configmap_body(namespace, bundle)
         if current is None:
@@ -251,8 +209,12 @@ class TrustBundleController:
                 "data": {BUNDLE_KEY: bundle},
             }
             written = await kube.merge_patch(configmaps_path(namespace, CONFIGMAP_NAME), patch)
-        self._configmaps[namespace] = published(written)
+        configmaps.wrote(written)
 
     def _ca_changed(self, _: object) -> None:
         for key in self.keys():
             self._lane.add(key)
+
+
+def _holds(current: Published | None, bundle: str) -> bool:
+    return current is not None and current.bundle == bundle

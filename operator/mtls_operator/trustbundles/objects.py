@@ -28,6 +28,7 @@ class Published:
     resource_version: str
     managed: bool
     bundle: str
+    signer_name: str = ""  # a ClusterTrustBundle's
 
 
 def published(body: Mapping[str, Any]) -> Published:
@@ -39,6 +40,7 @@ def published(body: Mapping[str, Any]) -> Published:
         resource_version=str(metadata.get("resourceVersion", "")),
         managed=labels.get(MANAGED_BY_LABEL) == MANAGER,
         bundle=str(spec.get("trustBundle") or data.get(BUNDLE_KEY) or ""),
+        signer_name=str(spec.get("signerName") or ""),
     )
 
 

@@ -136,7 +136,7 @@ def test_a_pod_request_from_a_namespace_not_seen_yet_waits_for_it(
         "metadata": {"namespace": "shop", "name": "req-1"},
         "spec": {"signerName": DEFAULT_SIGNER_NAME},
     }
-    signer.on_request(request)
+    signer.requests[0].apply("ADDED", request)
     asyncio.run(signer.reconcile(("shop", "req-1")))
     assert runtime.lane(signer.name).due_at(("shop", "req-1")) == (
         clock.time() + backoff.UNSEEN_NAMESPACE

@@ -248,3 +248,23 @@ def test_lanes_share_the_queue_without_mixing_their_keys() -> None:
         return [await queue.get() for _ in range(2)]
 
     assert run(scenario) == [("certificates", "a"), ("pods", "a")]
+
+
+def test_a_key_that_keeps_failing_waits_longer_each_time_until_forgotten() -> None:
+    async def scenario() -> None:
+        queue: WorkQueue[tuple[str, str]] = WorkQueue()
+        scheduler = Scheduler(queue, FakeClock.at(100.0))
+        lane: Lane[str] = Lane("pods", scheduler, queue)
+        table = (1.0, 5.0, 30.0)
+        assert [lane.retry("a", table) for _ in range(2)] == [0, 1]
+        assert lane.due_at("a") == 105.0
+        assert lane.retry("a", table) == 2
+        assert lane.retry("a", table) == 3
+        assert lane.due_at("a") == 130.0, "the table's last wait, from then on"
+        assert lane.retry("b", table) == 0, "each key counts its own failures"
+        lane.forget("a")
+        assert lane.due_at("a") is None
+        assert lane.retry("a", table) == 0
+        assert lane.due_at("a") == 101.0
+
+    run(scenario)

@@ -1,0 +1,249 @@
+"""One cache of the cluster that every controller reads, in the manner of
+client-go's shared informers: one reflector per kind and scope, whatever
+the number of controllers that need it; each object kept once, in the form
+its readers need (`transform`, decoded once as it arrives); indexes
+declared by name; and any number of subscribers told of each change, which
+queue keys on their own lanes. A re-list tells them of what it no longer
+holds, as if it had been deleted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from mtls_operator.runtime.kube import Kube, Object, ObjectKey, object_key
+from mtls_operator.runtime.reflector import Reflector
+
+T = TypeVar("T")
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+
+@dataclass(frozen=True)
+class Change(Generic[T]):
+    """What a subscriber hears: `old` is None for ADDED, `new` for DELETED."""
+
+    type: str
+    key: ObjectKey
+    old: T | None
+    new: T | None
+
+    @property
+    def latest(self) -> T:
+        """The object as it is now, or as it was when it was deleted."""
+        found = self.new if self.new is not None else self.old
+        if found is None:
+            raise ValueError(f"a change of {self.key} without an object")
+        return found
+
+
+class Informer(Generic[T]):
+    """The objects of one kind in one scope, as `transform` reads them, by
+    (namespace, name). Fed by one reflector (a `PagedSink`)."""
+
+    def __init__(self, transform: Callable[[Object], T]) -> None:
+        self._transform = transform
+        self._items: dict[ObjectKey, T] = {}
+        # What each item was read from: an event of the same version is a
+        # repeat (a re-list after a reconnect), and tells no one.
+        self._versions: dict[ObjectKey, str] = {}
+        self._index_functions: dict[str, Callable[[T], Iterable[Hashable]]] = {}
+        self._indexes: dict[str, defaultdict[Hashable, set[ObjectKey]]] = {}
+        self._subscribers: list[Callable[[Change[T]], None]] = []
+        self._listed: set[ObjectKey] | None = None  # keys seen by the re-list under way
+        self.reflector: Reflector | None = None
+
+    # Reading
+
+    def get(self, key: ObjectKey) -> T | None:
+        return self._items.get(key)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[ObjectKey]:
+        return iter(list(self._items))
+
+    def items(self) -> list[tuple[ObjectKey, T]]:
+        return list(self._items.items())
+
+    def keys_by(self, index: str, value: Hashable) -> set[ObjectKey]:
+        """The keys whose `index` function gave `value`."""
+        return set(self._indexes[index].get(value, ()))
+
+    async def synced(self) -> None:
+        """Once the first list is in (or the resource is not served)."""
+        if self.reflector is not None:
+            await self.reflector.synced.wait()
+
+    @property
+    def absent(self) -> bool:
+        """The API server does not serve this kind (its API is not enabled)."""
+        return self.reflector is not None and self.reflector.absent
+
+    # Our own writes, known before their watch events come
+
+    def wrote(self, obj: Object) -> None:
+        """What the API server answered to one of our writes: kept at once, so
+        that what is decided before its watch event comes sees it. The event,
+        of the same version, then tells no one again."""
+        self._put(object_key(obj), obj)
+
+    def removed(self, key: ObjectKey) -> None:
+        """Deleted by us: gone at once; its watch event then finds nothing."""
+        self._delete(key)
+
+    # Declaring
+
+    def add_index(self, name: str, values: Callable[[T], Iterable[Hashable]]) -> None:
+        """Declared once per name: asked again, the first declaration stays."""
+        if name in self._index_functions:
+            return
+        self._index_functions[name] = values
+        index = self._indexes[name] = defaultdict(set)
+        for key, item in self._items.items():
+            for value in values(item):
+                index[value].add(key)
+
+    def subscribe(self, handler: Callable[[Change[T]], None]) -> None:
+        """`handler` hears every change from now on, and first an ADDED for
+        each object already held, so that late subscribers miss nothing."""
+        self._subscribers.append(handler)
+        for key, item in list(self._items.items()):
+            handler(Change(ADDED, key, None, item))
+
+    # Fed by the reflector
+
+    def apply(self, event_type: str, obj: Object) -> None:
+        key = object_key(obj)
+        if event_type == DELETED:
+            self._delete(key)
+        else:
+            self._put(key, obj)
+
+    def begin_relist(self) -> None:
+        self._listed = set()
+
+    def add_page(self, items: list[Object]) -> None:
+        for obj in items:
+            key = object_key(obj)
+            if self._listed is not None:
+                self._listed.add(key)
+            self._put(key, obj)
+
+    def end_relist(self) -> None:
+        listed, self._listed = self._listed or set(), None
+        for key in [key for key in self._items if key not in listed]:
+            self._delete(key)
+
+    def _put(self, key: ObjectKey, obj: Object) -> None:
+        version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        if version and self._versions.get(key) == version:
+            return
+        old = self._items.get(key)
+        new = self._transform(obj)
+        self._unindex(key, old)
+        self._items[key] = new
+        self._versions[key] = version
+        self._index(key, new)
+        self._tell(Change(ADDED if old is None else MODIFIED, key, old, new))
+
+    def _delete(self, key: ObjectKey) -> None:
+        old = self._items.pop(key, None)
+        self._versions.pop(key, None)
+        if old is None:
+            return
+        self._unindex(key, old)
+        self._tell(Change(DELETED, key, old, None))
+
+    def _index(self, key: ObjectKey, item: T) -> None:
+        for name, values in self._index_functions.items():
+            for value in values(item):
+                self._indexes[name][value].add(key)
+
+    def _unindex(self, key: ObjectKey, item: T | None) -> None:
+        if item is None:
+            return
+        for name, values in self._index_functions.items():
+            index = self._indexes[name]
+            for value in values(item):
+                keys = index.get(value)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del index[value]
+
+    def _tell(self, change: Change[T]) -> None:
+        for handler in self._subscribers:
+            handler(change)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    path: str
+    params: tuple[tuple[str, str], ...]
+    metadata_only: bool
+
+
+class SharedCache:
+    """The informers of one operator, one per kind and scope (API path and
+    selectors). Informers are declared when controllers are made, and their
+    reflectors run from `start` (or at once, when declared later) for as
+    long as the operator runs (`watch`, the runtime's)."""
+
+    def __init__(self, kube: Kube, watch: Callable[[Reflector, str], None]) -> None:
+        self._kube = kube
+        self._watch = watch
+        # Each informer with the transform it keeps its kind in.
+        self._informers: dict[_Scope, tuple[Callable[[Object], Any], Informer[Any]]] = {}
+        self._waiting: list[tuple[Reflector, str]] = []  # declared before `start`
+        self._started = False
+
+    def start(self) -> None:
+        self._started = True
+        for reflector, name in self._waiting:
+            self._watch(reflector, name)
+        self._waiting.clear()
+
+    def informer(
+        self,
+        name: str,
+        path: str,
+        transform: Callable[[Object], T],
+        params: Mapping[str, str] | None = None,
+        *,
+        absent_is_empty: bool = False,
+        metadata_only: bool = False,
+    ) -> Informer[T]:
+        """The informer of `path` with `params`, started on first request;
+        asked for again, the same one (with the same `transform`: a kind is
+        kept in one form, so that no object is decoded twice)."""
+        scope = _Scope(path, tuple(sorted((params or {}).items())), metadata_only)
+        found = self._informers.get(scope)
+        if found is not None:
+            kept_transform, kept = found
+            if kept_transform is not transform:
+                raise ValueError(f"{path} is already kept in another form ({kept_transform!r})")
+            same: Informer[T] = kept
+            return same
+        informer: Informer[T] = Informer(transform)
+        informer.reflector = Reflector(
+            self._kube,
+            path,
+            informer,
+            params,
+            absent_is_empty=absent_is_empty,
+            metadata_only=metadata_only,
+        )
+        self._informers[scope] = (transform, informer)
+        if self._started:
+            self._watch(informer.reflector, name)
+        else:
+            self._waiting.append((informer.reflector, name))
+        return informer
+
+    async def synced(self) -> None:
+        await asyncio.gather(*(informer.synced() for _, informer in self._informers.values()))

@@ -1,0 +1,126 @@
+"""The shared cache: one informer per kind and scope, each object decoded once, indexes kept
+through every change, and subscribers told of what a re-list no longer holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mtls_operator.runtime.cache import ADDED, DELETED, MODIFIED, Change, Informer, SharedCache
+from mtls_operator.runtime.reflector import Reflector
+
+from support.fake_api import FakeKube
+
+
+def body(name: str, version: str, secret: str = "s", namespace: str = "a") -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": namespace, "name": name, "resourceVersion": version},
+        "spec": {"secretName": secret},
+    }
+
+
+class Decoded:
+    """What a controller keeps of an object; counts how often objects were decoded."""
+
+    count = 0
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        Decoded.count += 1
+        self.secret = obj["spec"]["secretName"]
+        self.version = obj["metadata"]["resourceVersion"]
+
+
+def by_secret(item: Decoded) -> list[str]:
+    return [item.secret]
+
+
+@pytest.fixture
+def informer() -> Informer[Decoded]:
+    informer: Informer[Decoded] = Informer(Decoded)
+    informer.add_index("secret", by_secret)
+    return informer
+
+
+def heard(informer: Informer[Decoded]) -> list[Change[Decoded]]:
+    changes: list[Change[Decoded]] = []
+    informer.subscribe(changes.append)
+    return changes
+
+
+def test_a_relist_tells_of_what_it_no_longer_holds(informer: Informer[Decoded]) -> None:
+    informer.begin_relist()
+    informer.add_page([body("one", "1"), body("two", "2")])
+    informer.end_relist()
+    changes = heard(informer)
+    assert [(c.type, c.key) for c in changes] == [(ADDED, ("a", "one")), (ADDED, ("a", "two"))]
+
+    informer.begin_relist()
+    informer.add_page([body("two", "2")])
+    informer.end_relist()
+    assert [(c.type, c.key) for c in changes[2:]] == [(DELETED, ("a", "one"))]
+    assert changes[2].old is not None and changes[2].old.version == "1"
+    assert informer.get(("a", "one")) is None
+    assert informer.keys_by("secret", "s") == {("a", "two")}
+
+
+def test_an_object_is_decoded_once_per_version(informer: Informer[Decoded]) -> None:
+    changes = heard(informer)
+    before = Decoded.count
+    informer.apply(ADDED, body("one", "1"))
+    informer.begin_relist()  # a reconnect lists what the watch already delivered
+    informer.add_page([body("one", "1")])
+    informer.end_relist()
+    informer.apply(MODIFIED, body("one", "1"))
+    assert Decoded.count - before == 1
+    assert [c.type for c in changes] == [ADDED]
+    informer.apply(MODIFIED, body("one", "2"))
+    assert Decoded.count - before == 2
+    assert [(c.type, c.old and c.old.version, c.new and c.new.version) for c in changes[1:]] == [
+        (MODIFIED, "1", "2")
+    ]
+
+
+def test_indexes_follow_every_change(informer: Informer[Decoded]) -> None:
+    informer.apply(ADDED, body("one", "1", secret="x"))
+    informer.apply(ADDED, body("two", "1", secret="x"))
+    informer.apply(ADDED, body("three", "1", secret="x", namespace="b"))
+    assert informer.keys_by("secret", "x") == {("a", "one"), ("a", "two"), ("b", "three")}
+    informer.apply(MODIFIED, body("one", "2", secret="y"))
+    informer.apply(DELETED, body("two", "1", secret="x"))
+    assert informer.keys_by("secret", "x") == {("b", "three")}
+    assert informer.keys_by("secret", "y") == {("a", "one")}
+    assert informer.keys_by("secret", "z") == set()
+
+
+def test_an_index_declared_late_covers_what_is_held() -> None:
+    informer: Informer[Decoded] = Informer(Decoded)
+    informer.apply(ADDED, body("one", "1", secret="x"))
+    informer.add_index("secret", by_secret)
+    assert informer.keys_by("secret", "x") == {("a", "one")}
+
+
+def test_a_late_subscriber_hears_what_is_held_first(informer: Informer[Decoded]) -> None:
+    informer.apply(ADDED, body("one", "1"))
+    early, late = heard(informer), None
+    informer.apply(ADDED, body("two", "1"))
+    late = heard(informer)
+    assert [c.key for c in early] == [("a", "one"), ("a", "two")]
+    assert sorted(c.key for c in late) == [("a", "one"), ("a", "two")]
+
+
+def test_one_informer_and_one_watch_per_kind_and_scope() -> None:
+    watches: list[tuple[Reflector, str]] = []
+    cache = SharedCache(FakeKube(), lambda reflector, name: watches.append((reflector, name)))
+    first = cache.informer("certs", "/apis/x/v1/things", Decoded, {"labelSelector": "a=b"})
+    again = cache.informer("certs", "/apis/x/v1/things", Decoded, {"labelSelector": "a=b"})
+    other = cache.informer("certs-c", "/apis/x/v1/things", Decoded, {"labelSelector": "c=d"})
+    assert first is again
+    assert other is not first
+    assert watches == [], "reflectors wait for the cache to start"
+    cache.start()
+    assert [name for _, name in watches] == ["certs", "certs-c"]
+    cache.informer("late", "/api/v1/secrets", Decoded)
+    assert [name for _, name in watches] == ["certs", "certs-c", "late"]
+    with pytest.raises(ValueError, match="already kept in another form"):
+        cache.informer("certs", "/apis/x/v1/things", dict, {"labelSelector": "a=b"})
