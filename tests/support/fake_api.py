@@ -150,8 +150,8 @@ def certificate_controller(
     by default)."""
     runtime = Runtime(kube, clock, Metrics(), workers=1, crypto_threads=1)
     tenancy = Tenancy(runtime, IdentitySettings(identity))
-    tenancy.namespace_sink.replace(list(namespaces))
-    tenancy.policy_sink.replace(list(policies))
+    tenancy.namespace_informer.replace(list(namespaces))
+    tenancy.policy_informer.replace(list(policies))
     controller = CertificateController(
         runtime,
         FixedCAs(cas),

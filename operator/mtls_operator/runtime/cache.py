@@ -92,6 +92,19 @@ class Informer(Generic[T]):
         of the same version, then tells no one again."""
         self._put(object_key(obj), obj)
 
+    def amend(self, key: ObjectKey, change: Callable[[T], T]) -> None:
+        """What is held of `key`, changed in place without telling anyone: for
+        what the operator wrote of an object that its watch will deliver
+        whole (its status), when the answer may carry parts that must still
+        come through the watch (a newer spec)."""
+        held = self._items.get(key)
+        if held is None:
+            return
+        amended = change(held)
+        self._unindex(key, held)
+        self._items[key] = amended
+        self._index(key, amended)
+
     def removed(self, key: ObjectKey) -> None:
         """Deleted by us: gone at once; its watch event then finds nothing."""
         self._delete(key)
@@ -138,6 +151,12 @@ class Informer(Generic[T]):
         listed, self._listed = self._listed or set(), None
         for key in [key for key in self._items if key not in listed]:
             self._delete(key)
+
+    def replace(self, items: list[Object]) -> None:
+        """A whole list in one page."""
+        self.begin_relist()
+        self.add_page(items)
+        self.end_relist()
 
     def _put(self, key: ObjectKey, obj: Object) -> None:
         version = str((obj.get("metadata") or {}).get("resourceVersion", ""))

@@ -19,9 +19,8 @@ from mtls_operator.api.paths import core_path
 from mtls_operator.api.resources import policies_path
 from mtls_operator.pki.names import is_dns_name
 from mtls_operator.policy.identity import IdentityMode, IdentityRules
+from mtls_operator.runtime.cache import Change
 from mtls_operator.runtime.core import Runtime
-from mtls_operator.runtime.kube import Object
-from mtls_operator.runtime.reflector import Reflector
 
 logger = logging.getLogger(__name__)
 
@@ -76,69 +75,42 @@ def policy_record(body: Mapping[str, Any]) -> PolicyRecord:
     )
 
 
-class _Sink:
-    """A full list replaces everything; events apply one by one."""
-
-    def __init__(self, upsert: Callable[[Object], None], remove: Callable[[str], None]) -> None:
-        self._upsert, self._remove = upsert, remove
-        self.names: set[str] = set()
-
-    def replace(self, items: list[Object]) -> None:
-        listed = {str((i.get("metadata") or {}).get("name", "")) for i in items}
-        for name in self.names - listed:
-            self._remove(name)
-        for item in items:
-            self._upsert(item)
-        self.names = listed
-
-    def apply(self, event_type: str, obj: Object) -> None:
-        name = str((obj.get("metadata") or {}).get("name", ""))
-        if event_type == "DELETED":
-            self.names.discard(name)
-            self._remove(name)
-        else:
-            self.names.add(name)
-            self._upsert(obj)
+def namespace_labels(body: Mapping[str, Any]) -> dict[str, str]:
+    return dict((body.get("metadata") or {}).get("labels") or {})
 
 
 class Tenancy:
     def __init__(self, runtime: Runtime, settings: IdentitySettings) -> None:
         self._runtime = runtime
         self.settings = settings
-        self._labels: dict[str, dict[str, str]] = {}
-        self._policies: dict[str, PolicyRecord] = {}
         self._selecting: dict[str, tuple[str, ...]] = {}  # namespace -> policy names
         self._namespace_subscribers: list[Callable[[str], None]] = []
         self._policy_subscribers: list[Callable[[str], None]] = []
         self._label_subscribers: list[Callable[[str], None]] = []
-        self._reflectors: list[Reflector] = []
-        # What the watches feed (and tests may feed directly).
-        self.namespace_sink = _Sink(self._upsert_namespace, self._remove_namespace)
-        self.policy_sink = _Sink(self._upsert_policy, self._remove_policy)
+        # Each namespace's labels, each policy as read (fed by their watches,
+        # or by tests directly). Without the MtlsPolicy CRD there are no
+        # policies (nobody could have created one): judged by the namespace
+        # default meanwhile.
+        self.namespace_informer = runtime.cache.informer(
+            "watch-namespaces", NAMESPACES_PATH, namespace_labels, absent_is_empty=True
+        )
+        self.policy_informer = runtime.cache.informer(
+            "watch-mtlspolicies", POLICIES_PATH, policy_record, absent_is_empty=True
+        )
+        self.namespace_informer.subscribe(self._namespace_changed)
+        self.policy_informer.subscribe(self._policy_seen)
 
     async def start(self) -> None:
-        """Watch namespaces and policies, and return once both are listed.
-        Safe to call again (kopf retries start-up): watches start once."""
-        if self._reflectors:
-            for reflector in self._reflectors:
-                await reflector.synced.wait()
-            return
-        for path, sink in (
-            (NAMESPACES_PATH, self.namespace_sink),
-            (POLICIES_PATH, self.policy_sink),
-        ):
-            # Without the MtlsPolicy CRD there are no policies (nobody could
-            # have created one): judged by the namespace default meanwhile.
-            reflector = Reflector(self._runtime.kube, path, sink, absent_is_empty=True)
-            self._reflectors.append(reflector)
-            self._runtime.watch(reflector, f"watch-{path.rsplit('/', 1)[-1]}")
-        for reflector in self._reflectors:
-            await reflector.synced.wait()
+        """Return once namespaces and policies are both listed. Safe to call
+        again (kopf retries start-up): the cache starts its watches once."""
+        self._runtime.cache.start()
+        await self.namespace_informer.synced()
+        await self.policy_informer.synced()
         logger.info(
             "identity policy %s: %d MtlsPolicies, %d namespaces",
             self.settings.mode,
-            len(self._policies),
-            len(self._labels),
+            len(self.policy_informer),
+            len(self.namespace_informer),
         )
 
     def on_namespace_change(self, callback: Callable[[str], None]) -> None:
@@ -155,10 +127,12 @@ class Tenancy:
 
     def namespaces(self, selector: LabelSelector) -> list[str]:
         """The namespaces `selector` selects now."""
-        return sorted(ns for ns, labels in self._labels.items() if selector.matches(labels))
+        return sorted(
+            ns for (_, ns), labels in self.namespace_informer.items() if selector.matches(labels)
+        )
 
     def selects(self, selector: LabelSelector, namespace: str) -> bool:
-        labels = self._labels.get(namespace)
+        labels = self._labels(namespace)
         return labels is not None and selector.matches(labels)
 
     def rules_for(self, namespace: str) -> IdentityRules | None:
@@ -169,7 +143,7 @@ class Tenancy:
         policies = tuple(
             record.parsed
             for name in self._selecting_policies(namespace)
-            if isinstance((record := self._policies[name]).parsed, PolicySpec)
+            if (record := self.policy(name)) is not None and isinstance(record.parsed, PolicySpec)
         )
         return self.settings.rules(namespace, policies)
 
@@ -178,21 +152,19 @@ class Tenancy:
         identity policy is open). A namespace created a moment ago may not
         have come through the watch yet: judged with no labels, NotIn and
         DoesNotExist selectors would choose it, so its requests wait for it."""
-        return self.settings.mode is IdentityMode.OPEN or namespace in self._labels
+        return self.settings.mode is IdentityMode.OPEN or self._labels(namespace) is not None
 
     def policy(self, name: str) -> PolicyRecord | None:
-        return self._policies.get(name)
+        return self.policy_informer.get(("", name))
 
     def policy_names(self) -> list[str]:
-        return sorted(self._policies)
+        return sorted(name for _, name in self.policy_informer)
 
     def selected_namespaces(self, name: str) -> list[str]:
-        record = self._policies.get(name)
+        record = self.policy(name)
         if record is None or not isinstance(record.parsed, PolicySpec):
             return []
-        return sorted(
-            ns for ns, labels in self._labels.items() if record.parsed.selector.matches(labels)
-        )
+        return self.namespaces(record.parsed.selector)
 
     def record_status(self, body: Mapping[str, Any]) -> None:
         """The response to the operator's own status write: its status only.
@@ -200,19 +172,24 @@ class Tenancy:
         policy meanwhile); that spec is taken from its watch event, which
         must not then pass for a status change."""
         metadata = body.get("metadata") or {}
-        previous = self._policies.get(str(metadata.get("name", "")))
-        if previous is not None and previous.uid == str(metadata.get("uid", "")):
-            self._policies[previous.name] = replace(previous, status=dict(body.get("status") or {}))
+        uid, status = str(metadata.get("uid", "")), dict(body.get("status") or {})
+        self.policy_informer.amend(
+            ("", str(metadata.get("name", ""))),
+            lambda held: replace(held, status=status) if held.uid == uid else held,
+        )
+
+    def _labels(self, namespace: str) -> dict[str, str] | None:
+        return self.namespace_informer.get(("", namespace))
 
     def _selecting_policies(self, namespace: str) -> tuple[str, ...]:
         cached = self._selecting.get(namespace)
-        labels = self._labels.get(namespace)
+        labels = self._labels(namespace)
         if labels is None:
             return ()  # unknown labels select nothing: policies only ever grant
         if cached is None:
             cached = tuple(
                 name
-                for name, record in sorted(self._policies.items())
+                for (_, name), record in sorted(self.policy_informer.items())
                 if isinstance(record.parsed, PolicySpec) and record.parsed.selector.matches(labels)
             )
             self._selecting[namespace] = cached
@@ -220,17 +197,9 @@ class Tenancy:
 
     # --- Watch events. ---
 
-    def _upsert_namespace(self, body: Object) -> None:
-        name = str((body.get("metadata") or {}).get("name", ""))
-        labels = dict((body.get("metadata") or {}).get("labels") or {})
-        if self._labels.get(name) == labels:
-            return
-        self._labels[name] = labels
-        self._relabelled(name)
-
-    def _remove_namespace(self, name: str) -> None:
-        if self._labels.pop(name, None) is not None:
-            self._relabelled(name)
+    def _namespace_changed(self, change: Change[dict[str, str]]) -> None:
+        if change.old != change.new:  # labels, not annotations or status
+            self._relabelled(change.key[1])
 
     def _relabelled(self, namespace: str) -> None:
         self._reselect(namespace)
@@ -245,22 +214,16 @@ class Tenancy:
             for policy in set(before) ^ set(after):
                 self._notify_policy(policy)
 
-    def _upsert_policy(self, body: Object) -> None:
-        record = policy_record(body)
-        previous = self._policies.get(record.name)
-        self._policies[record.name] = record
+    def _policy_seen(self, change: Change[PolicyRecord]) -> None:
+        previous, record = change.old, change.new
         if (
             previous is not None
+            and record is not None
             and previous.uid == record.uid
             and previous.generation == record.generation
         ):
             return  # a status change, often our own: grants are the same
-        self._policy_changed(record.name, previous)
-
-    def _remove_policy(self, name: str) -> None:
-        previous = self._policies.pop(name, None)
-        if previous is not None:
-            self._policy_changed(name, previous)
+        self._policy_changed(change.key[1], previous)
 
     def _policy_changed(self, name: str, previous: PolicyRecord | None) -> None:
         """Only the namespaces selected before or after are judged again."""

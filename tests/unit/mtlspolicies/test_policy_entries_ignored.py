@@ -67,12 +67,12 @@ def test_the_policy_status_names_the_entries_that_grant_nothing() -> None:
     runtime = Runtime(kube, FakeClock(NOW), Metrics(), workers=1, crypto_threads=1)
     runtime.executor.shutdown()
     tenancy = Tenancy(runtime, IdentitySettings())
-    tenancy.namespace_sink.replace([{"metadata": {"name": "team-a"}}])
+    tenancy.namespace_informer.replace([{"metadata": {"name": "team-a"}}])
     body: dict[str, Any] = {
         "metadata": {"name": "legacy", "uid": "uid-legacy", "generation": 1},
         "spec": LEGACY,
     }
-    tenancy.policy_sink.replace([kube.put(policies_path("legacy"), body)])
+    tenancy.policy_informer.replace([kube.put(policies_path("legacy"), body)])
     asyncio.run(PolicyController(runtime, tenancy).reconcile("legacy"))
     ready = kube.objects[policies_path("legacy")]["status"]["conditions"][0]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "EntriesIgnored")

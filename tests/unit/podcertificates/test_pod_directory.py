@@ -129,7 +129,7 @@ def gathered(kube: FakeKube, directory: Directory, **spec: str) -> Input:
     runtime = Runtime(kube, FakeClock(NOW), Metrics(), workers=1, crypto_threads=1)
     runtime.executor.shutdown()
     tenancy = Tenancy(runtime, IdentitySettings())
-    tenancy.namespace_sink.replace([{"metadata": {"name": "shop"}}])  # as its watch lists it
+    tenancy.namespace_informer.replace([{"metadata": {"name": "shop"}}])  # as its watch lists it
     gatherer = Gatherer(
         kube, directory, tenancy, runtime.clock, max_duration=datetime.timedelta(hours=24)
     )

@@ -3,6 +3,7 @@ through every change, and subscribers told of what a re-list no longer holds."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -13,10 +14,10 @@ from mtls_operator.runtime.reflector import Reflector
 from support.fake_api import FakeKube
 
 
-def body(name: str, version: str, secret: str = "s", namespace: str = "a") -> dict[str, Any]:
+def body(name: str, version: str, target: str = "s", namespace: str = "a") -> dict[str, Any]:
     return {
         "metadata": {"namespace": namespace, "name": name, "resourceVersion": version},
-        "spec": {"secretName": secret},
+        "spec": {"secretName": target},
     }
 
 
@@ -59,7 +60,8 @@ def test_a_relist_tells_of_what_it_no_longer_holds(informer: Informer[Decoded]) 
     informer.add_page([body("two", "2")])
     informer.end_relist()
     assert [(c.type, c.key) for c in changes[2:]] == [(DELETED, ("a", "one"))]
-    assert changes[2].old is not None and changes[2].old.version == "1"
+    assert changes[2].old is not None
+    assert changes[2].old.version == "1"
     assert informer.get(("a", "one")) is None
     assert informer.keys_by("secret", "s") == {("a", "two")}
 
@@ -82,12 +84,12 @@ def test_an_object_is_decoded_once_per_version(informer: Informer[Decoded]) -> N
 
 
 def test_indexes_follow_every_change(informer: Informer[Decoded]) -> None:
-    informer.apply(ADDED, body("one", "1", secret="x"))
-    informer.apply(ADDED, body("two", "1", secret="x"))
-    informer.apply(ADDED, body("three", "1", secret="x", namespace="b"))
+    informer.apply(ADDED, body("one", "1", target="x"))
+    informer.apply(ADDED, body("two", "1", target="x"))
+    informer.apply(ADDED, body("three", "1", target="x", namespace="b"))
     assert informer.keys_by("secret", "x") == {("a", "one"), ("a", "two"), ("b", "three")}
-    informer.apply(MODIFIED, body("one", "2", secret="y"))
-    informer.apply(DELETED, body("two", "1", secret="x"))
+    informer.apply(MODIFIED, body("one", "2", target="y"))
+    informer.apply(DELETED, body("two", "1", target="x"))
     assert informer.keys_by("secret", "x") == {("b", "three")}
     assert informer.keys_by("secret", "y") == {("a", "one")}
     assert informer.keys_by("secret", "z") == set()
@@ -95,7 +97,7 @@ def test_indexes_follow_every_change(informer: Informer[Decoded]) -> None:
 
 def test_an_index_declared_late_covers_what_is_held() -> None:
     informer: Informer[Decoded] = Informer(Decoded)
-    informer.apply(ADDED, body("one", "1", secret="x"))
+    informer.apply(ADDED, body("one", "1", target="x"))
     informer.add_index("secret", by_secret)
     assert informer.keys_by("secret", "x") == {("a", "one")}
 
@@ -124,3 +126,39 @@ def test_one_informer_and_one_watch_per_kind_and_scope() -> None:
     assert [name for _, name in watches] == ["certs", "certs-c", "late"]
     with pytest.raises(ValueError, match="already kept in another form"):
         cache.informer("certs", "/apis/x/v1/things", dict, {"labelSelector": "a=b"})
+
+
+def test_what_we_wrote_is_held_at_once_and_its_echo_tells_no_one(
+    informer: Informer[Decoded],
+) -> None:
+    informer.apply(ADDED, body("one", "1"))
+    changes = heard(informer)
+    informer.wrote(body("one", "2", target="x"))
+    assert [(c.type, c.new and c.new.secret) for c in changes[1:]] == [(MODIFIED, "x")]
+    informer.apply(MODIFIED, body("one", "2", target="x"))  # the watch's echo of our write
+    assert len(changes) == 2
+    assert informer.keys_by("secret", "x") == {("a", "one")}
+    informer.removed(("a", "one"))
+    informer.apply(DELETED, body("one", "2", target="x"))
+    assert [c.type for c in changes[1:]] == [MODIFIED, DELETED]
+
+
+def test_an_amended_object_is_changed_quietly_until_its_watch_event(
+    informer: Informer[Decoded],
+) -> None:
+    informer.apply(ADDED, body("one", "1"))
+    changes = heard(informer)
+
+    def moved(item: Decoded) -> Decoded:
+        amended = copy.copy(item)
+        amended.secret = "amended"
+        return amended
+
+    informer.amend(("a", "one"), moved)
+    informer.amend(("a", "missing"), moved)
+    assert len(changes) == 1, "only the replay of what was held"
+    assert informer.keys_by("secret", "amended") == {("a", "one")}
+    assert informer.keys_by("secret", "s") == set()
+    informer.apply(MODIFIED, body("one", "2", target="y"))
+    assert [(c.type, c.new and c.new.secret) for c in changes[1:]] == [(MODIFIED, "y")]
+    assert informer.keys_by("secret", "amended") == set()

@@ -32,7 +32,7 @@ def tenancy() -> Tenancy:
     runtime = Runtime(FakeKube(), FakeClock(NOW), Metrics(), workers=1, crypto_threads=1)
     runtime.executor.shutdown()
     store = Tenancy(runtime, IdentitySettings())
-    store.namespace_sink.replace(
+    store.namespace_informer.replace(
         [namespace("a1", team="a"), namespace("a2", team="a"), namespace("b1", team="b")]
     )
     return store
@@ -48,7 +48,7 @@ def record(tenancy: Tenancy) -> tuple[list[str], list[str]]:
 
 def test_a_new_policy_is_told_to_the_namespaces_it_selects_only(tenancy: Tenancy) -> None:
     namespaces, policies = record(tenancy)
-    tenancy.policy_sink.apply("ADDED", policy("p", allow={"dnsNames": ["api.example.com"]}))
+    tenancy.policy_informer.apply("ADDED", policy("p", allow={"dnsNames": ["api.example.com"]}))
     assert sorted(namespaces) == ["a1", "a2"]
     assert policies == ["p"]
     rules = tenancy.rules_for("a1")
@@ -60,34 +60,34 @@ def test_a_new_policy_is_told_to_the_namespaces_it_selects_only(tenancy: Tenancy
 
 
 def test_a_status_write_changes_nothing(tenancy: Tenancy) -> None:
-    tenancy.policy_sink.apply("ADDED", policy("p"))
+    tenancy.policy_informer.apply("ADDED", policy("p"))
     namespaces, policies = record(tenancy)
     with_status = {**policy("p"), "status": {"selectedNamespaceCount": 2}}
-    tenancy.policy_sink.apply("MODIFIED", with_status)
+    tenancy.policy_informer.apply("MODIFIED", with_status)
     assert (namespaces, policies) == ([], [])
 
 
 def test_a_changed_selector_tells_the_old_and_the_new_namespaces(tenancy: Tenancy) -> None:
-    tenancy.policy_sink.apply("ADDED", policy("p"))
+    tenancy.policy_informer.apply("ADDED", policy("p"))
     namespaces, _ = record(tenancy)
     moved = policy("p", generation=2, namespaceSelector={"matchLabels": {"team": "b"}})
-    tenancy.policy_sink.apply("MODIFIED", moved)
+    tenancy.policy_informer.apply("MODIFIED", moved)
     assert sorted(namespaces) == ["a1", "a2", "b1"]
-    tenancy.policy_sink.apply("DELETED", moved)
+    tenancy.policy_informer.apply("DELETED", moved)
     assert sorted(namespaces) == ["a1", "a2", "b1", "b1"]
 
 
 def test_a_relabelled_namespace_is_told_and_so_are_its_policies(tenancy: Tenancy) -> None:
-    tenancy.policy_sink.apply("ADDED", policy("p"))
+    tenancy.policy_informer.apply("ADDED", policy("p"))
     namespaces, policies = record(tenancy)
-    tenancy.namespace_sink.apply("MODIFIED", namespace("b1", team="a"))
+    tenancy.namespace_informer.apply("MODIFIED", namespace("b1", team="a"))
     assert (namespaces, policies) == (["b1"], ["p"])
-    tenancy.namespace_sink.apply("MODIFIED", namespace("b1", team="a", other="x"))
+    tenancy.namespace_informer.apply("MODIFIED", namespace("b1", team="a", other="x"))
     assert (namespaces, policies) == (["b1"], ["p"]), "a label no policy reads"
 
 
 def test_an_invalid_policy_grants_nothing(tenancy: Tenancy) -> None:
-    tenancy.policy_sink.apply("ADDED", policy("bad", allow={"ipAddresses": ["10.0.0.1/8"]}))
+    tenancy.policy_informer.apply("ADDED", policy("bad", allow={"ipAddresses": ["10.0.0.1/8"]}))
     rules = tenancy.rules_for("a1")
     assert rules is not None
     assert rules.policies == ()
@@ -123,13 +123,13 @@ def test_a_status_write_answered_with_a_newer_spec_is_no_proof_the_spec_was_seen
     # answer to the write already carries generation 2, and the watch event
     # of generation 2 follows it.
     grants: dict[str, Any] = {"allow": {"dnsNames": ["api.example.com"]}}
-    tenancy.policy_sink.apply("ADDED", policy("p", namespaceSelector={}, **grants))
+    tenancy.policy_informer.apply("ADDED", policy("p", namespaceSelector={}, **grants))
     assert tenancy.selected_namespaces("p") == ["a1", "a2", "b1"]
     assert [p.name for p in tenancy.rules_for("b1").policies] == ["p"]  # type: ignore[union-attr]
     namespaces, policies = record(tenancy)
     narrowed = policy("p", generation=2, **grants)
     tenancy.record_status({**narrowed, "status": {"observedGeneration": 1}})
-    tenancy.policy_sink.apply("MODIFIED", {**narrowed, "status": {"observedGeneration": 1}})
+    tenancy.policy_informer.apply("MODIFIED", {**narrowed, "status": {"observedGeneration": 1}})
     rules = tenancy.rules_for("b1")
     assert rules is not None
     assert rules.policies == (), "b1 no longer selected, yet granted"
@@ -140,7 +140,7 @@ def test_a_status_write_answered_with_a_newer_spec_is_no_proof_the_spec_was_seen
 
 
 def test_a_status_write_keeps_the_spec_the_store_has_seen(tenancy: Tenancy) -> None:
-    tenancy.policy_sink.apply("ADDED", policy("p"))
+    tenancy.policy_informer.apply("ADDED", policy("p"))
     tenancy.record_status(
         {
             **policy("p", generation=2, namespaceSelector={}),
@@ -160,7 +160,7 @@ NOT_TEAM_B = {"matchExpressions": [{"key": "team", "operator": "NotIn", "values"
 
 
 def test_a_namespace_whose_labels_are_unknown_is_selected_by_no_policy(tenancy: Tenancy) -> None:
-    tenancy.policy_sink.apply("ADDED", policy("p", namespaceSelector=NOT_TEAM_B))
+    tenancy.policy_informer.apply("ADDED", policy("p", namespaceSelector=NOT_TEAM_B))
     assert [p.name for p in tenancy.rules_for("a1").policies] == ["p"]  # type: ignore[union-attr]
     assert tenancy.rules_for("new").policies == ()  # type: ignore[union-attr]
     assert "new" not in tenancy.selected_namespaces("p")
@@ -171,11 +171,11 @@ def test_a_namespace_is_known_once_its_watch_delivers_it_and_until_it_goes(
 ) -> None:
     assert tenancy.knows("a1")
     assert not tenancy.knows("new")
-    tenancy.namespace_sink.apply("ADDED", namespace("new", team="c"))
+    tenancy.namespace_informer.apply("ADDED", namespace("new", team="c"))
     assert tenancy.knows("new")
-    tenancy.namespace_sink.apply("DELETED", namespace("new", team="c"))
+    tenancy.namespace_informer.apply("DELETED", namespace("new", team="c"))
     assert not tenancy.knows("new")
-    tenancy.namespace_sink.replace([namespace("a1", team="a")])
+    tenancy.namespace_informer.replace([namespace("a1", team="a")])
     assert (tenancy.knows("a1"), tenancy.knows("a2")) == (True, False)
 
 
