@@ -30,7 +30,6 @@ from mtls_operator.pki.names import (
 )
 
 POLICY_KIND = "MtlsPolicy"
-POLICY_PLURAL = "mtlspolicies"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")

@@ -172,10 +172,6 @@ class AuthorityStore:
             return True
         return self._published.get(ref) == ca.trust_bundle_sha256
 
-    def users_of(self, ref: CARef) -> int:
-        entry = self._entries.get(ref)
-        return len(entry.users) if entry else 0
-
     async def state(self, ref: CARef) -> CAState:
         """The CA as its Secret holds it now; waits for the first read of a
         CA that has just come into use, and for the read of a change."""

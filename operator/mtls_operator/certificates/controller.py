@@ -1,6 +1,6 @@
 """The MtlsCertificate controller: MtlsCertificate in, Secret out.
 
-One reconciliation of one certificate: gather (read-only), decide (pure,
+One reconciliation of one certificate: gather (no API writes), decide (pure,
 `policy.certificate.decide`), act (write the Secret, the status, one Event).
 Every outcome schedules the next look at the object.
 """

@@ -1,6 +1,8 @@
 """Gather: everything the decision needs about one certificate, read from
 memory (kept current by watches) and, for a Secret the operator does not
-own, from the API. Read-only: nothing here writes or starts anything."""
+own, from the API. It writes nothing to the API and starts no watch; the
+one thing it changes is memory: a Secret it reads again from the API is
+recorded in the store (or among the foreign Secrets), as a watch would."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from mtls_operator.cli import ca_rotate
 from mtls_operator.cli import cluster as cluster_cli
 from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import MACHINE_FORMATS, dump
-from mtls_operator.cli.parsers import add_command, examples
+from mtls_operator.cli.parsers import PROGRAM, add_command, examples
 from mtls_operator.cli.recipe import init_ca, issue_to_files, load_ca_dir, read_passphrase
 from mtls_operator.cli.report import EXIT_CHAIN_INVALID, render_chain_report
 from mtls_operator.pki import (
@@ -32,7 +32,6 @@ from mtls_operator.pki import (
 )
 
 _T = TypeVar("_T")
-PROGRAM = "mtls-operator"
 
 # A value given to the wrong flag, and the flag it was meant for.
 _MEANT_FOR = (

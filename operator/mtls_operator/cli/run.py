@@ -96,7 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="text",
         help="text (default), or json: one object per line, for log collectors",
     )
-    parser.add_argument("--verbose", action="store_true", help="log every reconciliation")
+    parser.add_argument(
+        "--verbose", action="store_true", help="log at debug level (API retries, kopf, libraries)"
+    )
 
 
 def _add_pod_certificate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -237,9 +239,6 @@ def run_operator(args: argparse.Namespace) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(OncePerCause())
-    if not args.verbose:
-        # kopf logs every raw event it hands over; the reconciler logs what matters.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if config.identity.mode is IdentityMode.OPEN:
         logger.warning(
             "--identity-policy=open: the cluster CA signs any identity any namespace asks for; "
