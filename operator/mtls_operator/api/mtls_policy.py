@@ -12,12 +12,12 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mtls_operator.api.durations import parse_duration
 from mtls_operator.api.errors import FieldError
+from mtls_operator.api.fields import Fields
 from mtls_operator.pki import Usage
 from mtls_operator.pki.names import (
     IPAddress,
@@ -38,6 +38,9 @@ _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 class InvalidPolicy(FieldError):
     """A policy that grants nothing until fixed; the message names the field."""
+
+
+FIELDS = Fields(InvalidPolicy)
 
 
 class _GrantsNothing(ValueError):
@@ -193,9 +196,7 @@ def parse_policy(name: str, spec: Mapping[str, Any]) -> PolicySpec:
     """Validate and type an MtlsPolicy's `.spec`; raises InvalidPolicy."""
     if not isinstance(spec, Mapping):
         raise InvalidPolicy("", spec, "must be an object")
-    allow = spec.get("allow") or {}
-    if not isinstance(allow, Mapping):
-        raise InvalidPolicy("allow", allow, "must be an object")
+    allow = FIELDS.section(spec, "allow")
     ignored: list[str] = []
     grants = Grants(
         dns_names=tuple(_each(allow, "dnsNames", _dns_pattern, ignored)),
@@ -212,15 +213,12 @@ def parse_policy(name: str, spec: Mapping[str, Any]) -> PolicySpec:
         allowed_usages = frozenset(Usage)
     else:
         allowed_usages = frozenset(_each(spec, "usages", _usage, ignored, prefix=""))
-    max_duration = None
-    if spec.get("maxDuration") is not None:
-        max_duration = _duration(spec["maxDuration"])
     return PolicySpec(
         name=name,
         selector=_selector(spec.get("namespaceSelector")),
         grants=grants,
         usages=allowed_usages,
-        max_duration=max_duration,
+        max_duration=FIELDS.duration(spec, "maxDuration"),
         ignored=tuple(ignored),
     )
 
@@ -233,13 +231,8 @@ def _each(
     *,
     prefix: str = "allow.",
 ) -> list[Any]:
-    values = section.get(key) or []
-    if not isinstance(values, Sequence) or isinstance(values, str):
-        raise InvalidPolicy(f"{prefix}{key}", values, "must be a list")
     parsed = []
-    for index, value in enumerate(values):
-        if not isinstance(value, str):
-            raise InvalidPolicy(f"{prefix}{key}[{index}]", value, "must be a string")
+    for index, value in enumerate(FIELDS.strings(section, key, f"{prefix}{key}")):
         try:
             parsed.append(parse(value))
         except _GrantsNothing as err:
@@ -321,28 +314,12 @@ def _usage(text: str) -> Usage:
         raise ValueError("must be server, client or both") from None
 
 
-def _duration(text: object) -> datetime.timedelta:
-    if not isinstance(text, str):
-        raise InvalidPolicy("maxDuration", text, "must be a duration string such as 2160h")
-    try:
-        value = parse_duration(text)
-    except ValueError as err:
-        raise InvalidPolicy("maxDuration", text, str(err).split(": ", 1)[-1]) from None
-    if value <= datetime.timedelta(0):
-        raise InvalidPolicy("maxDuration", text, "must be positive")
-    return value
-
-
 def _selector(selector: object) -> LabelSelector:
     if selector is None:
         raise InvalidPolicy("namespaceSelector", None, "is required ({} selects every namespace)")
     if not isinstance(selector, Mapping):
         raise InvalidPolicy("namespaceSelector", selector, "must be a label selector")
-    labels = selector.get("matchLabels") or {}
-    if not isinstance(labels, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise InvalidPolicy("namespaceSelector.matchLabels", labels, "must map strings to strings")
+    labels = FIELDS.string_map(selector, "matchLabels", "namespaceSelector.matchLabels")
     expressions = selector.get("matchExpressions") or []
     if not isinstance(expressions, list):
         raise InvalidPolicy("namespaceSelector.matchExpressions", expressions, "must be a list")
@@ -357,15 +334,13 @@ def _requirement(index: int, expression: object) -> Requirement:
     if not isinstance(expression, Mapping):
         raise InvalidPolicy(where, expression, "must be an object with key and operator")
     key, operator = expression.get("key"), expression.get("operator")
-    values = expression.get("values") or []
     if not isinstance(key, str) or not key:
         raise InvalidPolicy(f"{where}.key", key, "is required")
     if operator not in _SELECTOR_OPERATORS:
         raise InvalidPolicy(
             f"{where}.operator", operator, "must be In, NotIn, Exists or DoesNotExist"
         )
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise InvalidPolicy(f"{where}.values", values, "must be a list of strings")
+    values = FIELDS.strings(expression, "values", f"{where}.values")
     if operator in ("In", "NotIn") and not values:
         raise InvalidPolicy(f"{where}.values", values, f"must not be empty for {operator}")
     if operator in ("Exists", "DoesNotExist") and values:

@@ -11,14 +11,14 @@ import datetime
 import enum
 import hashlib
 import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
-from mtls_operator.api.durations import format_duration, parse_duration
+from mtls_operator.api.durations import format_duration
 from mtls_operator.api.errors import FieldError
+from mtls_operator.api.fields import Fields
 from mtls_operator.api.outputs import OutputFormat, expected_data_keys
 from mtls_operator.api.usages import UnsupportedUsages, usage_from_usages
 from mtls_operator.pki import (
@@ -56,6 +56,9 @@ _T = TypeVar("_T")
 
 class InvalidSpec(FieldError):
     """A spec the operator cannot issue from; the message names the field."""
+
+
+FIELDS = Fields(InvalidSpec)
 
 
 class RotationPolicy(enum.Enum):
@@ -138,23 +141,23 @@ class CertificateSpec:
 
 def parse_spec(spec: Mapping[str, Any], min_duration: datetime.timedelta) -> CertificateSpec:
     """Validate and type a `.spec`; raises InvalidSpec on the first problem."""
-    secret_name = _string(spec, "secretName", required=True)
+    secret_name = FIELDS.string(spec, "secretName", required=True)
     usage = _usage(spec)
     request = _request(spec, usage, min_duration)
     renew_before, percentage = _renewal(spec, request.lifetime)
-    labels, annotations = _secret_template(spec.get("secretTemplate") or {})
+    labels, annotations = _secret_template(FIELDS.section(spec, "secretTemplate"))
     deletion = spec.get("secretDeletionPolicy") or "Delete"
     if deletion not in ("Delete", "Retain"):
         raise InvalidSpec("secretDeletionPolicy", deletion, "must be Delete or Retain")
-    ca_secret_name = _string(spec, "caSecretName") or None
+    ca_secret_name = FIELDS.string(spec, "caSecretName") or None
     if ca_secret_name is not None:
-        _check_object_name("caSecretName", ca_secret_name)
-    _check_object_name("secretName", secret_name)
+        FIELDS.object_name("caSecretName", ca_secret_name)
+    FIELDS.object_name("secretName", secret_name)
 
     return CertificateSpec(
         secret_name=secret_name,
         request=request,
-        private_key=_private_key(spec.get("privateKey") or {}),
+        private_key=_private_key(FIELDS.section(spec, "privateKey")),
         renew_before=renew_before,
         renew_before_percentage=percentage,
         ca_secret_name=ca_secret_name,
@@ -162,14 +165,14 @@ def parse_spec(spec: Mapping[str, Any], min_duration: datetime.timedelta) -> Cer
         secret_annotations=annotations,
         retain_secret=deletion == "Retain",
         output_formats=_output_formats(spec.get("additionalOutputFormats") or []),
-        pkcs12_password=_pkcs12(spec.get("keystores") or {}),
+        pkcs12_password=_pkcs12(FIELDS.section(spec, "keystores")),
     )
 
 
 def _usage(spec: Mapping[str, Any]) -> Usage:
     """`usage`, or cert-manager's `usages` list meaning the same (not both)."""
     if spec.get("usages") is None:
-        usage_text = _string(spec, "usage", required=True)
+        usage_text = FIELDS.string(spec, "usage", required=True)
         try:
             return Usage(usage_text)
         except ValueError:
@@ -190,16 +193,16 @@ def _request(
     spec: Mapping[str, Any], usage: Usage, min_duration: datetime.timedelta
 ) -> LeafRequest:
     """What to certify: the names, the subject and the lifetime."""
-    common_name = _string(spec, "commonName") or None
+    common_name = FIELDS.string(spec, "commonName") or None
     if common_name is not None and len(common_name) > MAX_COMMON_NAME:
         raise InvalidSpec("commonName", common_name, f"is longer than {MAX_COMMON_NAME} characters")
     if common_name is not None:
-        _parsed("commonName", common_name, names.parse_subject_identity)
+        FIELDS.parsed("commonName", common_name, names.parse_subject_identity)
     alt_names = SubjectAltNames(
-        dns_names=_unique(_each(spec, "dnsNames", names.parse_dns_name)),
-        ip_addresses=_unique(_each(spec, "ipAddresses", names.parse_ip_address)),
-        uris=_unique(_each(spec, "uris", names.parse_uri)),
-        email_addresses=_unique(_each(spec, "emailAddresses", names.parse_email_address)),
+        dns_names=_unique(FIELDS.each(spec, "dnsNames", names.parse_dns_name)),
+        ip_addresses=_unique(FIELDS.each(spec, "ipAddresses", names.parse_ip_address)),
+        uris=_unique(FIELDS.each(spec, "uris", names.parse_uri)),
+        email_addresses=_unique(FIELDS.each(spec, "emailAddresses", names.parse_email_address)),
     )
     if not common_name and alt_names.is_empty():
         raise InvalidSpec(
@@ -207,8 +210,8 @@ def _request(
             "",
             "give at least one of commonName, dnsNames, ipAddresses, uris, emailAddresses",
         )
-    subject = _subject(spec.get("subject") or {}, common_name)
-    duration = _duration(spec, "duration") or DEFAULT_DURATION
+    subject = _subject(FIELDS.section(spec, "subject"), common_name)
+    duration = FIELDS.duration(spec, "duration") or DEFAULT_DURATION
     if duration < min_duration:
         raise InvalidSpec(
             "duration",
@@ -222,7 +225,7 @@ def _renewal(
     spec: Mapping[str, Any], duration: datetime.timedelta
 ) -> tuple[datetime.timedelta | None, int | None]:
     """renewBefore or renewBeforePercentage (at most one of them)."""
-    renew_before = _duration(spec, "renewBefore")
+    renew_before = FIELDS.duration(spec, "renewBefore")
     percentage = spec.get("renewBeforePercentage")
     if renew_before is not None and percentage is not None:
         raise InvalidSpec(
@@ -247,65 +250,22 @@ def _renewal(
     return renew_before, percentage
 
 
-def _string(
-    spec: Mapping[str, Any], key: str, *, required: bool = False, path: str | None = None
-) -> str:
-    value = spec.get(key)
-    where = path or key
-    if value is None:
-        if required:
-            raise InvalidSpec(where, "", "is required")
-        return ""
-    if not isinstance(value, str):
-        raise InvalidSpec(where, value, "must be a string")
-    if required and not value:
-        raise InvalidSpec(where, value, "must not be empty")
-    return value
-
-
-def _list_of_strings(spec: Mapping[str, Any], key: str, path: str | None = None) -> list[str]:
-    where = path or key
-    values = spec.get(key) or []
-    if not isinstance(values, list):
-        raise InvalidSpec(where, values, "must be a list")
-    for index, value in enumerate(values):
-        if not isinstance(value, str):
-            raise InvalidSpec(f"{where}[{index}]", value, "must be a string")
-    return values
-
-
-def _each(spec: Mapping[str, Any], key: str, parse: Callable[[str], _T]) -> list[_T]:
-    parsed = []
-    for index, value in enumerate(_list_of_strings(spec, key)):
-        parsed.append(_parsed(f"{key}[{index}]", value, parse))
-    return parsed
-
-
-def _parsed(path: str, value: str, parse: Callable[[str], _T]) -> _T:
-    try:
-        return parse(value)
-    except ValueError as err:
-        raise InvalidSpec(path, value, str(err)) from None
-
-
 def _unique(values: Sequence[_T]) -> tuple[_T, ...]:
     return tuple(dict.fromkeys(values))
 
 
 def _subject(subject: Mapping[str, Any], common_name: str | None) -> DistinguishedName:
-    if not isinstance(subject, Mapping):
-        raise InvalidSpec("subject", subject, "must be an object")
     fields: dict[str, tuple[str, ...]] = {}
     for key, limit in _SUBJECT_LIMITS.items():
-        values = _list_of_strings(subject, key, f"subject.{key}")
+        values = FIELDS.strings(subject, key, f"subject.{key}")
         for index, value in enumerate(values):
             if not value or len(value) > limit:
                 raise InvalidSpec(
                     f"subject.{key}[{index}]", value, f"must be 1 to {limit} characters"
                 )
-            _parsed(f"subject.{key}[{index}]", value, _SUBJECT_PARSERS[key])
+            FIELDS.parsed(f"subject.{key}[{index}]", value, _SUBJECT_PARSERS[key])
         fields[key] = tuple(values)
-    countries = _list_of_strings(subject, "countries", "subject.countries")
+    countries = FIELDS.strings(subject, "countries", "subject.countries")
     for index, country in enumerate(countries):
         if len(country) != _COUNTRY_LENGTH or not country.isascii() or not country.isalpha():
             raise InvalidSpec(
@@ -321,26 +281,8 @@ def _subject(subject: Mapping[str, Any], common_name: str | None) -> Distinguish
     )
 
 
-def _duration(spec: Mapping[str, Any], key: str) -> datetime.timedelta | None:
-    text = spec.get(key)
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        raise InvalidSpec(key, text, "must be a duration string such as 2160h")
-    try:
-        value = parse_duration(text)
-    except ValueError as err:
-        reason = str(err).split(": ", 1)[-1]
-        raise InvalidSpec(key, text, reason) from None
-    if value <= datetime.timedelta(0):
-        raise InvalidSpec(key, text, "must be positive")
-    return value
-
-
 def _private_key(private_key: Mapping[str, Any]) -> PrivateKeyPolicy:
-    if not isinstance(private_key, Mapping):
-        raise InvalidSpec("privateKey", private_key, "must be an object")
-    algorithm_text = _string(private_key, "algorithm", path="privateKey.algorithm") or "ECDSA"
+    algorithm_text = FIELDS.string(private_key, "algorithm", path="privateKey.algorithm") or "ECDSA"
     try:
         algorithm = KeyAlgorithm.parse(algorithm_text)
     except ValueError:
@@ -354,7 +296,7 @@ def _private_key(private_key: Mapping[str, Any]) -> PrivateKeyPolicy:
         key = KeySpec.of(algorithm, size)
     except ValueError as err:
         raise InvalidSpec("privateKey.size", size, str(err)) from None
-    encoding_text = _string(private_key, "encoding", path="privateKey.encoding") or "PKCS8"
+    encoding_text = FIELDS.string(private_key, "encoding", path="privateKey.encoding") or "PKCS8"
     try:
         encoding = KeyEncoding.parse(encoding_text)
     except ValueError:
@@ -362,7 +304,7 @@ def _private_key(private_key: Mapping[str, Any]) -> PrivateKeyPolicy:
     if encoding is KeyEncoding.PKCS1 and algorithm is KeyAlgorithm.ED25519:
         raise InvalidSpec("privateKey.encoding", encoding_text, "Ed25519 keys can only be PKCS8")
     rotation_text = (
-        _string(private_key, "rotationPolicy", path="privateKey.rotationPolicy") or "Always"
+        FIELDS.string(private_key, "rotationPolicy", path="privateKey.rotationPolicy") or "Always"
     )
     try:
         rotation = RotationPolicy(rotation_text)
@@ -376,16 +318,10 @@ def _private_key(private_key: Mapping[str, Any]) -> PrivateKeyPolicy:
 def _secret_template(
     template: Mapping[str, Any],
 ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
-    if not isinstance(template, Mapping):
-        raise InvalidSpec("secretTemplate", template, "must be an object")
     result = []
     for part in ("labels", "annotations"):
-        values = template.get(part) or {}
-        if not isinstance(values, Mapping):
-            raise InvalidSpec(f"secretTemplate.{part}", values, "must be a map of strings")
+        values = FIELDS.string_map(template, part, f"secretTemplate.{part}")
         for key, value in values.items():
-            if not isinstance(value, str):
-                raise InvalidSpec(f"secretTemplate.{part}.{key}", value, "must be a string")
             if key.startswith(("mtls.dev/", "app.kubernetes.io/managed-by")):
                 raise InvalidSpec(
                     f"secretTemplate.{part}.{key}", value, "is reserved for the operator"
@@ -420,8 +356,6 @@ def _output_formats(formats: Any) -> frozenset[OutputFormat]:
 
 
 def _pkcs12(keystores: Mapping[str, Any]) -> SecretKeyRef | None:
-    if not isinstance(keystores, Mapping):
-        raise InvalidSpec("keystores", keystores, "must be an object")
     pkcs12 = keystores.get("pkcs12")
     if pkcs12 is None:
         return None
@@ -436,21 +370,7 @@ def _pkcs12(keystores: Mapping[str, Any]) -> SecretKeyRef | None:
     ref = pkcs12.get("passwordSecretRef")
     if not isinstance(ref, Mapping):
         raise InvalidSpec("keystores.pkcs12.passwordSecretRef", ref, "is required")
-    name = _string(ref, "name", required=True, path="keystores.pkcs12.passwordSecretRef.name")
-    _check_object_name("keystores.pkcs12.passwordSecretRef.name", name)
-    key = _string(ref, "key", path="keystores.pkcs12.passwordSecretRef.key") or "password"
+    name = FIELDS.string(ref, "name", required=True, path="keystores.pkcs12.passwordSecretRef.name")
+    FIELDS.object_name("keystores.pkcs12.passwordSecretRef.name", name)
+    key = FIELDS.string(ref, "key", path="keystores.pkcs12.passwordSecretRef.key") or "password"
     return SecretKeyRef(name, key)
-
-
-_MAX_OBJECT_NAME = 253
-
-
-_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-def _check_object_name(path: str, name: str) -> None:
-    """Kubernetes object names are DNS subdomains (RFC 1123), as the API server checks them."""
-    if len(name) > _MAX_OBJECT_NAME:
-        raise InvalidSpec(path, name, f"must be at most {_MAX_OBJECT_NAME} characters")
-    if not _OBJECT_NAME.fullmatch(name):
-        raise InvalidSpec(path, name, "must be a lower-case RFC 1123 name (a-z, 0-9, '-' and '.')")

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from mtls_operator.api.durations import format_duration
+from mtls_operator.api.fields import is_object_name
 from mtls_operator.api.mtls_policy import Grants, PolicySpec
 from mtls_operator.api.status import Reason
 from mtls_operator.pki import LeafRequest
 from mtls_operator.pki.names import is_dns_name, is_ip_address, parse_ip_address
 from mtls_operator.policy.violation import Violation
-
-# A ServiceAccount name: a lower-case RFC 1123 subdomain, as the API server checks it.
-_SERVICE_ACCOUNT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_MAX_SERVICE_ACCOUNT = 253
-
 
 _IN_THE_SAN = (
     "; a server certificate's Common Name that is a host name or IP address is also "
@@ -66,8 +61,8 @@ class IdentityRules:
         account = uri.removeprefix(self.spiffe_prefix)
         return (
             uri.startswith(self.spiffe_prefix)
-            and len(account) <= _MAX_SERVICE_ACCOUNT
-            and _SERVICE_ACCOUNT.fullmatch(account) is not None
+            # A ServiceAccount name, as the API server checks it.
+            and is_object_name(account)
         )
 
 
