@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
-from mtls_operator.api.cert_manager import convert_documents
 from mtls_operator.cli.convert import write_conversion
+from mtls_operator.convert import convert_documents
 
 from e2e.crd import server_apply
 from localcluster import Kubectl

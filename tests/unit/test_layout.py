@@ -25,6 +25,7 @@ LOWER = {
     "runtime": {"api"},
     "authorities": {"runtime", "api", "pki"},
     "tenancy": {"runtime", "policy", "api", "pki"},
+    "convert": {"api", "pki"},
 }
 ALLOWED = {
     **LOWER,

@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 import yaml
 
-from mtls_operator.api.cert_manager import Conversion, convert_documents
 from mtls_operator.cli.parsers import add_command, examples
+from mtls_operator.convert import Conversion, convert_documents
 
 PROGRAM = "mtls-operator convert"
 EXIT_CONVERTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2

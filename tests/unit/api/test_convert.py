@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mtls_operator.api.cert_manager import convert_documents
 from mtls_operator.api.resources import API_VERSION, KIND
 from mtls_operator.api.spec import parse_spec
 from mtls_operator.cli import convert as convert_cli
+from mtls_operator.convert import convert_documents
 
 from support.paths import REPO_ROOT
 

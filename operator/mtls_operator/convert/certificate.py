@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtls_operator.api.cert_manager.model import HIDDEN, Refusal
 from mtls_operator.api.usages import UnsupportedUsages, usage_from_usages
+from mtls_operator.convert.model import HIDDEN, Refusal
 
 # The same name and meaning in both APIs.
 COPIED = (

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mtls_operator.api.cert_manager.model import (
+from mtls_operator.convert.model import (
     CERT_MANAGER_GROUP,
     ISSUER,
     ISSUER_KINDS,

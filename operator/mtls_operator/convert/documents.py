@@ -9,9 +9,11 @@ import datetime
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from mtls_operator.api.cert_manager.certificate import SpecMapper
-from mtls_operator.api.cert_manager.issuers import IssuerIndex, issuer_notes, read_issuer
-from mtls_operator.api.cert_manager.model import (
+from mtls_operator.api.resources import API_VERSION, KIND
+from mtls_operator.api.spec import InvalidSpec, parse_spec
+from mtls_operator.convert.certificate import SpecMapper
+from mtls_operator.convert.issuers import IssuerIndex, issuer_notes, read_issuer
+from mtls_operator.convert.model import (
     CERT_MANAGER_API_VERSION,
     CERT_MANAGER_GROUP,
     CERTIFICATE,
@@ -22,8 +24,6 @@ from mtls_operator.api.cert_manager.model import (
     Skipped,
     describe,
 )
-from mtls_operator.api.resources import API_VERSION, KIND
-from mtls_operator.api.spec import InvalidSpec, parse_spec
 
 # Metadata that describes the cert-manager object, not what it asks for.
 _DROPPED_ANNOTATION_PREFIXES = ("cert-manager.io/", "kubectl.kubernetes.io/")
