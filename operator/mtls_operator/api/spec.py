@@ -104,16 +104,6 @@ class CertificateSpec:
         """The data keys the Secret must hold, no more and no fewer."""
         return expected_data_keys(self.output_formats, self.pkcs12_password is not None)
 
-    def renew_before_for(self, lifetime: datetime.timedelta) -> datetime.timedelta:
-        """How long before notAfter to renew a certificate of `lifetime`."""
-        if self.renew_before is not None and self.renew_before < lifetime:
-            return self.renew_before
-        if self.renew_before_percentage is not None:
-            return lifetime * self.renew_before_percentage / 100
-        # Also when the CA cut the lifetime below renewBefore: renewing at
-        # once would loop, a third of what was granted does not.
-        return lifetime / 3
-
     def issuance_hash(self) -> str:
         """A digest of everything that goes into the certificate and key, so
         that a change of any of it (and nothing else) means re-issuance."""

@@ -23,7 +23,7 @@ from mtls_operator.api.status import (
 from mtls_operator.authorities.store import CARef
 from mtls_operator.certificates.store import CertificateRecord, Store
 from mtls_operator.pki import CertificateAuthority
-from mtls_operator.policy.certificate import secret_renewal_time
+from mtls_operator.policy.renewal import secret_renewal_time
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.core import Runtime

@@ -19,6 +19,7 @@ from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import MACHINE_FORMATS, TABLE, WIDE, dump, table
 from mtls_operator.cli.report import EXIT_CHAIN_INVALID, render_chain_report
 from mtls_operator.pki import CertificateLoadError, inspect_chain, load_certificates
+from mtls_operator.policy.renewal import renewal_request
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.kube import Kube
 from mtls_operator.runtime.kubeconfig import NO_CREDENTIALS, KubeconfigChoice, current_namespace
@@ -166,11 +167,7 @@ async def _renew(kube: Kube, args: argparse.Namespace) -> int:
             raise CommandError("renew NAME needs a namespace, not --all-namespaces")
         targets = [(namespace, args.name)]
     # A new value each time: the operator honours each distinct value once.
-    requested = (
-        datetime.datetime.now(datetime.UTC)
-        .isoformat(timespec="microseconds")
-        .replace("+00:00", "Z")
-    )
+    requested = renewal_request(datetime.datetime.now(datetime.UTC))
     for target_namespace, name in targets:
         try:
             await kube.merge_patch(

@@ -18,7 +18,6 @@ from mtls_operator.api.managed_secret import (
     CERTIFICATE_UID_ANNOTATION,
     KEYSTORE_PASSWORD_ANNOTATION,
     MANAGED_BY_LABEL,
-    RENEWAL_REQUEST_ANNOTATION,
     SECRET_TYPE,
     SPEC_HASH_ANNOTATION,
     TEMPLATE_ANNOTATIONS_ANNOTATION,
@@ -30,8 +29,8 @@ from mtls_operator.api.resources import CertificateRef
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.api.status import Reason
 from mtls_operator.pki import CertificateAuthority
+from mtls_operator.policy import renewal
 from mtls_operator.policy.identity import IdentityRules, identity_violation
-from mtls_operator.policy.renewal import issued_at, renewal_time
 from mtls_operator.policy.violation import Violation
 
 
@@ -87,28 +86,6 @@ class Input:
 
 
 Check = Callable[[Input], Violation | None]
-
-
-def renewal_due_at(
-    spec: CertificateSpec,
-    issued: datetime.datetime,
-    not_after: datetime.datetime,
-    uid: str,
-    ca_not_after: datetime.datetime | None = None,
-) -> datetime.datetime:
-    """When a certificate issued at `issued` is due for renewal;
-    renewBefore defaults to a third of the lifetime actually granted."""
-    return renewal_time(spec.renew_before_for(not_after - issued), not_after, uid, ca_not_after)
-
-
-def secret_renewal_time(
-    spec: CertificateSpec, uid: str, secret: SecretFacts, ca_not_after: datetime.datetime | None
-) -> datetime.datetime | None:
-    """When the certificate in `secret` is due for renewal."""
-    start = issued_at(secret)
-    if secret.leaf is None or start is None:
-        return None
-    return renewal_due_at(spec, start, secret.leaf.not_after, uid, ca_not_after)
 
 
 # --- Blocking checks: issuance is impossible until something changes. ---
@@ -243,20 +220,18 @@ def expired(given: Input) -> Violation | None:
 def renewal_due(given: Input) -> Violation | None:
     if given.secret is None:
         return None
-    due = secret_renewal_time(given.spec, given.certificate.uid, given.secret, given.ca.not_after)
+    due = renewal.secret_renewal_time(
+        given.spec, given.certificate.uid, given.secret, given.ca.not_after
+    )
     if due is None or given.now < due:
         return None
     return Violation(Trigger.RENEWAL_DUE, f"renewal was due at {due.isoformat()}")
 
 
 def manual_renewal(given: Input) -> Violation | None:
-    """A renew-requested-at value that no issuance has honoured yet. Each
-    issuance records the value it saw, so one request means exactly one
-    re-issuance, whatever the clocks of the client and the operator say."""
+    """A renew-requested-at value that no issuance has honoured yet."""
     requested = given.certificate.renewal_request
-    if requested is None or given.secret is None:
-        return None
-    if given.secret.annotations.get(RENEWAL_REQUEST_ANNOTATION) == requested:
+    if given.secret is None or not renewal.requested_renewal_pending(requested, given.secret):
         return None
     return Violation(Trigger.MANUAL_RENEWAL, f"renewal was requested at {requested}")
 

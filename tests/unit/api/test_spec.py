@@ -27,6 +27,7 @@ from mtls_operator.pki import (
     SubjectAltNames,
     Usage,
 )
+from mtls_operator.policy.renewal import renew_before
 
 from support.objects import MIN_DURATION, spec_dict
 
@@ -613,7 +614,7 @@ def test_any_value_of_any_field_is_parsed_or_rejected_as_invalid_spec(
     assert "\n" not in message
 
 
-# --- renew_before_for ---
+# --- renew_before (policy.renewal, from the parsed spec) ---
 
 
 @pytest.mark.parametrize(
@@ -642,15 +643,15 @@ def test_any_value_of_any_field_is_parsed_or_rejected_as_invalid_spec(
         "percent-99",
     ],
 )
-def test_renew_before_for(fields: dict[str, Any], lifetime: td, expected: td) -> None:
-    assert parse_spec(spec_dict(**fields), MIN_DURATION).renew_before_for(lifetime) == expected
+def test_renew_before(fields: dict[str, Any], lifetime: td, expected: td) -> None:
+    assert renew_before(parse_spec(spec_dict(**fields), MIN_DURATION), lifetime) == expected
 
 
 def test_renew_before_longer_than_a_clamped_lifetime_falls_back_to_a_third() -> None:
     spec = parse_spec(spec_dict(renewBefore="720h"), MIN_DURATION)
-    assert spec.renew_before_for(td(hours=240)) == td(hours=80)
+    assert renew_before(spec, td(hours=240)) == td(hours=80)
     # Never the whole lifetime: renewing at the moment of issuance would loop.
-    assert spec.renew_before_for(td(hours=720)) == td(hours=240)
+    assert renew_before(spec, td(hours=720)) == td(hours=240)
 
 
 # --- issuance_hash ---

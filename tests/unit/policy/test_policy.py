@@ -318,7 +318,7 @@ EXPIRED_CASES: list[tuple[str, Case, Violation | None]] = [
 
 
 def due(world: World) -> datetime.datetime:
-    return policy.renewal_due_at(world.spec, NOW, NOT_AFTER, CERTIFICATE.uid)
+    return renewal.renewal_due_at(world.spec, NOW, NOT_AFTER, CERTIFICATE.uid)
 
 
 RENEWAL_DUE_CASES: list[tuple[str, Case, Violation | None]] = [
@@ -643,7 +643,7 @@ def test_renewal_time_is_not_after_minus_renew_before_minus_jitter() -> None:
     spec = certificate_spec(renewBefore="100h", duration="1000h")
     not_after = NOW + td(hours=1000)
     expected = not_after - td(hours=100) - renewal.jitter("uid-1", td(hours=100))
-    assert policy.renewal_due_at(spec, NOW, not_after, "uid-1") == expected
+    assert renewal.renewal_due_at(spec, NOW, not_after, "uid-1") == expected
 
 
 @pytest.mark.parametrize(
@@ -663,9 +663,9 @@ def test_renewal_time_uses_the_granted_lifetime(
     fields: dict[str, Any], granted: td, renew_before: td
 ) -> None:
     spec = certificate_spec(**fields)
-    renewal = policy.renewal_due_at(spec, NOW, NOW + granted, "uid-1")
+    due = renewal.renewal_due_at(spec, NOW, NOW + granted, "uid-1")
     cap = min(renew_before / 10, td(hours=1))
-    assert NOW + granted - renew_before - cap < renewal <= NOW + granted - renew_before
+    assert NOW + granted - renew_before - cap < due <= NOW + granted - renew_before
 
 
 def test_certificate_cut_short_by_the_ca_is_not_due_right_after_issuance() -> None:
@@ -680,12 +680,12 @@ def test_certificate_cut_short_by_the_ca_is_not_due_right_after_issuance() -> No
     assert policy.decide(given) == policy.UpToDate(facts)
     # Without the CA's limit, renewal falls back to a third of the granted
     # lifetime: 80h before notAfter.
-    due = policy.renewal_due_at(spec, NOW, facts.leaf.not_after, CERTIFICATE.uid)
+    due = renewal.renewal_due_at(spec, NOW, facts.leaf.not_after, CERTIFICATE.uid)
     assert NOW + td(hours=160) - td(hours=1) < due <= NOW + td(hours=160)
     # With it, a renewal would be cut again, shorter each time: none is due
     # until the CA is rotated or extended.
     assert (
-        policy.secret_renewal_time(spec, CERTIFICATE.uid, facts, ca.not_after)
+        renewal.secret_renewal_time(spec, CERTIFICATE.uid, facts, ca.not_after)
         == facts.leaf.not_after
     )
     for moment in (due, facts.leaf.not_after - td(seconds=1)):
@@ -950,3 +950,10 @@ def test_a_secret_of_another_type_blocks_issuance() -> None:
             "delete it and it is created again with the right type",
         )
     )
+
+
+def test_a_renewal_request_is_a_new_utc_value_each_time() -> None:
+    assert renewal.renewal_request(NOW) == NOW.isoformat(timespec="microseconds").replace(
+        "+00:00", "Z"
+    )
+    assert renewal.renewal_request(NOW + td(microseconds=1)) != renewal.renewal_request(NOW)
