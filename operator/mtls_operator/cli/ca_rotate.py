@@ -20,12 +20,12 @@ from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import format_timestamp, parse_timestamp
 from mtls_operator.authorities.layouts import ca_from_secret_data, complete_layout
+from mtls_operator.authorities.rotation import DOING, CAState, Leaf, Step, leaf_problem, next_step
 from mtls_operator.cli import cluster as cluster_cli
 from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.kubelet_sync import propagation
 from mtls_operator.cli.parsers import PROGRAM, add_command, examples
 from mtls_operator.cli.recipe import load_ca_dir
-from mtls_operator.cli.rotation import DOING, CAState, Leaf, Step, leaf_problem, next_step
 from mtls_operator.pki import (
     CAError,
     CertificateAuthority,

@@ -8,7 +8,7 @@ import datetime
 import pytest
 from cryptography import x509
 
-from mtls_operator.cli.rotation import CAState, Leaf, Step, leaf_problem, next_step
+from mtls_operator.authorities.rotation import CAState, Leaf, Step, leaf_problem, next_step
 from mtls_operator.pki import (
     CertificateAuthority,
     DistinguishedName,
