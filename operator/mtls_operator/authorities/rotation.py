@@ -1,6 +1,8 @@
 """The three steps of docs/ca-rotation.md as pure decisions: which step a CA
-Secret is at (so that a rotation resumes wherever it stopped), and whether a
-leaf is where the next step needs it to be."""
+Secret is at (so that a rotation resumes wherever it stopped), what each
+step writes into it, whether a leaf is where the next step needs it to be,
+and how long pod certificates signed by the old key may still live.
+`mtls-operator ca rotate` reads the cluster, calls these, and writes."""
 
 from __future__ import annotations
 
@@ -11,8 +13,16 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from mtls_operator.pki import chain_problem
+from mtls_operator.api.outputs import CA_CRT, TLS_CRT, TLS_KEY
+from mtls_operator.pki import CertificateAuthority, certificates_to_pem, chain_problem
 from mtls_operator.pki.certs import fingerprint_sha256
+
+# The CA Secret layout a rotation edits (beside ca.crt, the trust bundle);
+# other layouts are rotated by hand.
+ROTATED_LAYOUT = (TLS_CRT, TLS_KEY)
+# When step 2 was done: pod certificates of the cluster CA are renewed by the
+# kubelets within their lifetime of it, and step 3 waits for that.
+SIGNED_AT_ANNOTATION = "mtls.dev/rotation-signed-at"
 
 
 class Step(enum.IntEnum):
@@ -77,3 +87,49 @@ def leaf_problem(
     if before is Step.DONE and _prints(leaf.bundle) != new:
         return "its ca.crt still trusts the old root"
     return None
+
+
+def steps_left(step: Step) -> list[Step]:
+    """The steps from `step` on, in order (none once DONE)."""
+    return [left for left in Step if step <= left < Step.DONE]
+
+
+def step_changes(
+    state: CAState, step: Step, new: CertificateAuthority, new_key: bytes
+) -> dict[str, bytes]:
+    """What `step` writes into the CA Secret's data: old and new roots
+    trusted, then the new CA signing, then the new roots alone."""
+    if step is Step.TRUST_NEW:
+        known = set(_prints(state.bundle))
+        added = [c for c in new.trust_bundle if fingerprint_sha256(c) not in known]
+        return {CA_CRT: certificates_to_pem([*state.bundle, *added])}
+    if step is Step.SIGN_WITH_NEW:
+        signing = certificates_to_pem([new.certificate, *new.intermediates])
+        return {TLS_CRT: signing, TLS_KEY: new_key}
+    return {CA_CRT: new.trust_bundle_pem}
+
+
+def leaf_problems(
+    leaves: Sequence[Leaf],
+    before: Step,
+    new_roots: Sequence[x509.Certificate],
+    now: datetime.datetime,
+) -> list[str]:
+    """`namespace/name: why` for each leaf not yet ready for step `before`."""
+    found = []
+    for leaf in leaves:
+        problem = leaf_problem(leaf, before, new_roots, now)
+        if problem is not None:
+            found.append(f"{leaf.name}: {problem}")
+    return found
+
+
+def pod_certificates_wait(
+    signed_at: datetime.datetime | None, max_duration: datetime.timedelta, now: datetime.datetime
+) -> datetime.timedelta:
+    """How long the old root must stay trusted for the pod certificates
+    signed by the old key: they live until the kubelets renew them, at most
+    `max_duration` after step 2. A step 2 done by hand (no record of when)
+    counts from now."""
+    left = (signed_at or now) + max_duration - now
+    return max(left, datetime.timedelta(0))

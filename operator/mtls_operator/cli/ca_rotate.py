@@ -20,7 +20,19 @@ from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import format_timestamp, parse_timestamp
 from mtls_operator.authorities.layouts import ca_from_secret_data, complete_layout
-from mtls_operator.authorities.rotation import DOING, CAState, Leaf, Step, leaf_problem, next_step
+from mtls_operator.authorities.rotation import (
+    DOING,
+    ROTATED_LAYOUT,
+    SIGNED_AT_ANNOTATION,
+    CAState,
+    Leaf,
+    Step,
+    leaf_problems,
+    next_step,
+    pod_certificates_wait,
+    step_changes,
+    steps_left,
+)
 from mtls_operator.cli import cluster as cluster_cli
 from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.kubelet_sync import propagation
@@ -29,19 +41,12 @@ from mtls_operator.cli.recipe import load_ca_dir
 from mtls_operator.pki import (
     CAError,
     CertificateAuthority,
-    certificates_to_pem,
     is_encrypted_pem,
     load_certificates,
 )
-from mtls_operator.pki.certs import fingerprint_sha256
 from mtls_operator.runtime.kube import Kube
 
 POLL_SECONDS = 2.0
-# When step 2 was done: pod certificates of the cluster CA are renewed by the
-# kubelets within their lifetime of it, and step 3 waits for that.
-SIGNED_AT_ANNOTATION = "mtls.dev/rotation-signed-at"
-# The layout the command edits; other layouts are rotated by hand.
-TLS_LAYOUT = (TLS_CRT, TLS_KEY)
 
 
 def add_rotate(ca_commands: Any) -> None:
@@ -178,7 +183,7 @@ def _read(path: Path) -> bytes | None:
 
 def _state(secret: dict[str, Any], where: str) -> CAState:
     data = decode_data(secret.get("data"))
-    if complete_layout(data.get) != TLS_LAYOUT:
+    if complete_layout(data.get) != ROTATED_LAYOUT:
         raise CommandError(
             f"CA Secret {where} does not hold {TLS_CRT} and {TLS_KEY}: ca rotate edits that "
             "layout only; rotate others by hand (docs/ca-rotation.md)"
@@ -199,15 +204,7 @@ def _patch(
 ) -> dict[str, Any]:
     """The change of `step`, on the resourceVersion it was decided on: a
     Secret changed meanwhile makes the write fail instead of undoing it."""
-    if step is Step.TRUST_NEW:
-        known = {fingerprint_sha256(c) for c in state.bundle}
-        added = [c for c in new.trust_bundle if fingerprint_sha256(c) not in known]
-        changes = {CA_CRT: certificates_to_pem([*state.bundle, *added])}
-    elif step is Step.SIGN_WITH_NEW:
-        signing = certificates_to_pem([new.certificate, *new.intermediates])
-        changes = {TLS_CRT: signing, TLS_KEY: new_key}
-    else:
-        changes = {CA_CRT: new.trust_bundle_pem}
+    changes = step_changes(state, step, new, new_key)
     metadata: dict[str, Any] = {"resourceVersion": secret["metadata"]["resourceVersion"]}
     if step is Step.SIGN_WITH_NEW:
         signed_at = format_timestamp(datetime.datetime.now(datetime.UTC))
@@ -221,13 +218,12 @@ def _patch(
 async def _wait_for_pod_certificates(
     secret: dict[str, Any], max_duration: datetime.timedelta
 ) -> None:
-    """Pod certificates signed by the old key live until the kubelets renew
-    them, at most `max_duration` after step 2: the old root stays trusted
-    until then. A step 2 done by hand (no record of when) counts from now."""
+    """The old root stays trusted as long as pod certificates signed by the
+    old key may live (`pod_certificates_wait`)."""
     annotations = (secret.get("metadata") or {}).get("annotations") or {}
-    now = datetime.datetime.now(datetime.UTC)
-    signed_at = parse_timestamp(annotations.get(SIGNED_AT_ANNOTATION)) or now
-    left = (signed_at + max_duration - now).total_seconds()
+    signed_at = parse_timestamp(annotations.get(SIGNED_AT_ANNOTATION))
+    wait = pod_certificates_wait(signed_at, max_duration, datetime.datetime.now(datetime.UTC))
+    left = wait.total_seconds()
     if left > 0:
         print(
             f"waiting {format_duration(datetime.timedelta(seconds=round(left)))} for pod "
@@ -281,13 +277,7 @@ def _is_ready(item: dict[str, Any]) -> bool:
 
 
 def _problems(leaves: list[Leaf], step: Step, new: CertificateAuthority) -> list[str]:
-    now = datetime.datetime.now(datetime.UTC)
-    found = []
-    for leaf in leaves:
-        problem = leaf_problem(leaf, step, new.trust_bundle, now)
-        if problem is not None:
-            found.append(f"{leaf.name}: {problem}")
-    return found
+    return leaf_problems(leaves, step, new.trust_bundle, datetime.datetime.now(datetime.UTC))
 
 
 async def _wait_for_leaves(
@@ -313,9 +303,8 @@ async def _print_plan(
     if step is Step.DONE:
         print(f"{where} is rotated already: nothing to do")
         return 0
-    for left in Step:
-        if step <= left < Step.DONE:
-            print(f"would do step {left.value} of 3: {DOING[left]}")
+    for left in steps_left(step):
+        print(f"would do step {left.value} of 3: {DOING[left]}")
     leaves = await _leaves(kube, args, namespace)
     problems = _problems(leaves, step, new)
     waiting = f"; first it would wait for {len(problems)}: {problems[0]}" if problems else ""

@@ -1,5 +1,6 @@
 """Where a CA rotation stands, read from the CA Secret alone, and when a
-leaf is ready for the next step: the decisions behind `ca rotate`."""
+leaf is ready for the next step, what each step writes, how long the old
+root stays: the decisions behind `ca rotate`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,24 @@ import datetime
 import pytest
 from cryptography import x509
 
-from mtls_operator.authorities.rotation import CAState, Leaf, Step, leaf_problem, next_step
+from mtls_operator.authorities.rotation import (
+    CAState,
+    Leaf,
+    Step,
+    leaf_problem,
+    leaf_problems,
+    next_step,
+    pod_certificates_wait,
+    step_changes,
+    steps_left,
+)
 from mtls_operator.pki import (
     CertificateAuthority,
     DistinguishedName,
     KeySpec,
     LeafRequest,
     Usage,
+    certificates_to_pem,
     issue_leaf,
 )
 
@@ -79,3 +91,67 @@ def test_a_leaf_is_ready_for_a_step_only_where_that_step_needs_it(
     leaf: Leaf, before: Step, problem: str | None
 ) -> None:
     assert leaf_problem(leaf, before, (NEW.certificate,), NOW) == problem
+
+
+def test_leaf_problems_name_each_leaf_not_ready() -> None:
+    not_ready = Leaf("ns/api", False, (), ())
+    assert leaf_problems([TRUSTING, not_ready], Step.SIGN_WITH_NEW, (NEW.certificate,), NOW) == [
+        "ns/api: not Ready"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("step", "left"),
+    [
+        (Step.TRUST_NEW, [Step.TRUST_NEW, Step.SIGN_WITH_NEW, Step.DROP_OLD]),
+        (Step.DROP_OLD, [Step.DROP_OLD]),
+        (Step.DONE, []),
+    ],
+)
+def test_steps_left_run_from_the_current_one(step: Step, left: list[Step]) -> None:
+    assert steps_left(step) == left
+
+
+@pytest.mark.parametrize(
+    ("state", "step", "changes"),
+    [
+        (
+            CAState(OLD.certificate, (OLD.certificate,)),
+            Step.TRUST_NEW,
+            {"ca.crt": certificates_to_pem(BOTH)},
+        ),
+        # A root trusted already is not added twice.
+        (CAState(OLD.certificate, BOTH), Step.TRUST_NEW, {"ca.crt": certificates_to_pem(BOTH)}),
+        (
+            CAState(OLD.certificate, BOTH),
+            Step.SIGN_WITH_NEW,
+            {"tls.crt": certificates_to_pem([NEW.certificate]), "tls.key": b"new key"},
+        ),
+        (CAState(NEW.certificate, BOTH), Step.DROP_OLD, {"ca.crt": NEW.trust_bundle_pem}),
+    ],
+    ids=["trust-new", "trust-new-again", "sign-with-new", "drop-old"],
+)
+def test_each_step_writes_its_own_part_of_the_secret(
+    state: CAState, step: Step, changes: dict[str, bytes]
+) -> None:
+    assert step_changes(state, step, NEW, b"new key") == changes
+
+
+HOUR = datetime.timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("signed_at", "wait"),
+    [
+        (NOW, 24 * HOUR),
+        (NOW - 23 * HOUR, HOUR),
+        (NOW - 25 * HOUR, datetime.timedelta(0)),
+        # Step 2 done by hand: no record of when, so it counts from now.
+        (None, 24 * HOUR),
+    ],
+    ids=["just-signed", "an-hour-left", "long-ago", "unrecorded"],
+)
+def test_the_old_root_is_trusted_while_pod_certificates_of_the_old_key_live(
+    signed_at: datetime.datetime | None, wait: datetime.timedelta
+) -> None:
+    assert pod_certificates_wait(signed_at, 24 * HOUR, NOW) == wait
