@@ -32,10 +32,15 @@ from mtls_operator.trustbundles.controller import (
 )
 
 DEFAULT_IDENTITY = IdentitySettings()
+# Where the operator runs when nothing says otherwise (the install's namespace).
+DEFAULT_NAMESPACE = "mtls-operator"
 
 
 @dataclass(frozen=True)
 class OperatorConfig:
+    """The operator's settings, each default set here once (the command
+    line leaves a field it is not given at its default)."""
+
     namespaces: tuple[str, ...]  # empty: all namespaces
     cluster_ca: CARef
     bootstrap_ca: bool = False
@@ -44,7 +49,7 @@ class OperatorConfig:
     reissue_rate: float = 20.0
     metrics_port: int = 8080
     leader_election: bool = True
-    lease_namespace: str = "mtls-operator"
+    lease_namespace: str = DEFAULT_NAMESPACE
     lease_name: str = "mtls-operator"
     identity: IdentitySettings = DEFAULT_IDENTITY
     pod_signer: bool = True
@@ -115,6 +120,9 @@ class Operator:
 
     def healthy(self) -> bool:
         return self.runtime.healthy()
+
+    def problems(self) -> list[str]:
+        return self.runtime.problems()
 
     def halt(self) -> None:
         """Stop every worker and watch at once (no write after this), without

@@ -18,7 +18,7 @@ import yaml
 
 from mtls_operator.app import OperatorConfig
 from mtls_operator.authorities.store import CARef
-from mtls_operator.cli import run as run_command
+from mtls_operator.cli import settings as run_settings
 from mtls_operator.policy.identity import IdentityMode
 
 from ship.manifests import Object, kustomize
@@ -207,9 +207,9 @@ def operator_config(objects: list[Object]) -> OperatorConfig:
     args = container["args"]
     assert args[0] == "run"
     parser = argparse.ArgumentParser(exit_on_error=False)
-    run_command.add_arguments(parser)
+    run_settings.add_arguments(parser)
     parsed = parser.parse_args(args[1:])
-    return run_command.config_from_arguments(parsed)
+    return run_settings.config_from_arguments(parsed)
 
 
 def test_default_values_are_the_operators_defaults_plus_deploys_flags(

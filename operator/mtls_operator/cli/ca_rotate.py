@@ -19,6 +19,7 @@ from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import format_timestamp, parse_timestamp
+from mtls_operator.app import OperatorConfig
 from mtls_operator.authorities.layouts import ca_from_secret_data, complete_layout
 from mtls_operator.authorities.rotation import (
     DOING,
@@ -96,10 +97,11 @@ def add_rotate(ca_commands: Any) -> None:
     rotate.add_argument(
         "--pod-cert-max-duration",
         type=_duration,
-        default=datetime.timedelta(hours=24),
+        default=OperatorConfig.pod_certificate_max_duration,
         metavar="DURATION",
         help="with --cluster-ca: the operator's --pod-cert-max-duration; step 3 waits that "
-        "long after step 2, for the kubelets to renew pod certificates (default: 24h)",
+        "long after step 2, for the kubelets to renew pod certificates (default: "
+        f"{format_duration(OperatorConfig.pod_certificate_max_duration)})",
     )
     rotate.add_argument(
         "--dry-run", action="store_true", help="print the steps left, and change nothing"

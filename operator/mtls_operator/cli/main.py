@@ -15,6 +15,7 @@ from mtls_operator import __version__
 from mtls_operator.cli import cluster as cluster_cli
 from mtls_operator.cli import completion, convert, offline, policy_check
 from mtls_operator.cli import run as operator_command
+from mtls_operator.cli import settings as operator_settings
 from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import add_output_argument
 from mtls_operator.cli.parsers import EXIT_USAGE, PROGRAM, add_command, examples
@@ -82,7 +83,7 @@ def _add_cluster_commands(commands: Any) -> None:
             f"{PROGRAM} run --namespace shop --cluster-ca-secret shop/shop-ca",
         ),
     )
-    operator_command.add_arguments(run)
+    operator_settings.add_arguments(run)
     run.set_defaults(command=operator_command.run_operator)
 
     offline.add_inspect(commands)
