@@ -5,6 +5,10 @@
 # and the monitoring rules and dashboard (deploy/monitoring/). Helm cannot
 # read files outside the chart, hence the copies; tests/ship/test_chart.py
 # fails when they differ and names this script.
+#
+# Likewise the operator's roles (deploy/base/rbac.yaml) into the package,
+# whose start-up check asks for exactly the permissions they grant;
+# tests/unit/test_preflight.py fails when the copy differs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +21,4 @@ for crd in crds/*.yaml; do
     cp "$crd" "$files/crds/"
 done
 cp deploy/monitoring/rules.yaml deploy/monitoring/dashboard.json "$files/monitoring/"
+cp deploy/base/rbac.yaml operator/mtls_operator/rbac.yaml

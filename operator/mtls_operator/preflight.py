@@ -1,17 +1,23 @@
 """What the operator needs from the cluster before it starts, checked once:
-the CRDs served, the namespaces it names, and the permissions of every call
-it will make. Each problem is one line that says what is wrong and what to
+the CRDs served, the namespaces it names, and every permission its roles
+grant (deploy/base/rbac.yaml, read from the package's copy), where it
+needs them. Each problem is one line that says what is wrong and what to
 do, so that a misconfiguration stops the process at once with that line
 instead of a retry loop that logs forever."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
 
 from mtls_operator.api.paths import core_path, group_version_path, resource_path
 from mtls_operator.api.pod_certificates import CERTIFICATES_API_VERSION
 from mtls_operator.api.resources import API_VERSION, GROUP
 from mtls_operator.app import OperatorConfig
+from mtls_operator.authorities.store import CARef
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.kube import Kube
 
@@ -37,42 +43,83 @@ class Permission:
         return f"{self.verb} {target}{where}"
 
 
-CERTIFICATES = "certificates.k8s.io"
-LEASES = "coordination.k8s.io"
+# The roles the operator is installed with, shipped with the package: a
+# copy of deploy/base/rbac.yaml (hack/sync-chart-files.sh makes it, and a
+# test holds it equal). The chart renders the same roles, also held equal.
+RBAC_MANIFEST = "rbac.yaml"
+# The names the manifest is written for: with other flags, the same rules
+# hold for the names the flags give.
+_INSTALLED = OperatorConfig(namespaces=(), cluster_ca=CARef("", ""))
+# Granted for kopf's resource scanning, without which the operator still
+# works (with warnings, deploy/README.md): the start-up does not insist.
+_NOT_REQUIRED = frozenset({("apiextensions.k8s.io", "customresourcedefinitions")})
+
+
+def installed_roles() -> dict[str, list[dict[str, Any]]]:
+    """Each ClusterRole's and Role's rules, by the role's name."""
+    text = resources.files("mtls_operator").joinpath(RBAC_MANIFEST).read_text()
+    return {
+        document["metadata"]["name"]: document["rules"]
+        for document in yaml.safe_load_all(text)
+        if document and document["kind"] in ("ClusterRole", "Role")
+    }
+
+
+def role_scopes(config: OperatorConfig) -> dict[str, tuple[str | None, ...]]:
+    """Where each role is needed (None: cluster-wide), as deploy/ binds it;
+    a role the configuration does not use is needed nowhere."""
+    served = (*config.namespaces, config.cluster_ca.namespace) if config.namespaces else (None,)
+    everywhere: tuple[str | None, ...] = (None,)
+    return {
+        "mtls-operator": tuple(dict.fromkeys(served)),
+        "mtls-operator-discovery": everywhere,
+        "mtls-operator-policies": everywhere,
+        "mtls-operator-pod-signer": everywhere if config.pod_signer else (),
+        "mtls-operator-trust-bundles": everywhere,
+        "mtls-operator-trust-bundle-configmaps": (
+            everywhere if config.trust_bundle_namespaces is not None else ()
+        ),
+        "mtls-operator-leader-election": (
+            (config.lease_namespace,) if config.leader_election else ()
+        ),
+    }
 
 
 def permissions(config: OperatorConfig) -> list[Permission]:
-    """Every call the operator makes, in each namespace it serves."""
+    """Every call the operator makes, where it makes it: the rules of the
+    installed roles, with the names this configuration uses."""
+    renamed = {
+        _INSTALLED.pod_signer_name: config.pod_signer_name if config.pod_signer else None,
+        _INSTALLED.lease_name: config.lease_name,
+    }
+    roles = installed_roles()
     needed: list[Permission] = []
-    for ns in config.namespaces or (None,):
-        needed += [Permission(v, GROUP, "mtlscertificates", ns) for v in ("list", "watch")]
-        needed.append(Permission("patch", GROUP, "mtlscertificates", ns, subresource="status"))
-        needed += [Permission(v, "", "secrets", ns) for v in ("list", "watch", "create", "patch")]
-        needed.append(Permission("create", "", "events", ns))
-        if config.pod_signer:
-            requests = "podcertificaterequests"
-            needed += [Permission(v, CERTIFICATES, requests, ns) for v in ("list", "watch")]
-            needed.append(Permission("patch", CERTIFICATES, requests, ns, subresource="status"))
-    ca = config.cluster_ca.namespace
-    needed += [Permission(v, "", "secrets", ca) for v in ("list", "watch")]
-    needed += [Permission(v, "", "namespaces") for v in ("list", "watch")]
-    needed += [Permission(v, GROUP, "mtlspolicies") for v in ("list", "watch")]
-    needed.append(Permission("patch", GROUP, "mtlspolicies", subresource="status"))
-    signers = ["mtls.dev/cluster-ca"]
-    if config.pod_signer:
-        signers.append(config.pod_signer_name)
-        needed.append(Permission("sign", CERTIFICATES, "signers", name=config.pod_signer_name))
-    bundles = "clustertrustbundles"
-    needed += [Permission(v, CERTIFICATES, bundles) for v in ("list", "watch", "create", "update")]
-    needed += [Permission("attest", CERTIFICATES, "signers", name=s) for s in signers]
-    if config.trust_bundle_namespaces is not None:
-        verbs = ("list", "watch", "create", "patch", "delete")
-        needed += [Permission(v, "", "configmaps") for v in verbs]
-    if config.leader_election:
-        lease_ns, lease = config.lease_namespace, config.lease_name
-        needed.append(Permission("create", LEASES, "leases", lease_ns))
-        needed += [Permission(v, LEASES, "leases", lease_ns, name=lease) for v in ("get", "update")]
+    for role, namespaces in role_scopes(config).items():
+        for namespace in namespaces:
+            for rule in roles[role]:
+                needed += _rule_permissions(rule, namespace, renamed)
     return needed
+
+
+def _rule_permissions(
+    rule: dict[str, Any], namespace: str | None, renamed: dict[str, str | None]
+) -> list[Permission]:
+    listed = rule.get("resourceNames")
+    names = (
+        [renamed.get(n, n) for n in listed if renamed.get(n, n) is not None] if listed else [None]
+    )
+    found = []
+    for group in rule["apiGroups"]:
+        for named in rule["resources"]:
+            resource, _, subresource = named.partition("/")
+            if (group, resource) in _NOT_REQUIRED:
+                continue
+            found += [
+                Permission(verb, group, resource, namespace, name, subresource or None)
+                for verb in rule["verbs"]
+                for name in names
+            ]
+    return found
 
 
 async def problems(kube: Kube, config: OperatorConfig) -> list[str]:
