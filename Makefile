@@ -95,4 +95,4 @@ clean:
 # scenario; figures printed and written to .bench/<scenario>.json.
 SCENARIO ?= default
 bench: $(INSTALLED) control-plane
-	@$(BIN)/python hack/bench.py --scenario $(SCENARIO)
+	@PYTHONPATH=hack $(BIN)/python -m bench --scenario $(SCENARIO)

@@ -3,7 +3,7 @@ fresh control plane, the CPU each process spends per certificate (etcd,
 kube-apiserver, kube-controller-manager, the operator and this client), and
 optionally a py-spy profile of the operator during the burst.
 
-    .venv/bin/python hack/profile_burst.py --count 2000 --py-spy /path/to/py-spy
+    PYTHONPATH=hack .venv/bin/python -m bench.profile_burst --count 2000 --py-spy /path/to/py-spy
 
 py-spy is not a dependency: install it anywhere (`pip install py-spy` in a
 throwaway virtualenv) and give its path. The profile is written in py-spy's
@@ -22,8 +22,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench_bare import BareWrites, baseline, observed_baseline
-from bench_support import WORK, ReadyWatch, Stage, burst_names, cpu_seconds
+from bench.bare import BareWrites, baseline, observed_baseline
+from bench.paths import WORK
+from bench.ready_watch import ReadyWatch
+from bench.stage import Stage, burst_names
+from bench.usage import cpu_seconds
 
 NAMESPACE = "bench"
 BASELINE_NAMESPACE = "bench-baseline"
@@ -95,7 +98,9 @@ async def profile(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.profile_burst", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--count", type=int, default=2000, help="certificates in the burst")
     parser.add_argument("--py-spy", help="path of a py-spy binary: profile the operator")
     parser.add_argument("--output", type=Path, default=WORK / "profile.raw")

@@ -16,10 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-from bench_support import WORK, Figures, ReadyWatch, Stage, mib
 from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.pki import chain_problem, load_certificates
+
+from bench.background import Background
+from bench.figures import Figures
+from bench.paths import WORK
+from bench.ready_watch import ReadyWatch
+from bench.stage import Stage
 
 NAMESPACE = "rotation"
 CA_SECRET = "rotation-ca"
@@ -47,20 +52,13 @@ def init_ca(directory: Path, common_name: str) -> tuple[bytes, bytes]:
     return (directory / "ca-crt.pem").read_bytes(), (directory / "ca-key.pem").read_bytes()
 
 
-class Sampler:
+class Sampler(Background):
     """Reads SAMPLE_SIZE random leaf Secrets at a time, over and over."""
 
     def __init__(self, stage: Stage, names: list[str]) -> None:
+        super().__init__()
         self.stage, self.names = stage, names
         self.samples, self.broken = 0, list[str]()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
     async def _run(self) -> None:
         while True:
@@ -113,10 +111,7 @@ async def run(args: argparse.Namespace, figures: Figures) -> None:
             len(sampler.broken),
             "samples",
         )
-        rss, peak = stage.operator.memory_kib()
-        figures.note(
-            "operator RSS after the rotation", mib(rss), f"peak {mib(peak)}", rss / 1024, "MiB"
-        )
+        figures.note_memory("operator RSS after the rotation", stage.operator.memory_kib())
     finally:
         await sampler.stop()
         await watch.stop()

@@ -13,18 +13,12 @@ import argparse
 import asyncio
 import time
 
-from bench_bare import BareWrites, observed_baseline
-from bench_support import (
-    Figures,
-    ReadyWatch,
-    Stage,
-    api_writes,
-    cpu_seconds,
-    mib,
-    operator_counter,
-    ready_gauges,
-    rss_target,
-)
+from bench.bare import BareWrites, observed_baseline
+from bench.figures import Figures, mib, rss_target
+from bench.metrics import api_writes, operator_counter, ready_gauges
+from bench.ready_watch import ReadyWatch
+from bench.stage import Stage
+from bench.usage import cpu_seconds
 
 NAMESPACE = "scale"
 # Idle: every certificate looked at, and under this much of a core for a second.
@@ -72,7 +66,7 @@ async def run(args: argparse.Namespace, figures: Figures) -> None:
             total = size
             seconds = await watch.wait(total, timeout=3600) - started
             await asyncio.sleep(5)
-            rss, peak = stage.operator.memory_kib()
+            memory = stage.operator.memory_kib()
             after = await bare("after")
             rate, bare_rate = burst / seconds, (before + after) / 2
             figures.note(
@@ -83,13 +77,7 @@ async def run(args: argparse.Namespace, figures: Figures) -> None:
                 rate / bare_rate,
                 "fraction of bare",
             )
-            figures.note(
-                f"operator RSS at {size} certificates",
-                mib(rss),
-                f"peak {mib(peak)}" + rss_target(size),
-                rss / 1024,
-                "MiB",
-            )
+            figures.note_memory(f"operator RSS at {size} certificates", memory, rss_target(size))
         await idle_cpu(stage, figures, total, args.idle_seconds)
         await restart(stage, figures, total)
     finally:

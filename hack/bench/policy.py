@@ -11,8 +11,13 @@ import asyncio
 import time
 from typing import Any
 
-from bench_support import Figures, ReadyWatch, Stage, in_parallel, operator_counter
 from mtls_operator.api.resources import policies_path
+
+from bench.figures import Figures
+from bench.metrics import operator_counter
+from bench.parallel import in_parallel
+from bench.ready_watch import ReadyWatch
+from bench.stage import Stage
 
 BURST_NAMESPACES = ("policy-before", "policy-after")
 TEAMS = 10

@@ -1,6 +1,6 @@
-"""The pod-certificate phase of `make bench`: PodCertificateRequests posted
-together, as many kubelets would post them, against a bare client that
-answers each with one status write and no crypto."""
+"""PodCertificateRequests as kubelets post them (for pods of a node that
+ask for a pod certificate), a watch that times their answers, and the bare
+signer the operator is measured against: one status write each, no crypto."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mtls_operator.api.paths import core_path
 from mtls_operator.api.pod_certificates import pod_certificate_requests_path
 from mtls_operator.runtime.kube import Kube
+
+from bench.parallel import in_parallel
 
 SIGNER = "mtls.dev/pod-identity"
 PODS = 10
@@ -137,7 +139,6 @@ async def bare_signer(
     namespace: str,
     bodies: list[dict[str, Any]],
     total: int,
-    in_parallel: Callable[[int, Callable[[int], Awaitable[object]]], Awaitable[float]],
 ) -> float:
     """Post each request, then answer it with one status write (Denied: the
     cheapest valid answer, no crypto), `total` answered in the namespace at
@@ -166,15 +167,3 @@ async def bare_signer(
         kube, namespace, total, lambda: in_parallel(len(bodies), post_and_answer)
     )
     return len(bodies) / seconds
-
-
-def pcr_writes(metrics_text: str) -> int:
-    """Write requests for PodCertificateRequests (creates and status)."""
-    total = 0
-    for line in metrics_text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        pcr = 'resource="podcertificaterequests"' in line
-        if pcr and any(f'verb="{v}"' in line for v in ("POST", "PUT", "PATCH", "DELETE")):
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total

@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench_support import ReadyWatch, burst_names, certificate, in_parallel, is_ready
 from mtls_operator.api.managed_secret import CERTIFICATE_ANNOTATION, CERTIFICATE_UID_ANNOTATION
 from mtls_operator.api.paths import events_path, secrets_path
 from mtls_operator.api.resources import CertificateRef, certificates_path
 from mtls_operator.runtime.kube import Kube
+
+from bench.parallel import in_parallel
+from bench.ready_watch import ReadyWatch, is_ready
+from bench.stage import burst_names, certificate
 
 # The sizes of a real ECDSA Secret's values.
 SAMPLE_SECRET = {

@@ -7,7 +7,8 @@ kubernetes package ships (`kubernetes.aio`), on the work the operator does:
   small fact of each, as the operator's Secret watch does.
 
 Each client runs in a fresh process, so its import and peak RSS are its own.
-Prints a table; nothing asserts. `python hack/bench_client.py`.
+Prints a table, and writes its figures to .bench/clients.json; nothing
+asserts. `PYTHONPATH=hack python -m bench.rest_clients`.
 """
 
 from __future__ import annotations
@@ -17,41 +18,27 @@ import asyncio
 import base64
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".bench" / "client"
+from bench.figures import Figures
+from bench.parallel import CONCURRENCY, in_parallel
+from bench.paths import ROOT, WORK
+from bench.results import write_result
+from bench.usage import peak_rss_mib
+
 NAMESPACE = "client-bench"
 MEMORY_NAMESPACE = "client-bench-memory"
-CONCURRENCY = 32
 MERGE_PATCH = "application/merge-patch+json"
+# Where the workers find this package.
+HACK = str(ROOT / "hack")
 # About what a managed Secret weighs: an ECDSA chain, its key and the bundle.
 SECRET_DATA = {
     key: base64.b64encode(os.urandom(size)).decode()
     for key, size in (("tls.crt", 1400), ("tls.key", 240), ("ca.crt", 700))
 }
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-async def in_parallel(count: int, job: Callable[[int], Awaitable[object]]) -> float:
-    started = time.monotonic()
-    indexes = iter(range(count))
-
-    async def lane() -> None:
-        for index in indexes:
-            await job(index)
-
-    await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
-    return time.monotonic() - started
 
 
 def secret(name: str) -> dict[str, Any]:
@@ -148,7 +135,8 @@ def measure(client_name: str, task: str, count: int, prefix: str) -> dict[str, f
     output = subprocess.run(
         [
             sys.executable,
-            __file__,
+            "-m",
+            __spec__.name,
             "--worker",
             client_name,
             "--task",
@@ -161,6 +149,7 @@ def measure(client_name: str, task: str, count: int, prefix: str) -> dict[str, f
         check=False,
         capture_output=True,
         text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([HACK, os.environ.get("PYTHONPATH", "")])},
     )
     if output.returncode != 0:
         raise SystemExit(f"{client_name} {task} failed:\n{output.stderr[-3000:]}")
@@ -169,7 +158,7 @@ def measure(client_name: str, task: str, count: int, prefix: str) -> dict[str, f
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.rest_clients", description=__doc__)
     parser.add_argument("--worker", choices=sorted(CLIENTS))
     parser.add_argument("--task", choices=["burst", "memory"], default="burst")
     parser.add_argument("--count", type=int, default=1000)
@@ -180,11 +169,13 @@ def main() -> int:
     if args.worker:
         return worker(args)
 
-    sys.path.insert(0, str(ROOT / "hack"))
+    # Not at the top: the workers, which share this module, import nothing
+    # but their client.
     from localcluster import LocalCluster, control_plane_bin_dir  # noqa: PLC0415
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    cluster = LocalCluster.start(WORK / "cluster", control_plane_bin_dir())
+    (WORK / "client").mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    cluster = LocalCluster.start(WORK / "client" / "cluster", control_plane_bin_dir())
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
     try:
         for namespace in (NAMESPACE, MEMORY_NAMESPACE):
@@ -200,18 +191,46 @@ def main() -> int:
         memory = {name: measure(name, "memory", 0, "m") for name in CLIENTS}
     finally:
         cluster.stop()
+    record(args, rows, memory, time.monotonic() - started)
+    return 0
+
+
+def record(
+    args: argparse.Namespace,
+    rows: list[tuple[str, int, float]],
+    memory: dict[str, dict[str, float]],
+    seconds: float,
+) -> None:
+    """The table on stdout, and the same figures in .bench/clients.json."""
+    figures = Figures()
     print(f"\nREST clients, {args.count} issuances ({CONCURRENCY} at a time), best of rounds:")
     for name in CLIENTS:
         rates = [rate for client_name, _, rate in rows if client_name == name]
         shown = ", ".join(f"{r:.0f}" for r in rates)
         print(f"  {name:<15} {max(rates):6.0f} writes/s   (rounds: {shown})")
-    print(f"\nListing {args.secrets} TLS Secrets in pages of 500, peak RSS of the process:")
-    for name, figures in memory.items():
-        print(
-            f"  {name:<15} {figures['peak_rss_mib']:6.0f} MiB "
-            f"(after imports {figures['import_rss_mib']:.0f} MiB; {figures['items']:.0f} listed)"
+        figures.note(
+            f"{name}: {args.count} issuances' writes (Secret create, merge patch, Event), "
+            f"{CONCURRENCY} at a time",
+            f"{max(rates):.0f} writes/s",
+            f"rounds {shown}",
+            max(rates),
+            "writes/s",
         )
-    return 0
+    print(f"\nListing {args.secrets} TLS Secrets in pages of 500, peak RSS of the process:")
+    for name, measured in memory.items():
+        peak, imports = measured["peak_rss_mib"], measured["import_rss_mib"]
+        print(
+            f"  {name:<15} {peak:6.0f} MiB "
+            f"(after imports {imports:.0f} MiB; {measured['items']:.0f} listed)"
+        )
+        figures.note(
+            f"{name}: peak RSS listing {args.secrets} TLS Secrets in pages of 500",
+            f"{peak - imports:+.0f} MiB over its imports",
+            f"peak {peak:.0f} MiB, {imports:.0f} MiB after imports; {measured['items']:.0f} listed",
+            peak - imports,
+            "MiB",
+        )
+    write_result("clients", figures, seconds)
 
 
 def fill(count: int) -> None:
