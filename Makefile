@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CLUSTER_DIR := .cluster
 
-.PHONY: test lint ship-lint lock quick unit ship e2e demo demo-offline bench control-plane node go-tools cluster-up cluster-down image tools clean
+.PHONY: test lint ship-lint lock quick unit ship e2e demo demo-offline bench bench-docs control-plane node go-tools cluster-up cluster-down image tools clean
 
 # Runtime dependencies at the versions of requirements.lock (what the image
 # runs), so that tests do not change with whatever was released today.
@@ -92,7 +92,12 @@ clean:
 	rm -rf $(VENV) .venv-ship .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 # `make bench SCENARIO=scale` (or storm, rotation, pods, policy, all): one
-# scenario; figures printed and written to .bench/<scenario>.json.
+# scenario; figures printed, written to .bench/<scenario>.json and published
+# to docs/bench/, from which the README's and docs' tables are rendered.
 SCENARIO ?= default
 bench: $(INSTALLED) control-plane
-	@PYTHONPATH=hack $(BIN)/python -m bench --scenario $(SCENARIO)
+	@PYTHONPATH=hack $(BIN)/python -m bench --scenario $(SCENARIO) --publish
+
+# The bench tables of README.md and docs/, rendered from docs/bench/*.json.
+bench-docs: $(INSTALLED)
+	@PYTHONPATH=hack $(BIN)/python -m bench.doc_tables

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bench import default, pods, policy, rotation, scale, storm
+from bench.doc_tables import publish
 from bench.figures import Figures
 from bench.results import report
 
@@ -47,6 +48,11 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pod-requests", type=int, default=1000, help="PodCertificateRequests posted together"
     )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="copy each scenario's figures to docs/bench/ and render the docs' tables from them",
+    )
     scale.add_arguments(parser)
     storm.add_arguments(parser)
     rotation.add_arguments(parser)
@@ -62,6 +68,8 @@ def main() -> int:
         figures = Figures()
         asyncio.run(SCENARIOS[name](args, figures))
         report(name, figures, time.monotonic() - started)
+        if args.publish:
+            publish(name)
     return 0
 
 

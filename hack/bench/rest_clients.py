@@ -7,7 +7,8 @@ kubernetes package ships (`kubernetes.aio`), on the work the operator does:
   small fact of each, as the operator's Secret watch does.
 
 Each client runs in a fresh process, so its import and peak RSS are its own.
-Prints a table, and writes its figures to .bench/clients.json; nothing
+Prints a table, and writes its figures to .bench/clients.json (with
+--publish also to docs/bench/, rendered into docs/design.md); nothing
 asserts. `PYTHONPATH=hack python -m bench.rest_clients`.
 """
 
@@ -165,6 +166,9 @@ def main() -> int:
     parser.add_argument("--secrets", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--prefix", default="s")
+    parser.add_argument(
+        "--publish", action="store_true", help="copy the figures to docs/bench/ and render the docs"
+    )
     args = parser.parse_args()
     if args.worker:
         return worker(args)
@@ -192,6 +196,10 @@ def main() -> int:
     finally:
         cluster.stop()
     record(args, rows, memory, time.monotonic() - started)
+    if args.publish:
+        from bench.doc_tables import publish  # noqa: PLC0415 (as localcluster above)
+
+        publish("clients")
     return 0
 
 
