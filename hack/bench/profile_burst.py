@@ -9,7 +9,8 @@ py-spy is not a dependency: install it anywhere (`pip install py-spy` in a
 throwaway virtualenv) and give its path. The profile is written in py-spy's
 raw format (one stack per line, then its sample count), with `--gil` so that
 only the thread holding the GIL is sampled: what Python spends, not what it
-waits for.
+waits for. The CPU figures also go to .bench/profile.json (with --publish
+to docs/bench/, rendered into docs/design.md).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ import time
 from pathlib import Path
 
 from bench.bare import BareWrites, baseline, observed_baseline
+from bench.doc_tables import publish
+from bench.figures import Figures
 from bench.paths import WORK
 from bench.ready_watch import ReadyWatch
+from bench.results import write_result
 from bench.stage import Stage, burst_names
 from bench.usage import cpu_seconds
 
@@ -40,13 +44,29 @@ def cpu_by_process(stage: Stage) -> dict[str, float]:
     return used
 
 
-def per_certificate(before: dict[str, float], after: dict[str, float], count: int) -> str:
-    return "  ".join(
-        f"{name} {(after[name] - before[name]) * 1000 / count:.1f} ms" for name in before
+def note_burst(
+    figures: Figures,
+    who: str,
+    rate: float,
+    count: int,
+    cpu: tuple[dict[str, float], dict[str, float]],
+) -> None:
+    """The burst's rate and CPU per certificate by process, printed and noted."""
+    before, after = cpu
+    spent = {name: (after[name] - before[name]) * 1000 / count for name in before}
+    shown = "  ".join(f"{name} {ms:.1f} ms" for name, ms in spent.items())
+    print(f"{who} {rate:.0f}/s; CPU per certificate: {shown}")
+    total = sum(spent.values())
+    figures.note(
+        f"{who}, burst of {count}: CPU per certificate",
+        f"{total:.1f} ms",
+        f"{rate:.0f}/s; " + ", ".join(f"{name} {ms:.1f}" for name, ms in spent.items()),
+        total,
+        "ms",
     )
 
 
-async def profile(args: argparse.Namespace) -> None:
+async def profile(args: argparse.Namespace, figures: Figures) -> None:
     stage = Stage("profile", [NAMESPACE, BASELINE_NAMESPACE], ["--namespace", NAMESPACE])
     watch = ReadyWatch(stage.kube, NAMESPACE)
     try:
@@ -58,8 +78,7 @@ async def profile(args: argparse.Namespace) -> None:
         rate = await observed_baseline(
             stage.kube, BASELINE_NAMESPACE, args.count, "base", writes=copied
         )
-        used = per_certificate(before, cpu_by_process(stage), args.count)
-        print(f"bare client {rate:.0f}/s; CPU per certificate: {used}")
+        note_burst(figures, "bare client", rate, args.count, (before, cpu_by_process(stage)))
         spy = None
         if args.py_spy:
             spy = subprocess.Popen(
@@ -86,8 +105,8 @@ async def profile(args: argparse.Namespace) -> None:
         started = time.monotonic()
         await stage.create(NAMESPACE, args.count, "c")
         seconds = await watch.wait(burst_names("c", args.count)) - started
-        used = per_certificate(before, cpu_by_process(stage), args.count)
-        print(f"operator {args.count / seconds:.0f}/s; CPU per certificate: {used}")
+        rate = args.count / seconds
+        note_burst(figures, "operator", rate, args.count, (before, cpu_by_process(stage)))
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait()
@@ -104,7 +123,16 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="certificates in the burst")
     parser.add_argument("--py-spy", help="path of a py-spy binary: profile the operator")
     parser.add_argument("--output", type=Path, default=WORK / "profile.raw")
-    asyncio.run(profile(parser.parse_args()))
+    parser.add_argument(
+        "--publish", action="store_true", help="copy the figures to docs/bench/ and render the docs"
+    )
+    args = parser.parse_args()
+    figures = Figures()
+    started = time.monotonic()
+    asyncio.run(profile(args, figures))
+    write_result("profile", figures, time.monotonic() - started)
+    if args.publish:
+        publish("profile")
 
 
 if __name__ == "__main__":
