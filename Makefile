@@ -60,7 +60,8 @@ unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit tests/recipe
 
 # What we ship (deploy/, the chart, the krew manifest, the alerts, the
-# documented commands), checked with the pinned kubectl and go-tools.
+# documented commands, the bench tables of the docs), checked with the
+# pinned kubectl and go-tools.
 ship: $(INSTALLED) tools control-plane go-tools
 	$(BIN)/pytest tests/ship
 
