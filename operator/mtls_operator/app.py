@@ -24,6 +24,7 @@ from mtls_operator.runtime.kopf_lifecycle import build_registry
 from mtls_operator.runtime.kube import Kube
 from mtls_operator.runtime.login import Login
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.shared import SharedParts
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 from mtls_operator.trustbundles.controller import (
     CLUSTER_CA_SIGNER,
@@ -70,10 +71,9 @@ class Operator:
         self.authorities = AuthorityStore(self.runtime.kube, clock, metrics)
         self.tenancy = Tenancy(self.runtime, config.identity)
         self.policies = PolicyController(self.runtime, self.tenancy)
+        shared = SharedParts(self.runtime, self.authorities, self.tenancy)
         self.certificates = CertificateController(
-            self.runtime,
-            self.authorities,
-            self.tenancy,
+            shared,
             Settings(
                 cluster_ca=config.cluster_ca,
                 min_duration=config.min_duration,
@@ -85,18 +85,14 @@ class Operator:
         # First: its start-up confirms what is published before any leaf is signed.
         self.runtime.add(
             TrustBundleController(
-                self.runtime,
-                self.authorities,
-                self.tenancy,
+                shared,
                 TrustBundleSettings(config.cluster_ca, signers, config.trust_bundle_namespaces),
             )
         )
         if config.pod_signer:
             self.runtime.add(
                 PodCertificateController(
-                    self.runtime,
-                    self.authorities,
-                    self.tenancy,
+                    shared,
                     PodSignerSettings(
                         cluster_ca=config.cluster_ca,
                         signer_name=config.pod_signer_name,

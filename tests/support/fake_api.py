@@ -19,6 +19,7 @@ from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import Kube, Object
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.shared import SharedParts
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
 from support.objects import apply_merge_patch
@@ -153,9 +154,7 @@ def certificate_controller(
     tenancy.namespace_informer.replace(list(namespaces))
     tenancy.policy_informer.replace(list(policies))
     controller = CertificateController(
-        runtime,
-        FixedCAs(cas),
-        tenancy,
+        SharedParts(runtime, FixedCAs(cas), tenancy),
         Settings(CLUSTER_CA, min_duration, reissue_rate=reissue_rate),
     )
     try:

@@ -27,10 +27,16 @@ LOWER = {
     "tenancy": {"runtime", "policy", "api", "pki"},
     "convert": {"api", "pki"},
 }
+# What the controllers that sign and publish are given, made once by the app.
+SHARED = {"shared": {"authorities", "tenancy", "runtime"}}
 ALLOWED = {
     **LOWER,
-    **{c: {"authorities", "tenancy", "policy", "runtime", "api", "pki"} for c in CONTROLLERS},
-    "app": {*LOWER, *CONTROLLERS},
+    **SHARED,
+    **{
+        c: {"shared", "authorities", "tenancy", "policy", "runtime", "api", "pki"}
+        for c in CONTROLLERS
+    },
+    "app": {*LOWER, *SHARED, *CONTROLLERS},
     "preflight": {*LOWER, "app"},
     "cli": {*LOWER, *CONTROLLERS, "app", "preflight"},
 }

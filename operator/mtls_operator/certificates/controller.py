@@ -18,7 +18,7 @@ from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec
 from mtls_operator.api.status import Reason, ready_condition
-from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CAUnusable
+from mtls_operator.authorities.store import CAMissing, CARef, CAUnusable
 from mtls_operator.certificates.foreign_secrets import ForeignSecrets
 from mtls_operator.certificates.gather import Gatherer
 from mtls_operator.certificates.keystore_passwords import KeystorePasswords
@@ -38,14 +38,13 @@ from mtls_operator.policy.identity import issued_request
 from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError
-from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import ObjectKey, object_key
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.runtime.scheduler import namespace_of
-from mtls_operator.tenancy.store import Tenancy
+from mtls_operator.shared import SharedParts
 
 logger = logging.getLogger(__name__)
 
@@ -63,27 +62,20 @@ class Settings:
 class CertificateController:
     name = NAME
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        authorities: AuthorityStore,
-        tenancy: Tenancy,
-        settings: Settings,
-    ) -> None:
-        self._runtime = runtime
-        self._authorities = authorities
-        self._tenancy = tenancy
+    def __init__(self, shared: SharedParts, settings: Settings) -> None:
+        runtime = self._runtime = shared.runtime
+        self._authorities, self._tenancy = shared.authorities, shared.tenancy
         self._settings = settings
         self._lane = runtime.lane(NAME, tenant_of=namespace_of)  # in turns by namespace
         self.store = Store(self._lane.add)
         self._foreign = ForeignSecrets(runtime.kube, self.store)
         self._passwords = KeystorePasswords(runtime.kube, self._lane.add)
-        self._named = SpecSecrets(authorities, self._passwords, self._lane.add)
+        self._named = SpecSecrets(shared.authorities, self._passwords, self._lane.add)
         self._gatherer = Gatherer(
-            self.store, self._foreign, self._passwords, tenancy, runtime.clock
+            self.store, self._foreign, self._passwords, shared.tenancy, runtime.clock
         )
         # A policy or a namespace's labels changed: judge its certificates again.
-        tenancy.on_namespace_change(self._namespace_changed)
+        shared.tenancy.on_namespace_change(self._namespace_changed)
         self._secrets = SecretWriter(runtime, self.store, self._foreign, self._passwords)
         self._status = StatusWriter(runtime, self.store, self._lane, on_gone=self._gone)
         # A burst of one: re-issuances are spread evenly, so that no stretch

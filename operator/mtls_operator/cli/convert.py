@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from mtls_operator.cli.parsers import add_command, examples
+from mtls_operator.cli.parsers import add_command, add_files_argument, examples
 from mtls_operator.convert import Conversion, convert_documents
 
 PROGRAM = "mtls-operator convert"
@@ -55,13 +55,9 @@ def add_convert_command(commands: Any) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-f",
-        "--filename",
-        action="append",
-        required=True,
-        metavar="FILE",
-        help="cert-manager YAML: several documents and kind: List allowed; - for stdin; "
+    add_files_argument(
+        parser,
+        "cert-manager YAML: several documents and kind: List allowed; - for stdin; "
         "repeatable (give the Issuers with the Certificates that use them)",
     )
 

@@ -16,6 +16,13 @@ def examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
+def add_files_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """-f/--filename, as kubectl names it: repeatable, - for standard input."""
+    parser.add_argument(
+        "-f", "--filename", action="append", required=True, metavar="FILE", help=what
+    )
+
+
 def add_command(
     commands: Any, name: str, summary: str, epilog: str, **options: Any
 ) -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ import yaml
 from mtls_operator.api.mtls_policy import POLICY_KIND, InvalidPolicy, PolicySpec, parse_policy
 from mtls_operator.api.resources import KIND
 from mtls_operator.api.spec import InvalidSpec, parse_spec
+from mtls_operator.cli.parsers import add_files_argument
 from mtls_operator.policy.identity import IdentityRules, verdicts
 from mtls_operator.tenancy.store import IdentitySettings
 
@@ -30,13 +31,8 @@ class PolicyCheckError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-f",
-        "--filename",
-        action="append",
-        required=True,
-        metavar="FILE",
-        help="MtlsCertificate YAML (several documents allowed; - for stdin); repeatable",
+    add_files_argument(
+        parser, "MtlsCertificate YAML (several documents allowed; - for stdin); repeatable"
     )
     parser.add_argument(
         "-n", "--namespace", metavar="NS", help="the namespace (default: metadata.namespace)"

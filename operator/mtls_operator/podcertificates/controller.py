@@ -22,7 +22,7 @@ from mtls_operator.api.pod_certificates import (
     refused_status,
 )
 from mtls_operator.api.timestamps import parse_timestamp
-from mtls_operator.authorities.store import AuthorityStore, CARef
+from mtls_operator.authorities.store import CARef
 from mtls_operator.pki import CertificateAuthority, PKIError, issue_leaf
 from mtls_operator.podcertificates.directory import Directory
 from mtls_operator.podcertificates.gather import Gatherer
@@ -30,11 +30,10 @@ from mtls_operator.policy import pod_request
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.cache import Change
-from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.kube import ObjectKey
 from mtls_operator.runtime.scheduler import namespace_of
-from mtls_operator.tenancy.store import Tenancy
+from mtls_operator.shared import SharedParts
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +57,9 @@ class PodSignerSettings:
 class PodCertificateController:
     name = NAME
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        authorities: AuthorityStore,
-        tenancy: Tenancy,
-        settings: PodSignerSettings,
-    ) -> None:
-        self._runtime = runtime
-        self._authorities = authorities
-        self._tenancy = tenancy
+    def __init__(self, shared: SharedParts, settings: PodSignerSettings) -> None:
+        runtime = self._runtime = shared.runtime
+        self._authorities, self._tenancy = shared.authorities, shared.tenancy
         self._settings = settings
         # Before the certificates (a request is deleted fifteen minutes after
         # it was made), in turns by namespace.
@@ -76,7 +68,7 @@ class PodCertificateController:
         self._gatherer = Gatherer(
             runtime.kube,
             self._directory,
-            tenancy,
+            shared.tenancy,
             runtime.clock,
             max_duration=settings.max_duration,
         )

@@ -23,12 +23,11 @@ from dataclasses import dataclass, replace
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
 from mtls_operator.api.mtls_policy import LabelSelector
 from mtls_operator.api.pod_certificates import cluster_trust_bundles_path, trust_bundle_name
-from mtls_operator.authorities.store import AuthorityStore, CARef
+from mtls_operator.authorities.store import CARef
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.cache import Informer
-from mtls_operator.runtime.core import Runtime
-from mtls_operator.tenancy.store import Tenancy
+from mtls_operator.shared import SharedParts
 from mtls_operator.trustbundles.objects import (
     BUNDLE_KEY,
     CONFIGMAP_NAME,
@@ -59,16 +58,9 @@ class TrustBundleSettings:
 class TrustBundleController:
     name = NAME
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        authorities: AuthorityStore,
-        tenancy: Tenancy,
-        settings: TrustBundleSettings,
-    ) -> None:
-        self._runtime = runtime
-        self._authorities = authorities
-        self._tenancy = tenancy
+    def __init__(self, shared: SharedParts, settings: TrustBundleSettings) -> None:
+        runtime = self._runtime = shared.runtime
+        self._authorities, self._tenancy = shared.authorities, shared.tenancy
         self._settings = settings
         self._lane = runtime.lane(NAME)
         managed = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
@@ -89,7 +81,7 @@ class TrustBundleController:
                 {"fieldSelector": f"metadata.name={CONFIGMAP_NAME}"},
             )
             self._configmaps.subscribe(lambda change: self._lane.add(("ConfigMap", change.key[0])))
-        tenancy.on_labels_change(lambda namespace: self._lane.add(("ConfigMap", namespace)))
+        shared.tenancy.on_labels_change(lambda namespace: self._lane.add(("ConfigMap", namespace)))
 
     def keys(self) -> list[Key]:
         keys: list[Key] = [("ClusterTrustBundle", s) for s in self._settings.signer_names]

@@ -26,6 +26,7 @@ from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.shared import SharedParts
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
 from support.clock import NOW, FakeClock
@@ -130,7 +131,8 @@ def test_a_pod_request_from_a_namespace_not_seen_yet_waits_for_it(
     runtime.executor.shutdown()
     tenancy = Tenancy(runtime, IdentitySettings(IdentityMode.NAMESPACE))
     signer = PodCertificateController(
-        runtime, FixedCAs({CLUSTER_CA: ecdsa_ca}), tenancy, PodSignerSettings(CLUSTER_CA)
+        SharedParts(runtime, FixedCAs({CLUSTER_CA: ecdsa_ca}), tenancy),
+        PodSignerSettings(CLUSTER_CA),
     )
     request = {
         "metadata": {"namespace": "shop", "name": "req-1"},

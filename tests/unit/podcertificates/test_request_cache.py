@@ -15,6 +15,7 @@ from mtls_operator.podcertificates.controller import (
 from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.shared import SharedParts
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
 from support.clock import NOW, FakeClock
@@ -37,7 +38,7 @@ def signer(ca: CertificateAuthority) -> tuple[PodCertificateController, FakeKube
     runtime.executor.shutdown()
     tenancy = Tenancy(runtime, IdentitySettings(IdentityMode.NAMESPACE))
     controller = PodCertificateController(
-        runtime, FixedCAs({CLUSTER_CA: ca}), tenancy, PodSignerSettings(CLUSTER_CA)
+        SharedParts(runtime, FixedCAs({CLUSTER_CA: ca}), tenancy), PodSignerSettings(CLUSTER_CA)
     )
     return controller, kube, runtime
 

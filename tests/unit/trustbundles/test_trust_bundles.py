@@ -12,6 +12,7 @@ from mtls_operator.authorities.store import CARef
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.shared import SharedParts
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 from mtls_operator.trustbundles.controller import (
     NAME,
@@ -39,8 +40,9 @@ def world(
     runtime = Runtime(kube, FakeClock(NOW), Metrics(), workers=1, crypto_threads=1)
     authorities = FixedCAs({CA: ecdsa_ca})
     authorities.await_publication(CA)
+    tenancy = Tenancy(runtime, IdentitySettings())
     controller = TrustBundleController(
-        runtime, authorities, Tenancy(runtime, IdentitySettings()), TrustBundleSettings(CA, SIGNERS)
+        SharedParts(runtime, authorities, tenancy), TrustBundleSettings(CA, SIGNERS)
     )
     yield kube, runtime, controller, authorities
     runtime.executor.shutdown()
