@@ -274,6 +274,9 @@ def kubelet_config(
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "serializeImagePulls": False,
+        # What the kubelet does with pod certificates (requests, refreshes) is logged only at
+        # verbosity 4: that much, for that file alone.
+        "logging": {"vmodule": [{"filePattern": "podcertificatemanager", "verbosity": 4}]},
     }
 
 

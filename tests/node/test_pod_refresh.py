@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 
 from localcluster import Kubectl
-from node.operator_pods import get_json
+from node.operator_pods import OPERATOR_NAMESPACE, SELECTOR, get_json
 from support.cluster import wait_for
 
 NAMESPACE = "refresh"
@@ -100,12 +100,15 @@ def test_the_kubelet_refreshes_a_pod_certificate_at_begin_refresh_at(
         leaf = _mounted_leaf(node_kubectl)
         return leaf if leaf.serial_number != first.serial_number else None
 
-    second = wait_for(
-        refreshed,
-        timeout=REFRESH_GRACE_SECONDS,
-        interval=5,
-        what="the pod's credential bundle refreshed",
-    )
+    try:
+        second = wait_for(
+            refreshed,
+            timeout=REFRESH_GRACE_SECONDS,
+            interval=5,
+            what="the pod's credential bundle refreshed",
+        )
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{_what_happened(node_kubectl)}") from None
     seen = datetime.datetime.now(datetime.UTC)
     late = (seen - refresh_at).total_seconds()
     print(f"the pod held the refreshed certificate {late:.0f} s after beginRefreshAt (5 s samples)")
@@ -117,6 +120,22 @@ def test_the_kubelet_refreshes_a_pod_certificate_at_begin_refresh_at(
     assert _serial(newest) == second.serial_number
     [status] = get_json(node_kubectl, "pod", POD, "-n", NAMESPACE)["status"]["containerStatuses"]
     assert status["restartCount"] == 0, "the kubelet refreshes the files under a running pod"
+
+
+def _what_happened(kubectl: Kubectl) -> str:
+    """The requests, the namespace's Events and the signer's log lines about them."""
+    requests = get_json(kubectl, "podcertificaterequests", "-n", NAMESPACE)["items"]
+    lines = [
+        f"request {r['metadata']['name']} made {r['metadata']['creationTimestamp']}: "
+        f"{[(c['type'], c.get('reason')) for c in r.get('status', {}).get('conditions', [])]}"
+        for r in requests
+    ]
+    events = kubectl("get", "events", "-n", NAMESPACE, "-o", "wide", check=False).stdout
+    signer = kubectl(
+        "logs", "-n", OPERATOR_NAMESPACE, "-l", SELECTOR, "--tail=-1", "--prefix", check=False
+    ).stdout
+    lines += [events, *(line for line in signer.splitlines() if NAMESPACE in line)]
+    return "\n".join(lines)
 
 
 def _mounted_leaf(kubectl: Kubectl) -> x509.Certificate:
