@@ -33,6 +33,7 @@ from node.operator_pods import (
     seconds_to_ready,
     wait_operator_ready,
 )
+from node.sleeper import identity_pod
 from support.cluster import wait_for
 from support.scrape import value
 
@@ -232,6 +233,11 @@ def test_it_keeps_working_across_the_kubelets_token_refresh(
     # Past the first token's expiry, every request the pod makes carries the new token.
     time.sleep(max(0.0, first["exp"] - time.time() + 5))
     issue(node_kubectl, NAMESPACE, "after-refresh", tmp_path)
+    # The pod signer too: the kubelet posts a request, the pod starts once it is answered.
+    node_kubectl("apply", "-f", "-", input=json.dumps(identity_pod(NAMESPACE, "after-refresh")))
+    node_kubectl(
+        "wait", "-n", NAMESPACE, "pod/after-refresh", "--for=condition=Ready", "--timeout=120s"
+    )
     assert leader_pod(node_kubectl)["metadata"]["name"] == name, "no failover happened"
     pods = operator_pods(node_kubectl)
     assert restart_counts(pods)[name] == 0

@@ -16,62 +16,15 @@ import pytest
 from cryptography import x509
 
 from localcluster import Kubectl
-from node.operator_pods import OPERATOR_NAMESPACE, SELECTOR, get_json
+from node.operator_pods import OPERATOR_NAMESPACE, SELECTOR, get_json, lease_holder
+from node.sleeper import CREDENTIAL_BUNDLE, identity_pod
 from support.cluster import wait_for
 
 NAMESPACE = "refresh"
 POD = "holder"
-BUNDLE = "/var/run/identity/credential.pem"
 # The kubelet refreshes up to 5 minutes after beginRefreshAt (a jitter of its own), in a pass
 # it runs every 1 to 2 minutes; the new files reach the pod at its next sync (syncFrequency 1m).
 REFRESH_GRACE_SECONDS = 600
-
-HOLDER: dict[str, Any] = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {"name": POD, "namespace": NAMESPACE},
-    "spec": {
-        "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [
-            {
-                "name": "holder",
-                "image": "localhost/mtls-workload:dev",
-                "imagePullPolicy": "Never",
-                "command": ["sleep", "infinity"],
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": [
-                    {"name": "identity", "mountPath": "/var/run/identity", "readOnly": True}
-                ],
-            }
-        ],
-        "volumes": [
-            {
-                "name": "identity",
-                "projected": {
-                    "sources": [
-                        {
-                            "podCertificate": {
-                                "signerName": "mtls.dev/pod-identity",
-                                "keyType": "ECDSAP256",
-                                "maxExpirationSeconds": 3600,
-                                "credentialBundlePath": "credential.pem",
-                            }
-                        }
-                    ]
-                },
-            }
-        ],
-    },
-}
 
 
 @pytest.mark.long
@@ -80,7 +33,7 @@ def test_the_kubelet_refreshes_a_pod_certificate_at_begin_refresh_at(
     node_kubectl: Kubectl, operator_installed: float
 ) -> None:
     node_kubectl("create", "namespace", NAMESPACE)
-    node_kubectl("apply", "-f", "-", input=json.dumps(HOLDER))
+    node_kubectl("apply", "-f", "-", input=json.dumps(identity_pod(NAMESPACE, POD)))
     node_kubectl("wait", "-n", NAMESPACE, f"pod/{POD}", "--for=condition=Ready", "--timeout=120s")
     first = _mounted_leaf(node_kubectl)
     [request] = get_json(node_kubectl, "podcertificaterequests", "-n", NAMESPACE)["items"]
@@ -123,7 +76,8 @@ def test_the_kubelet_refreshes_a_pod_certificate_at_begin_refresh_at(
 
 
 def _what_happened(kubectl: Kubectl) -> str:
-    """The requests, the namespace's Events and the signer's log lines about them."""
+    """The requests, the namespace's Events, who leads, and the operator's last log lines (the
+    signer logs nothing for a request it issues, so any line about one is news)."""
     requests = get_json(kubectl, "podcertificaterequests", "-n", NAMESPACE)["items"]
     lines = [
         f"request {r['metadata']['name']} made {r['metadata']['creationTimestamp']}: "
@@ -131,15 +85,16 @@ def _what_happened(kubectl: Kubectl) -> str:
         for r in requests
     ]
     events = kubectl("get", "events", "-n", NAMESPACE, "-o", "wide", check=False).stdout
-    signer = kubectl(
-        "logs", "-n", OPERATOR_NAMESPACE, "-l", SELECTOR, "--tail=-1", "--prefix", check=False
-    ).stdout
-    lines += [events, *(line for line in signer.splitlines() if NAMESPACE in line)]
+    pods = kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "wide", check=False).stdout
+    logs = kubectl(
+        "logs", "-n", OPERATOR_NAMESPACE, "-l", SELECTOR, "--tail=60", "--prefix", check=False
+    )
+    lines += [events, f"Lease holder: {lease_holder(kubectl)}", pods, logs.stdout, logs.stderr]
     return "\n".join(lines)
 
 
 def _mounted_leaf(kubectl: Kubectl) -> x509.Certificate:
-    bundle = kubectl("exec", "-n", NAMESPACE, POD, "--", "cat", BUNDLE).stdout
+    bundle = kubectl("exec", "-n", NAMESPACE, POD, "--", "cat", CREDENTIAL_BUNDLE).stdout
     return x509.load_pem_x509_certificates(bundle.encode())[0]
 
 

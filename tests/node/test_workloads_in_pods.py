@@ -28,6 +28,7 @@ from cryptography.exceptions import InvalidSignature
 
 from localcluster import REPO_ROOT, Kubectl, LocalCluster
 from node.operator_pods import OPERATOR_NAMESPACE, get_json
+from node.sleeper import sleeper_pod
 from support.cluster import wait_for
 
 EXAMPLES = REPO_ROOT / "deploy" / "overlays" / "local" / "examples"
@@ -42,59 +43,28 @@ TRUST_FILES = {
     "clusterTrustBundle": "/var/run/trust/bundle/roots.pem",
     "mtls-ca-bundle": "/var/run/trust/configmap/ca.crt",
 }
-TRUST_POD: dict[str, Any] = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {"name": "trust", "namespace": NAMESPACE},
-    "spec": {
-        "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [
-            {
-                "name": "trust",
-                "image": "localhost/mtls-workload:dev",
-                "imagePullPolicy": "Never",
-                "command": ["sleep", "infinity"],
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": [
-                    {"name": "bundle", "mountPath": "/var/run/trust/bundle", "readOnly": True},
+TRUST_POD = sleeper_pod(
+    NAMESPACE,
+    "trust",
+    {"bundle": "/var/run/trust/bundle", "configmap": "/var/run/trust/configmap"},
+    [
+        {
+            "name": "bundle",
+            "projected": {
+                "sources": [
                     {
-                        "name": "configmap",
-                        "mountPath": "/var/run/trust/configmap",
-                        "readOnly": True,
-                    },
-                ],
-            }
-        ],
-        "volumes": [
-            {
-                "name": "bundle",
-                "projected": {
-                    "sources": [
-                        {
-                            "clusterTrustBundle": {
-                                "signerName": "mtls.dev/cluster-ca",
-                                "labelSelector": {
-                                    "matchLabels": {"mtls.dev/trust-bundle": "roots"}
-                                },
-                                "path": "roots.pem",
-                            }
+                        "clusterTrustBundle": {
+                            "signerName": "mtls.dev/cluster-ca",
+                            "labelSelector": {"matchLabels": {"mtls.dev/trust-bundle": "roots"}},
+                            "path": "roots.pem",
                         }
-                    ]
-                },
+                    }
+                ]
             },
-            {"name": "configmap", "configMap": {"name": "mtls-ca-bundle"}},
-        ],
-    },
-}
+        },
+        {"name": "configmap", "configMap": {"name": "mtls-ca-bundle"}},
+    ],
+)
 
 
 @dataclass(frozen=True)
