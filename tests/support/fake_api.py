@@ -16,6 +16,7 @@ from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CA
 from mtls_operator.certificates.controller import CertificateController, Settings
 from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime.api_errors import ApiError
+from mtls_operator.runtime.cache import InformerGroup
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import Kube, Object
 from mtls_operator.runtime.metrics import Metrics
@@ -157,10 +158,18 @@ def certificate_controller(
         SharedParts(runtime, FixedCAs(cas), tenancy),
         Settings(CLUSTER_CA, min_duration, reissue_rate=reissue_rate),
     )
+    controller.store.follow()  # what `start` does once the Secrets are listed
     try:
         yield runtime, controller
     finally:
         runtime.executor.shutdown(wait=True)
+
+
+def delivered(group: InformerGroup[Any], body: Object, event_type: str = "MODIFIED") -> None:
+    """`body` as its watch delivers it to the informer of its namespace."""
+    informer = group.of(body["metadata"]["namespace"])
+    assert informer is not None, body["metadata"]
+    informer.apply(event_type, body)
 
 
 def written_paths(kube: FakeKube, verb: str = "PATCH") -> list[str]:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts
+from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts, read_secret
 from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec
@@ -25,12 +23,7 @@ from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.secret_writer import SecretWriter
 from mtls_operator.certificates.spec_secrets import SpecSecrets
 from mtls_operator.certificates.status_writer import StatusWriter
-from mtls_operator.certificates.store import (
-    CertificateRecord,
-    CertificateSink,
-    SecretSink,
-    Store,
-)
+from mtls_operator.certificates.store import CertificateRecord, Store, certificate_record
 from mtls_operator.pki import CAProblem, CertificateAuthority, PKIError
 from mtls_operator.policy import certificate as policy
 from mtls_operator.policy.certificate import RATE_LIMITED_TRIGGERS, RENEWAL_TRIGGERS, Drift
@@ -38,11 +31,11 @@ from mtls_operator.policy.identity import issued_request
 from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError
+from mtls_operator.runtime.cache import InformerGroup
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.events import NORMAL
-from mtls_operator.runtime.kube import ObjectKey, object_key
+from mtls_operator.runtime.kube import ObjectKey
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
-from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.runtime.scheduler import namespace_of
 from mtls_operator.shared import SharedParts
 
@@ -67,7 +60,33 @@ class CertificateController:
         self._authorities, self._tenancy = shared.authorities, shared.tenancy
         self._settings = settings
         self._lane = runtime.lane(NAME, tenant_of=namespace_of)  # in turns by namespace
-        self.store = Store(self._lane.add)
+        namespaces = settings.namespaces or (None,)
+        managed = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
+        cache = runtime.cache
+        self.store = Store(
+            InformerGroup(
+                {
+                    namespace: cache.informer(
+                        f"certificates-{namespace or 'all'}",
+                        certificates_path(namespace),
+                        certificate_record,
+                    )
+                    for namespace in namespaces
+                }
+            ),
+            InformerGroup(
+                {
+                    namespace: cache.informer(
+                        f"secrets-{namespace or 'all'}",
+                        secrets_path(namespace),
+                        read_secret,
+                        managed,
+                    )
+                    for namespace in namespaces
+                }
+            ),
+            self._lane.add,
+        )
         self._foreign = ForeignSecrets(runtime.kube, self.store)
         self._passwords = KeystorePasswords(runtime.kube, self._lane.add)
         self._named = SpecSecrets(shared.authorities, self._passwords, self._lane.add)
@@ -84,43 +103,15 @@ class CertificateController:
         self._turns = Turns(bucket, runtime.clock)
 
     async def start(self) -> None:
-        """Load every managed Secret before the first certificate is looked
-        at, so that a restart never mistakes an existing Secret for a
-        missing one; then watch the certificates."""
-        selector = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
-        namespaces = self._settings.namespaces or (None,)
-        secrets = []
-        for namespace in namespaces:
-            reflector = Reflector(
-                self._runtime.kube,
-                secrets_path(namespace),
-                SecretSink(self.store, namespace),
-                selector,
-            )
-            self._runtime.watch(reflector, f"secrets-{namespace or 'all'}")
-            secrets.append(reflector)
-        for reflector in secrets:
-            await reflector.synced.wait()
+        """Look at certificates only once every managed Secret is in, so
+        that a restart never mistakes an existing Secret for a missing one."""
+        await self.store.secrets.synced()
         logger.info("loaded %d managed Secrets", len(self.store.secrets))
-        for namespace in namespaces:
-            reflector = Reflector(
-                self._runtime.kube,
-                certificates_path(namespace),
-                CertificateSink(self.store, namespace, self.on_event),
-            )
-            self._runtime.watch(reflector, f"certificates-{namespace or 'all'}")
+        self.store.follow()
 
     async def close(self) -> None:
         """Stop the watches of keystore password Secrets."""
         await self._passwords.close()
-
-    def on_event(self, event_type: str, body: Mapping[str, Any]) -> None:
-        """An MtlsCertificate event from the watch."""
-        if event_type == "DELETED":
-            self.store.remove_certificate(body)
-            self._lane.add(object_key(body))
-        else:
-            self.store.upsert_certificate(body)
 
     async def reconcile(self, key: ObjectKey) -> None:
         record = self.store.certificates.get(key)
@@ -132,7 +123,7 @@ class CertificateController:
             await self._reconcile(record)
         except Exception as err:  # one object's failure must not stop the others
             problem = one_line(err, for_users=(PKIError, ApiError))
-            if record.failures == 0:
+            if self._lane.failures(key) == 0:
                 logger.exception("reconciling %s/%s failed", *key)
             else:
                 logger.warning("reconciling %s/%s failed again: %s", *key, problem)
@@ -225,7 +216,7 @@ class CertificateController:
             await self._status.cut_to_ca(
                 record, self._ca_ref(record, spec), spec.request.lifetime, written.not_after
             )
-        record.failures = 0
+        self._lane.succeeded(record.key)
         if written.facts is not None:
             await self._status.ready(
                 record,
@@ -294,11 +285,11 @@ class CertificateController:
 
     def _gone(self, record: CertificateRecord) -> None:
         self._forget(record.key)
-        self.store.remove_certificate(record.metadata_only())
+        self.store.certificates.removed(record.key)
 
     def _forget(self, key: ObjectKey) -> None:
         """A certificate that no longer exists: drop everything kept for it."""
-        self._lane.cancel(key)
+        self._lane.forget(key)
         self._turns.forget(key)
         self._runtime.metrics.forget_certificate(*key)
         self._named.forget(key)

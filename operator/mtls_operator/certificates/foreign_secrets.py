@@ -23,13 +23,13 @@ class ForeignSecrets:
         key = (namespace, name)
         body = await self._kube.get(secrets_path(namespace, name))
         if body is None:
-            self._store.secrets.pop(key, None)
+            self._store.secrets.removed(key)
             self._seen.pop(key, None)
             return
         facts = read_secret(body)
         if facts.managed:
             self._seen.pop(key, None)
-            self._store.upsert_secret(body)
+            self._store.secrets.learned(body)
         else:
             self._seen[key] = facts
 

@@ -19,6 +19,7 @@ from mtls_operator.api.managed_secret import (
     issued_leaf_facts,
     keystore_password_digest,
     new_secret,
+    read_secret,
     secret_patch,
 )
 from mtls_operator.api.outputs import TLS_CRT, TLS_KEY
@@ -102,8 +103,8 @@ class SecretWriter:
             data[TLS_KEY],
             issued_leaf_facts(content.issued.certificate, ca.subject, ca.key_identifier),
         )
-        facts = self._store.upsert_secret(written, known, notify=False) or self._store.secrets.get(
-            (record.namespace, spec.secret_name)
+        facts = self._store.secrets.wrote(written, read_secret(written, known)) or (
+            self._store.secrets.get((record.namespace, spec.secret_name))
         )
         return Written(
             content,
@@ -174,7 +175,7 @@ class SecretWriter:
         )
         if written is None:
             return None
-        return self._store.upsert_secret(written, notify=False) or secret
+        return self._store.secrets.wrote(written) or secret
 
     async def _write(
         self,

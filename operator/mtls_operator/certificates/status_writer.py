@@ -21,7 +21,7 @@ from mtls_operator.api.status import (
     same_status,
 )
 from mtls_operator.authorities.store import CARef
-from mtls_operator.certificates.store import CertificateRecord, Store
+from mtls_operator.certificates.store import CertificateRecord, Store, after_write
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.policy.renewal import secret_renewal_time
 from mtls_operator.runtime import backoff
@@ -116,11 +116,6 @@ class StatusWriter:
             now=now,
             attempt_failed=attempted,
         )
-        # Counted before the status write, whose response replaces the record
-        # in the store (and carries the count over).
-        delay = backoff.delay(backoff.RECONCILE, record.failures)
-        if retry:
-            record.failures += 1
         if is_new or attempted:
             await self._patch(record, status)
         # The gauges follow the status at once, not after the Event's write.
@@ -134,7 +129,7 @@ class StatusWriter:
         if is_new:
             await self._events.record(record.ref.involved_object(), WARNING, reason, message)
         if retry:
-            self._lane.schedule(record.key, self._clock.time() + delay)
+            self._lane.retry(record.key, backoff.RECONCILE)
         else:
             self._lane.cancel(record.key)
 
@@ -172,4 +167,4 @@ class StatusWriter:
                 self._on_gone(record)
                 return
             raise
-        self._store.upsert_certificate(written, notify=False)
+        self._store.certificates.wrote(written, after_write(record, written))

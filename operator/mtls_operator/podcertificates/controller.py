@@ -64,7 +64,7 @@ class PodCertificateController:
         # Before the certificates (a request is deleted fifteen minutes after
         # it was made), in turns by namespace.
         self._lane = runtime.lane(NAME, tenant_of=namespace_of, urgent=True)
-        self._directory = Directory()
+        self._directory = Directory(runtime.cache, settings.namespaces)
         self._gatherer = Gatherer(
             runtime.kube,
             self._directory,
@@ -91,15 +91,10 @@ class PodCertificateController:
             requests.subscribe(self._on_change)
 
     async def start(self) -> None:
-        """Watch the requests of this signer only (a server-side field
-        selector), and sign with the cluster CA. The pods, nodes and service
-        accounts they name are watched too, but not waited for: until those
+        """Sign with the cluster CA once the requests are listed. The pods,
+        nodes and service accounts they name are not waited for: until those
         are listed, what a request claims is read from the API."""
         self._authorities.use(self._settings.cluster_ca, self._ca_changed, NAME)
-        for name, watch in self._directory.reflectors(
-            self._runtime.kube, self._settings.namespaces
-        ).items():
-            self._runtime.watch(watch, name)
         for requests in self.requests:
             await requests.synced()
 

@@ -1,4 +1,4 @@
-"""What the signer knows, from watches of its own, of the pods, nodes and
+"""What the signer knows, from the shared cache, of the pods, nodes and
 service accounts that requests name: each object reduced to the facts a
 request is checked against (a pod to three strings and the annotations its
 podCertificate volumes declare, a node or a service account to its UID, read
@@ -7,17 +7,13 @@ instead of reading an object per request."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from mtls_operator.api.kept import kept
 from mtls_operator.api.paths import core_path
 from mtls_operator.policy.pod_request import Annotations, PodFacts
-from mtls_operator.runtime.kube import Kube, Object, ObjectKey, object_key
-from mtls_operator.runtime.reflector import Reflector
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
+from mtls_operator.runtime.cache import InformerGroup, SharedCache
 
 # A kubelet asks only for the pods bound to its node: the others are not kept.
 SCHEDULED_PODS = {"fieldSelector": "spec.nodeName!="}
@@ -55,58 +51,36 @@ def _certificate_volumes(spec: Mapping[str, Any]) -> tuple[tuple[str, Annotation
     return tuple(found)
 
 
-class FactTable(Generic[K, V]):
-    """One small fact per object of a watched collection (a PagedSink)."""
-
-    def __init__(self, key: Callable[[Object], K], fact: Callable[[Object], V]) -> None:
-        self._key, self._fact = key, fact
-        self.known: dict[K, V] = {}
-        self._listed: set[K] = set()
-
-    def begin_relist(self) -> None:
-        self._listed = set()
-
-    def add_page(self, items: list[Object]) -> None:
-        for item in items:
-            key = self._key(item)
-            self.known[key] = self._fact(item)
-            self._listed.add(key)
-
-    def end_relist(self) -> None:
-        for key in self.known.keys() - self._listed:
-            del self.known[key]
-        self._listed = set()
-
-    def apply(self, event_type: str, obj: Object) -> None:
-        key = self._key(obj)
-        if event_type == "DELETED":
-            self.known.pop(key, None)
-        else:
-            self.known[key] = self._fact(obj)
-
-
 class Directory:
-    """Filled by the watches `reflectors` returns; a fact missing here is
-    read from the API by who asks (the watches may lag, or be refused)."""
+    """Filled by the cache's watches: pods and service accounts of
+    `namespaces` (empty: all), and every node. A fact missing here is read
+    from the API by who asks (the watches may lag, or be refused)."""
 
-    def __init__(self) -> None:
-        self.pods: FactTable[ObjectKey, PodFacts] = FactTable(object_key, pod_facts)
-        self.nodes: FactTable[str, str] = FactTable(lambda b: object_key(b)[1], uid_of)
-        self.service_accounts: FactTable[ObjectKey, str] = FactTable(object_key, uid_of)
+    def __init__(self, cache: SharedCache, namespaces: tuple[str, ...]) -> None:
+        self.nodes = cache.informer("nodes", core_path("nodes"), uid_of, metadata_only=True)
+        scopes = namespaces or (None,)
+        self.pods = InformerGroup(
+            {
+                namespace: cache.informer(
+                    f"pods-{namespace or 'all'}",
+                    core_path("pods", namespace),
+                    pod_facts,
+                    SCHEDULED_PODS,
+                )
+                for namespace in scopes
+            }
+        )
+        self.service_accounts = InformerGroup(
+            {
+                namespace: cache.informer(
+                    f"serviceaccounts-{namespace or 'all'}",
+                    core_path("serviceaccounts", namespace),
+                    uid_of,
+                    metadata_only=True,
+                )
+                for namespace in scopes
+            }
+        )
 
-    def reflectors(self, kube: Kube, namespaces: tuple[str, ...]) -> dict[str, Reflector]:
-        """The watches that keep this current, by name: pods and service
-        accounts of `namespaces` (empty: all), and every node."""
-        found = {"nodes": Reflector(kube, core_path("nodes"), self.nodes, metadata_only=True)}
-        for namespace in namespaces or (None,):
-            suffix = namespace or "all"
-            found[f"pods-{suffix}"] = Reflector(
-                kube, core_path("pods", namespace), self.pods, SCHEDULED_PODS
-            )
-            found[f"serviceaccounts-{suffix}"] = Reflector(
-                kube,
-                core_path("serviceaccounts", namespace),
-                self.service_accounts,
-                metadata_only=True,
-            )
-        return found
+    def node_uid(self, name: str) -> str | None:
+        return self.nodes.get(("", name))

@@ -50,19 +50,19 @@ class Gatherer:
         claimed_pod = PodFacts(request.pod_uid, request.node_name, request.service_account_name)
         # One after the other: each is a dictionary look-up unless it disagrees.
         pod = await self._confirm(
-            self._directory.pods.known.get((namespace, request.pod_name)),
+            self._directory.pods.get((namespace, request.pod_name)),
             claimed_pod,
             core_path("pods", namespace, request.pod_name),
             pod_facts,
         )
         node_uid = await self._confirm(
-            self._directory.nodes.known.get(request.node_name),
+            self._directory.node_uid(request.node_name),
             request.node_uid,
             core_path("nodes", None, request.node_name),
             uid_of,
         )
         account_uid = await self._confirm(
-            self._directory.service_accounts.known.get((namespace, request.service_account_name)),
+            self._directory.service_accounts.get((namespace, request.service_account_name)),
             request.service_account_uid,
             core_path("serviceaccounts", namespace, request.service_account_name),
             uid_of,

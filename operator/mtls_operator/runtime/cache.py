@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from mtls_operator.runtime.clock import SYSTEM_CLOCK, Clock
 from mtls_operator.runtime.kube import Kube, Object, ObjectKey, object_key
 from mtls_operator.runtime.reflector import Reflector
 
@@ -22,14 +23,26 @@ T = TypeVar("T")
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
 
+def newer(candidate: str, current: str) -> bool:
+    """Whether resourceVersion `candidate` is newer than `current`. They are
+    opaque strings in general but etcd revisions in practice; when they do
+    not compare as numbers, the candidate wins."""
+    try:
+        return int(candidate) > int(current)
+    except ValueError:
+        return candidate != current
+
+
 @dataclass(frozen=True)
 class Change(Generic[T]):
-    """What a subscriber hears: `old` is None for ADDED, `new` for DELETED."""
+    """What a subscriber hears: `old` is None for ADDED, `new` for DELETED.
+    `ours`: the answer to one of the operator's own writes (`wrote`)."""
 
     type: str
     key: ObjectKey
     old: T | None
     new: T | None
+    ours: bool = False
 
     @property
     def latest(self) -> T:
@@ -48,7 +61,9 @@ class Informer(Generic[T]):
         self._transform = transform
         self._items: dict[ObjectKey, T] = {}
         # What each item was read from: an event of the same version is a
-        # repeat (a re-list after a reconnect), and tells no one.
+        # repeat (a re-list after a reconnect), and one of an older version
+        # is late (the answer to our own write came first); neither tells
+        # anyone.
         self._versions: dict[ObjectKey, str] = {}
         self._index_functions: dict[str, Callable[[T], Iterable[Hashable]]] = {}
         self._indexes: dict[str, defaultdict[Hashable, set[ObjectKey]]] = {}
@@ -86,11 +101,18 @@ class Informer(Generic[T]):
 
     # Our own writes, known before their watch events come
 
-    def wrote(self, obj: Object) -> None:
+    def wrote(self, obj: Object, item: T | None = None) -> T | None:
         """What the API server answered to one of our writes: kept at once, so
         that what is decided before its watch event comes sees it. The event,
-        of the same version, then tells no one again."""
-        self._put(object_key(obj), obj)
+        of the same version, then tells no one again. `item`: `obj` as
+        `transform` would read it, when the writer knows it already. Returns
+        what is held now, or None if something newer was."""
+        return self._put(object_key(obj), obj, item, ours=True)
+
+    def learned(self, obj: Object) -> T | None:
+        """An object read outside the watch (a GET): kept, and told, as a
+        watch event would be, unless something newer is held."""
+        return self._put(object_key(obj), obj)
 
     def amend(self, key: ObjectKey, change: Callable[[T], T]) -> None:
         """What is held of `key`, changed in place without telling anyone: for
@@ -132,10 +154,14 @@ class Informer(Generic[T]):
 
     def apply(self, event_type: str, obj: Object) -> None:
         key = object_key(obj)
-        if event_type == DELETED:
-            self._delete(key)
-        else:
+        if event_type != DELETED:
             self._put(key, obj)
+            return
+        version = _version(obj)
+        held = self._versions.get(key, "")
+        if version and held and newer(held, version):
+            return  # the deletion of an earlier incarnation: its successor is held
+        self._delete(key)
 
     def begin_relist(self) -> None:
         self._listed = set()
@@ -158,17 +184,21 @@ class Informer(Generic[T]):
         self.add_page(items)
         self.end_relist()
 
-    def _put(self, key: ObjectKey, obj: Object) -> None:
-        version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-        if version and self._versions.get(key) == version:
-            return
+    def _put(
+        self, key: ObjectKey, obj: Object, item: T | None = None, *, ours: bool = False
+    ) -> T | None:
+        version = _version(obj)
+        held = self._versions.get(key, "")
+        if version and held and not newer(version, held):
+            return None
         old = self._items.get(key)
-        new = self._transform(obj)
+        new = self._transform(obj) if item is None else item
         self._unindex(key, old)
         self._items[key] = new
         self._versions[key] = version
         self._index(key, new)
-        self._tell(Change(ADDED if old is None else MODIFIED, key, old, new))
+        self._tell(Change(ADDED if old is None else MODIFIED, key, old, new, ours))
+        return new
 
     def _delete(self, key: ObjectKey) -> None:
         old = self._items.pop(key, None)
@@ -200,6 +230,10 @@ class Informer(Generic[T]):
             handler(change)
 
 
+def _version(obj: Object) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
 @dataclass(frozen=True)
 class _Scope:
     path: str
@@ -213,9 +247,12 @@ class SharedCache:
     reflectors run from `start` (or at once, when declared later) for as
     long as the operator runs (`watch`, the runtime's)."""
 
-    def __init__(self, kube: Kube, watch: Callable[[Reflector, str], None]) -> None:
+    def __init__(
+        self, kube: Kube, watch: Callable[[Reflector, str], None], clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._kube = kube
         self._watch = watch
+        self._clock = clock  # the reflectors' back-off waits on it
         # Each informer with the transform it keeps its kind in.
         self._informers: dict[_Scope, tuple[Callable[[Object], Any], Informer[Any]]] = {}
         self._waiting: list[tuple[Reflector, str]] = []  # declared before `start`
@@ -256,6 +293,7 @@ class SharedCache:
             params,
             absent_is_empty=absent_is_empty,
             metadata_only=metadata_only,
+            clock=self._clock,
         )
         self._informers[scope] = (transform, informer)
         if self._started:
@@ -266,3 +304,55 @@ class SharedCache:
 
     async def synced(self) -> None:
         await asyncio.gather(*(informer.synced() for _, informer in self._informers.values()))
+
+
+class InformerGroup(Generic[T]):
+    """The informers of one kind in several namespaces (or one informer of
+    all of them), read as one: each key goes to its namespace's informer."""
+
+    def __init__(self, informers: Mapping[str | None, Informer[T]]) -> None:
+        self._informers = dict(informers)
+        self._everywhere = self._informers.get(None)
+
+    def of(self, namespace: str) -> Informer[T] | None:
+        if self._everywhere is not None:  # not `or`: an empty informer is falsy
+            return self._everywhere
+        return self._informers.get(namespace)
+
+    def get(self, key: ObjectKey) -> T | None:
+        informer = self.of(key[0])
+        return informer.get(key) if informer is not None else None
+
+    def __len__(self) -> int:
+        return sum(len(informer) for informer in self._informers.values())
+
+    def __iter__(self) -> Iterator[ObjectKey]:
+        for informer in self._informers.values():
+            yield from informer
+
+    def keys_by(self, index: str, value: Hashable) -> set[ObjectKey]:
+        return set().union(*(i.keys_by(index, value) for i in self._informers.values()))
+
+    def add_index(self, name: str, values: Callable[[T], Iterable[Hashable]]) -> None:
+        for informer in self._informers.values():
+            informer.add_index(name, values)
+
+    def subscribe(self, handler: Callable[[Change[T]], None]) -> None:
+        for informer in self._informers.values():
+            informer.subscribe(handler)
+
+    def wrote(self, obj: Object, item: T | None = None) -> T | None:
+        informer = self.of(object_key(obj)[0])
+        return informer.wrote(obj, item) if informer is not None else None
+
+    def learned(self, obj: Object) -> T | None:
+        informer = self.of(object_key(obj)[0])
+        return informer.learned(obj) if informer is not None else None
+
+    def removed(self, key: ObjectKey) -> None:
+        informer = self.of(key[0])
+        if informer is not None:
+            informer.removed(key)
+
+    async def synced(self) -> None:
+        await asyncio.gather(*(informer.synced() for informer in self._informers.values()))

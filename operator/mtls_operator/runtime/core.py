@@ -68,7 +68,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._reflectors: list[Reflector] = []
         self._working = False
-        self.cache = SharedCache(kube, self.watch)
+        self.cache = SharedCache(kube, self.watch, clock)
 
     async def compute(self, work: Callable[[], T], *, quick: bool) -> T:
         """CPU-bound work (keys, signatures, keystores): on the event loop

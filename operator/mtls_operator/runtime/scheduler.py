@@ -184,5 +184,13 @@ class Lane(Generic[K]):
         self._failures.pop(key, None)
         self.cancel(key)
 
+    def succeeded(self, key: K) -> None:
+        """`key` went well: its next failure waits the shortest time again."""
+        self._failures.pop(key, None)
+
+    def failures(self, key: K) -> int:
+        """How many times in a row `key` failed."""
+        return self._failures.get(key, 0)
+
     def due_at(self, key: K) -> float | None:
         return self._scheduler.due_at((self.name, key))

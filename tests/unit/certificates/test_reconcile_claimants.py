@@ -11,7 +11,7 @@ from mtls_operator.api.resources import certificates_path
 from mtls_operator.pki import CertificateAuthority
 
 from support.clock import NOW, FakeClock
-from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of
+from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, delivered, status_of
 from support.objects import MIN_DURATION, NAMESPACE, certificate_body
 
 CONFLICT = "Secret shared-tls is also named by an older certificate, which owns it"
@@ -37,13 +37,17 @@ def test_the_claimants_not_woken_when_the_owner_goes_say_nothing_untrue(
 
         async def scenario() -> list[tuple[str, str]]:
             for name, body in bodies.items():
-                controller.store.upsert_certificate(
-                    kube.put(certificates_path(NAMESPACE, name), body), notify=False
+                controller.store.certificates.wrote(
+                    kube.put(certificates_path(NAMESPACE, name), body)
                 )
                 await controller.reconcile((NAMESPACE, name))
             assert ready(kube, "a")[0] == "Issued"
             assert [ready(kube, name) for name in "bc"] == [("SecretConflict", CONFLICT)] * 2
-            controller.on_event("DELETED", kube.objects.pop(certificates_path(NAMESPACE, "a")))
+            delivered(
+                controller.store.certificates,
+                kube.objects.pop(certificates_path(NAMESPACE, "a")),
+                "DELETED",
+            )
             woken = []
             while len(runtime.queue):
                 taken = await runtime.queue.get()

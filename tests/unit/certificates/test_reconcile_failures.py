@@ -13,7 +13,7 @@ from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime import backoff
 
 from support.clock import NOW, FakeClock
-from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, written_paths
+from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, delivered, written_paths
 from support.objects import MIN_DURATION, NAMESPACE, spec_dict
 
 KEY = (NAMESPACE, "java")
@@ -37,7 +37,9 @@ def test_a_failing_issuance_backs_off_and_writes_once_per_attempt(
         runtime,
         controller,
     ):
-        controller.store.upsert_certificate(kube.put(certificates_path(NAMESPACE, "java"), body))
+        delivered(
+            controller.store.certificates, kube.put(certificates_path(NAMESPACE, "java"), body)
+        )
         lane = runtime.lane(NAME)
 
         async def attempts(count: int) -> list[float | None]:
@@ -62,4 +64,4 @@ def test_a_failing_issuance_backs_off_and_writes_once_per_attempt(
     assert (ready["status"], ready["reason"]) == ("False", "IssuanceFailed")
     assert (reconciling["type"], reconciling["status"]) == ("Reconciling", "True")
     assert "keystore password Secret shop/missing" in ready["message"]
-    assert controller.store.certificates[KEY].failures == 4
+    assert lane.failures(KEY) == 4

@@ -35,6 +35,7 @@ from support.fake_api import (
     FakeKube,
     FixedCAs,
     certificate_controller,
+    delivered,
     status_of,
     written_paths,
 )
@@ -78,7 +79,7 @@ def reconcile_public(
         policies=[policy],
         namespaces=namespaces,
     ) as (runtime, controller):
-        controller.store.upsert_certificate(kube.put(CERTIFICATE_PATH, body))
+        delivered(controller.store.certificates, kube.put(CERTIFICATE_PATH, body))
         asyncio.run(controller.reconcile(KEY))
         return runtime.lane(NAME).due_at(KEY)
 

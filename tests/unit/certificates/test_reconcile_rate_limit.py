@@ -19,7 +19,7 @@ from mtls_operator.runtime.core import Runtime
 from support import objects
 from support.authorities import make_ca
 from support.clock import NOW, FakeClock
-from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller
+from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, delivered
 from support.objects import MIN_DURATION, NAMESPACE, certificate_spec, secret_body
 
 NAMES = ("a", "b", "c")
@@ -50,10 +50,14 @@ def world(
     ) as (runtime, controller):
         for name in NAMES:
             kube.put(certificates_path(NAMESPACE, name), certificate_body(name))
-            controller.store.upsert_certificate(kube.objects[certificates_path(NAMESPACE, name)])
+            delivered(
+                controller.store.certificates, kube.objects[certificates_path(NAMESPACE, name)]
+            )
             owner = CertificateRef(NAMESPACE, name, f"uid-{name}")
             secret = secret_body(certificate_spec(secretName=f"{name}-tls"), old_ca, owner=owner)
-            controller.store.upsert_secret(kube.put(secrets_path(NAMESPACE, f"{name}-tls"), secret))
+            delivered(
+                controller.store.secrets, kube.put(secrets_path(NAMESPACE, f"{name}-tls"), secret)
+            )
         yield kube, runtime, controller
 
 

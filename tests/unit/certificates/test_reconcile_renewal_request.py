@@ -19,7 +19,7 @@ from mtls_operator.certificates.store import Store
 from mtls_operator.pki import CertificateAuthority
 
 from support.clock import NOW, FakeClock
-from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, status_of
+from support.fake_api import CLUSTER_CA, FakeKube, certificate_controller, delivered, status_of
 from support.objects import (
     CERTIFICATE,
     MIN_DURATION,
@@ -67,8 +67,8 @@ def world(ecdsa_ca: CertificateAuthority) -> Iterator[World]:
         controller,
     ):
         store = controller.store
-        store.upsert_certificate(kube.put(CERTIFICATE_PATH, certificate_body(None)))
-        store.upsert_secret(kube.put(SECRET_PATH, secret_body(certificate_spec(), ecdsa_ca)))
+        delivered(store.certificates, kube.put(CERTIFICATE_PATH, certificate_body(None)))
+        delivered(store.secrets, kube.put(SECRET_PATH, secret_body(certificate_spec(), ecdsa_ca)))
         yield kube, store, controller, clock
 
 
@@ -77,7 +77,7 @@ def request_renewal(kube: FakeKube, store: Store, request: str) -> None:
     mtls.dev/renew-requested-at=...` does, as the watch delivers it."""
     body = kube.objects[CERTIFICATE_PATH]
     body["metadata"]["annotations"]["mtls.dev/renew-requested-at"] = request
-    store.upsert_certificate(kube.put(CERTIFICATE_PATH, body))
+    delivered(store.certificates, kube.put(CERTIFICATE_PATH, body))
 
 
 def secret_facts(kube: FakeKube) -> tuple[int, str | None, str | None]:

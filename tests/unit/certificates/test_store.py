@@ -1,20 +1,20 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+from mtls_operator.api.managed_secret import SecretFacts, read_secret
 from mtls_operator.api.resources import CertificateRef
 from mtls_operator.api.spec import InvalidSpec
 from mtls_operator.certificates.store import (
-    CertificateSink,
-    SecretSink,
+    CertificateRecord,
     Store,
+    after_write,
     certificate_record,
-    newer,
 )
-from mtls_operator.runtime.kube import ObjectKey
+from mtls_operator.runtime.cache import DELETED, MODIFIED, Informer, InformerGroup
+from mtls_operator.runtime.kube import Object, ObjectKey, object_key
 
 from support.objects import MIN_DURATION, spec_dict
 
@@ -86,9 +86,62 @@ def changes() -> Recorder:
     return Recorder()
 
 
+def informers(namespaces: tuple[str | None, ...], transform: Any) -> InformerGroup[Any]:
+    return InformerGroup({namespace: Informer(transform) for namespace in namespaces})
+
+
+def following(wake: Recorder, namespaces: tuple[str | None, ...] = (None,)) -> Store:
+    store = Store(
+        informers(namespaces, certificate_record), informers(namespaces, read_secret), wake
+    )
+    store.follow()
+    return store
+
+
 @pytest.fixture
 def store(changes: Recorder) -> Store:
-    return Store(changes)
+    return following(changes)
+
+
+def delivered(group: InformerGroup[Any], event_type: str, body: Object) -> Any:
+    """What the informer holds after `body`'s watch event, if it changed it."""
+    key = object_key(body)
+    informer = group.of(key[0])
+    assert informer is not None
+    before = informer.get(key)
+    informer.apply(event_type, body)
+    after = informer.get(key)
+    return after if after is not before else None
+
+
+def upsert_certificate(store: Store, body: Object) -> CertificateRecord | None:
+    found: CertificateRecord | None = delivered(store.certificates, MODIFIED, body)
+    return found
+
+
+def remove_certificate(store: Store, body: Object) -> None:
+    delivered(store.certificates, DELETED, body)
+
+
+def upsert_secret(store: Store, body: Object) -> SecretFacts | None:
+    found: SecretFacts | None = delivered(store.secrets, MODIFIED, body)
+    return found
+
+
+def remove_secret(store: Store, body: Object) -> None:
+    delivered(store.secrets, DELETED, body)
+
+
+def record_of(store: Store, key: ObjectKey) -> CertificateRecord:
+    record = store.certificates.get(key)
+    assert record is not None, key
+    return record
+
+
+def facts_of(store: Store, key: ObjectKey) -> SecretFacts:
+    facts = store.secrets.get(key)
+    assert facts is not None, key
+    return facts
 
 
 # --- Certificates ---
@@ -104,7 +157,7 @@ def test_certificate_record_from_body() -> None:
         )
     )
     assert record.key == (NS, "payments")
-    assert (record.uid, record.resource_version, record.generation) == ("uid-payments", "7", 3)
+    assert (record.uid, record.generation) == ("uid-payments", 3)
     assert record.created == "2026-11-28T12:00:00Z"
     assert record.secret_name == "payments-tls"
     # The raw annotation value: it is compared, never parsed as a time.
@@ -138,9 +191,10 @@ def test_certificate_without_a_usable_secret_name(secret_name: object) -> None:
 
 
 def test_upsert_notifies_and_stores(store: Store, changes: Recorder) -> None:
-    record = store.upsert_certificate(certificate("payments"))
+    record = upsert_certificate(store, certificate("payments"))
     assert record is not None
-    assert store.certificates == {(NS, "payments"): record}
+    assert list(store.certificates) == [(NS, "payments")]
+    assert record_of(store, (NS, "payments")) is record
     assert changes.take() == [(NS, "payments")]
 
 
@@ -157,49 +211,58 @@ def test_upsert_notifies_and_stores(store: Store, changes: Recorder) -> None:
 def test_stale_resource_versions_are_ignored(
     store: Store, changes: Recorder, first: str, second: str, applied: bool
 ) -> None:
-    store.upsert_certificate(certificate("payments", rv=first))
+    upsert_certificate(store, certificate("payments", rv=first))
     changes.take()
-    result = store.upsert_certificate(certificate("payments", rv=second, commonName="changed"))
+    result = upsert_certificate(store, certificate("payments", rv=second, commonName="changed"))
     assert (result is not None) is applied
-    assert store.certificates[(NS, "payments")].resource_version == (second if applied else first)
+    held = record_of(store, (NS, "payments")).parsed_spec(MIN_DURATION).request.subject
+    assert (held.common_name == "changed") is applied
     assert changes.take() == ([(NS, "payments")] if applied else [])
 
 
-def test_a_recreated_certificate_replaces_the_old_one_whatever_its_version(store: Store) -> None:
-    store.upsert_certificate(certificate("payments", uid="uid-1", rv="50"))
-    store.certificates[(NS, "payments")].failures = 4
-    record = store.upsert_certificate(certificate("payments", uid="uid-2", rv="3"))
-    assert record is not None
-    assert record.uid == "uid-2"
-    assert record.failures == 0
+def test_a_late_event_of_a_deleted_incarnation_does_not_replace_its_successor(
+    store: Store,
+) -> None:
+    # etcd's revisions are global: a re-created object's are newer than
+    # every one of the object it replaced.
+    upsert_certificate(store, certificate("payments", uid="uid-2", rv="50"))
+    assert upsert_certificate(store, certificate("payments", uid="uid-1", rv="49")) is None
+    assert record_of(store, (NS, "payments")).uid == "uid-2"
 
 
-def test_failures_survive_updates_of_the_same_object(store: Store) -> None:
-    store.upsert_certificate(certificate("payments", rv="1"))
-    store.certificates[(NS, "payments")].failures = 3
-    record = store.upsert_certificate(certificate("payments", rv="2"))
-    assert record is not None
-    assert record.failures == 3
-
-
-def test_spec_is_parsed_once_per_generation(store: Store) -> None:
-    first = store.upsert_certificate(certificate("payments", rv="1", generation=1))
-    assert first is not None
+def test_the_spec_parsed_is_kept_through_our_own_status_writes() -> None:
+    first = certificate_record(certificate("payments", rv="1", generation=1))
     parsed = first.parsed_spec(MIN_DURATION)
     # A status write bumps the resourceVersion, not the generation.
-    status_update = store.upsert_certificate(certificate("payments", rv="2", generation=1))
-    assert status_update is not None
-    assert status_update.parsed_spec(MIN_DURATION) is parsed
-    new_generation = store.upsert_certificate(
-        certificate("payments", rv="3", generation=2, dnsNames=["payments"])
+    status_written = after_write(first, certificate("payments", rv="2", generation=1))
+    assert status_written.parsed_spec(MIN_DURATION) is parsed
+    changed_meanwhile = after_write(
+        first, certificate("payments", rv="3", generation=2, dnsNames=["payments"])
     )
-    assert new_generation is not None
-    assert new_generation.parsed_spec(MIN_DURATION) is not parsed
-    assert new_generation.parsed_spec(MIN_DURATION).request.alt_names.dns_names == ("payments",)
+    assert changed_meanwhile.parsed_spec(MIN_DURATION) is not parsed
+    assert changed_meanwhile.parsed_spec(MIN_DURATION).request.alt_names.dns_names == ("payments",)
+
+
+def test_our_own_status_write_wakes_no_one_unless_it_shows_a_change_of_someone_else(
+    store: Store, changes: Recorder
+) -> None:
+    record = upsert_certificate(store, certificate("payments", rv="1"))
+    assert record is not None
+    changes.take()
+    store.certificates.wrote(certificate("payments", rv="2"))
+    assert changes.take() == []
+    # A renewal request arrived between our read and our write: its own
+    # event, older than our write, will be passed over.
+    requested = certificate(
+        "payments", rv="4", annotations={"mtls.dev/renew-requested-at": "2026-11-28T12:00:00Z"}
+    )
+    store.certificates.wrote(requested)
+    assert changes.take() == [(NS, "payments")]
+    assert upsert_certificate(store, certificate("payments", rv="3")) is None
 
 
 def test_invalid_spec_is_cached_too(store: Store) -> None:
-    record = store.upsert_certificate(certificate("payments", usage="serve"))
+    record = upsert_certificate(store, certificate("payments", usage="serve"))
     assert record is not None
     with pytest.raises(InvalidSpec) as first:
         record.parsed_spec(MIN_DURATION)
@@ -210,14 +273,14 @@ def test_invalid_spec_is_cached_too(store: Store) -> None:
 
 
 def test_remove_certificate(store: Store, changes: Recorder) -> None:
-    store.upsert_certificate(certificate("payments"))
+    upsert_certificate(store, certificate("payments"))
     changes.take()
-    store.remove_certificate(certificate("payments", uid="uid-someone-else"))
+    remove_certificate(store, certificate("payments", uid="uid-earlier", rv="0"))
     assert (NS, "payments") in store.certificates
-    store.remove_certificate(certificate("payments"))
-    assert store.certificates == {}
-    assert changes.take() == []
-    store.remove_certificate(certificate("payments"))  # already gone: nothing happens
+    remove_certificate(store, certificate("payments"))
+    assert list(store.certificates) == []
+    assert changes.take() == [(NS, "payments")], "the controller forgets it"
+    remove_certificate(store, certificate("payments"))  # already gone: nothing happens
 
 
 # --- Claimants ---
@@ -226,8 +289,8 @@ def test_remove_certificate(store: Store, changes: Recorder) -> None:
 def claim(
     store: Store, name: str, created: str, target: str = "shared-tls", namespace: str = NS
 ) -> None:
-    store.upsert_certificate(
-        certificate(name, created=created, secretName=target, namespace=namespace)
+    upsert_certificate(
+        store, certificate(name, created=created, secretName=target, namespace=namespace)
     )
 
 
@@ -238,19 +301,19 @@ def test_older_claimant(store: Store) -> None:
     claim(store, "elsewhere", "2026-01-01T00:00:00Z", namespace="other")
     claim(store, "other-secret", "2026-01-01T00:00:00Z", target="other-tls")
     older = {
-        name: store.older_claimant(store.certificates[(NS, name)])
+        name: store.older_claimant(record_of(store, (NS, name)))
         for name in ("a-older", "b-newer", "c-newest")
     }
     assert older == {"a-older": None, "b-newer": "a-older", "c-newest": "a-older"}
-    assert store.older_claimant(store.certificates[(NS, "other-secret")]) is None
-    assert store.older_claimant(store.certificates[("other", "elsewhere")]) is None
+    assert store.older_claimant(record_of(store, (NS, "other-secret"))) is None
+    assert store.older_claimant(record_of(store, ("other", "elsewhere"))) is None
 
 
 def test_same_creation_time_is_broken_by_name(store: Store) -> None:
     claim(store, "beta", "2026-11-28T12:00:00Z")
     claim(store, "alpha", "2026-11-28T12:00:00Z")
-    assert store.older_claimant(store.certificates[(NS, "beta")]) == "alpha"
-    assert store.older_claimant(store.certificates[(NS, "alpha")]) is None
+    assert store.older_claimant(record_of(store, (NS, "beta"))) == "alpha"
+    assert store.older_claimant(record_of(store, (NS, "alpha"))) is None
 
 
 def test_the_certificate_a_secret_was_written_for_keeps_it_whatever_the_names(
@@ -259,19 +322,19 @@ def test_the_certificate_a_secret_was_written_for_keeps_it_whatever_the_names(
     claim(store, "zeta", "2026-11-28T12:00:00Z")
     written = secret("shared-tls")
     written["metadata"]["annotations"]["mtls.dev/certificate-uid"] = "uid-zeta"
-    store.upsert_secret(written)
+    upsert_secret(store, written)
     claim(store, "alpha", "2026-11-28T12:00:00Z")  # the same second, first by name
-    assert store.older_claimant(store.certificates[(NS, "alpha")]) == "zeta"
-    assert store.older_claimant(store.certificates[(NS, "zeta")]) is None
+    assert store.older_claimant(record_of(store, (NS, "alpha"))) == "zeta"
+    assert store.older_claimant(record_of(store, (NS, "zeta"))) is None
 
 
 def test_deleting_the_owner_notifies_the_next_claimant(store: Store, changes: Recorder) -> None:
     claim(store, "first", "2026-11-28T12:00:00Z")
     claim(store, "second", "2026-11-28T12:00:01Z")
     changes.take()
-    store.remove_certificate(certificate("first", secretName="shared-tls"))
-    assert changes.take() == [(NS, "second")]
-    assert store.older_claimant(store.certificates[(NS, "second")]) is None
+    remove_certificate(store, certificate("first", secretName="shared-tls"))
+    assert changes.take() == [(NS, "first"), (NS, "second")]
+    assert store.older_claimant(record_of(store, (NS, "second"))) is None
 
 
 def test_moving_the_owner_to_another_secret_notifies_the_next_claimant(
@@ -280,12 +343,13 @@ def test_moving_the_owner_to_another_secret_notifies_the_next_claimant(
     claim(store, "first", "2026-11-28T12:00:00Z")
     claim(store, "second", "2026-11-28T12:00:01Z")
     changes.take()
-    store.upsert_certificate(
+    upsert_certificate(
+        store,
         certificate(
             "first", rv="2", generation=2, created="2026-11-28T12:00:00Z", secretName="first-tls"
-        )
+        ),
     )
-    assert store.older_claimant(store.certificates[(NS, "second")]) is None
+    assert store.older_claimant(record_of(store, (NS, "second"))) is None
     assert changes.take() == [(NS, "first"), (NS, "second")]
 
 
@@ -293,10 +357,11 @@ def test_moving_the_only_claimant_notifies_itself_only(store: Store, changes: Re
     claim(store, "first", "2026-11-28T12:00:00Z")
     claim(store, "elsewhere", "2026-11-28T12:00:01Z", target="other-tls")
     changes.take()
-    store.upsert_certificate(
+    upsert_certificate(
+        store,
         certificate(
             "first", rv="2", generation=2, created="2026-11-28T12:00:00Z", secretName="first-tls"
-        )
+        ),
     )
     assert changes.take() == [(NS, "first")]
 
@@ -307,7 +372,8 @@ def test_an_update_keeping_the_secret_name_notifies_no_other_claimant(
     claim(store, "first", "2026-11-28T12:00:00Z")
     claim(store, "second", "2026-11-28T12:00:01Z")
     changes.take()
-    store.upsert_certificate(
+    upsert_certificate(
+        store,
         certificate(
             "first",
             rv="2",
@@ -315,10 +381,10 @@ def test_an_update_keeping_the_secret_name_notifies_no_other_claimant(
             created="2026-11-28T12:00:00Z",
             secretName="shared-tls",
             commonName="changed",
-        )
+        ),
     )
     assert changes.take() == [(NS, "first")]
-    assert store.older_claimant(store.certificates[(NS, "second")]) == "first"
+    assert store.older_claimant(record_of(store, (NS, "second"))) == "first"
 
 
 def test_moving_onto_a_claimed_secret_blocks_the_newer_claimant(
@@ -327,15 +393,16 @@ def test_moving_onto_a_claimed_secret_blocks_the_newer_claimant(
     claim(store, "older", "2026-11-28T12:00:00Z", target="older-tls")
     claim(store, "newer", "2026-11-28T12:00:01Z", target="shared-tls")
     changes.take()
-    store.upsert_certificate(
+    upsert_certificate(
+        store,
         certificate(
             "older", rv="2", generation=2, created="2026-11-28T12:00:00Z", secretName="shared-tls"
-        )
+        ),
     )
     # Nobody else named older-tls; the newer claimant of shared-tls owned it
     # until now, and is told so that it stops keeping it.
     assert changes.take() == [(NS, "older"), (NS, "newer")]
-    assert store.older_claimant(store.certificates[(NS, "newer")]) == "older"
+    assert store.older_claimant(record_of(store, (NS, "newer"))) == "older"
 
 
 def many_claimants(store: Store, count: int) -> list[str]:
@@ -351,10 +418,10 @@ def test_deleting_the_owner_of_a_much_claimed_secret_wakes_the_new_owner_only(
 ) -> None:
     names = many_claimants(store, 50)
     changes.take()
-    store.remove_certificate(certificate(names[0], secretName="shared-tls"))
-    assert changes.take() == [(NS, names[1])]
-    assert store.older_claimant(store.certificates[(NS, names[1])]) is None
-    assert store.older_claimant(store.certificates[(NS, names[2])]) == names[1]
+    remove_certificate(store, certificate(names[0], secretName="shared-tls"))
+    assert changes.take() == [(NS, names[0]), (NS, names[1])]
+    assert store.older_claimant(record_of(store, (NS, names[1]))) is None
+    assert store.older_claimant(record_of(store, (NS, names[2]))) == names[1]
 
 
 def test_deleting_or_moving_a_claimant_that_owns_nothing_wakes_nobody_else(
@@ -362,14 +429,14 @@ def test_deleting_or_moving_a_claimant_that_owns_nothing_wakes_nobody_else(
 ) -> None:
     names = many_claimants(store, 50)
     changes.take()
-    store.remove_certificate(certificate(names[10], secretName="shared-tls"))
-    assert changes.take() == []
+    remove_certificate(store, certificate(names[10], secretName="shared-tls"))
+    assert changes.take() == [(NS, names[10])]
     moved = certificate(names[11], rv="2", generation=2, secretName="own-tls")
     moved["metadata"]["creationTimestamp"] = "2026-11-28T12:00:11Z"
-    store.upsert_certificate(moved)
+    upsert_certificate(store, moved)
     assert changes.take() == [(NS, names[11])]
-    assert store.older_claimant(store.certificates[(NS, names[11])]) is None
-    assert store.older_claimant(store.certificates[(NS, names[12])]) == names[0]
+    assert store.older_claimant(record_of(store, (NS, names[11]))) is None
+    assert store.older_claimant(record_of(store, (NS, names[12]))) == names[0]
 
 
 def test_a_change_of_a_much_claimed_secret_wakes_its_owner_only(
@@ -377,7 +444,7 @@ def test_a_change_of_a_much_claimed_secret_wakes_its_owner_only(
 ) -> None:
     names = many_claimants(store, 50)
     changes.take()
-    store.upsert_secret(secret("shared-tls", owner=names[0]))
+    upsert_secret(store, secret("shared-tls", owner=names[0]))
     assert changes.take() == [(NS, names[0])]
 
 
@@ -391,22 +458,22 @@ def test_a_secret_written_for_a_newer_claimant_moves_the_ownership_and_says_so(
     changes.take()
     written = secret("shared-tls", owner=names[3])
     written["metadata"]["annotations"]["mtls.dev/certificate-uid"] = f"uid-{names[3]}"
-    store.upsert_secret(written)
+    upsert_secret(store, written)
     assert sorted(changes.take()) == [(NS, names[0]), (NS, names[3])]
-    assert store.older_claimant(store.certificates[(NS, names[0])]) == names[3]
-    assert store.older_claimant(store.certificates[(NS, names[3])]) is None
-    store.remove_secret(written)
+    assert store.older_claimant(record_of(store, (NS, names[0]))) == names[3]
+    assert store.older_claimant(record_of(store, (NS, names[3]))) is None
+    remove_secret(store, written)
     assert sorted(changes.take()) == [(NS, names[0]), (NS, names[3])]
-    assert store.older_claimant(store.certificates[(NS, names[3])]) == names[0]
+    assert store.older_claimant(record_of(store, (NS, names[3]))) == names[0]
 
 
 def test_a_claimant_record_no_longer_in_the_store_is_judged_by_its_rank(store: Store) -> None:
     names = many_claimants(store, 3)
-    gone = store.certificates[(NS, names[0])]
-    store.remove_certificate(certificate(names[0], secretName="shared-tls"))
+    gone = record_of(store, (NS, names[0]))
+    remove_certificate(store, certificate(names[0], secretName="shared-tls"))
     assert store.older_claimant(gone) is None
-    later = store.certificates[(NS, names[2])]
-    store.remove_certificate(certificate(names[2], secretName="shared-tls"))
+    later = record_of(store, (NS, names[2]))
+    remove_certificate(store, certificate(names[2], secretName="shared-tls"))
     assert store.older_claimant(later) == names[1]
 
 
@@ -418,11 +485,11 @@ def test_secret_change_notifies_the_certificate_it_names_and_its_owner(
 ) -> None:
     claim(store, "first", "2026-11-28T12:00:00Z")
     claim(store, "second", "2026-11-28T12:00:01Z")
-    store.upsert_certificate(certificate("payments"))
+    upsert_certificate(store, certificate("payments"))
     changes.take()
-    facts = store.upsert_secret(secret("shared-tls", owner="second"))
+    facts = upsert_secret(store, secret("shared-tls", owner="second"))
     assert facts is not None
-    assert store.secrets[(NS, "shared-tls")] is facts
+    assert facts_of(store, (NS, "shared-tls")) is facts
     # second is named by the Secret (it wrote it, perhaps before first
     # existed); first owns it: both look again, and the other claimants
     # (whose verdict does not depend on the Secret) do not.
@@ -434,45 +501,45 @@ def test_secret_names_its_owner_even_when_the_spec_moved_away(
 ) -> None:
     # The certificate now names another Secret, but the old one still says
     # it belongs to it: the certificate is looked at again.
-    store.upsert_certificate(certificate("payments", secretName="new-tls"))
+    upsert_certificate(store, certificate("payments", secretName="new-tls"))
     changes.take()
-    store.upsert_secret(secret("payments-tls", owner="payments"))
+    upsert_secret(store, secret("payments-tls", owner="payments"))
     assert changes.take() == [(NS, "payments")]
 
 
 def test_secret_of_no_known_certificate_notifies_nobody(store: Store, changes: Recorder) -> None:
-    store.upsert_secret(secret("orphan-tls", owner="deleted-certificate"))
-    store.upsert_secret(secret("payments-tls", owner="payments", namespace="other"))
+    upsert_secret(store, secret("orphan-tls", owner="deleted-certificate"))
+    upsert_secret(store, secret("payments-tls", owner="payments", namespace="other"))
     assert changes.take() == []
     assert set(store.secrets) == {(NS, "orphan-tls"), ("other", "payments-tls")}
 
 
 def test_stale_secret_events_are_ignored(store: Store, changes: Recorder) -> None:
-    store.upsert_certificate(certificate("payments"))
-    store.upsert_secret(secret("payments-tls", rv="10", owner="payments"))
+    upsert_certificate(store, certificate("payments"))
+    upsert_secret(store, secret("payments-tls", rv="10", owner="payments"))
     changes.take()
-    assert store.upsert_secret(secret("payments-tls", rv="9", owner="payments")) is None
-    assert store.upsert_secret(secret("payments-tls", rv="10", owner="payments")) is None
+    assert upsert_secret(store, secret("payments-tls", rv="9", owner="payments")) is None
+    assert upsert_secret(store, secret("payments-tls", rv="10", owner="payments")) is None
     assert changes.take() == []
-    assert store.secrets[(NS, "payments-tls")].resource_version == "10"
+    assert facts_of(store, (NS, "payments-tls")).resource_version == "10"
 
 
 def test_secret_deletion_notifies_and_forgets(store: Store, changes: Recorder) -> None:
-    store.upsert_certificate(certificate("payments"))
-    store.upsert_secret(secret("payments-tls", rv="10", owner="payments"))
+    upsert_certificate(store, certificate("payments"))
+    upsert_secret(store, secret("payments-tls", rv="10", owner="payments"))
     changes.take()
-    store.remove_secret(secret("payments-tls", rv="11"))
+    remove_secret(store, secret("payments-tls", rv="11"))
     assert (NS, "payments-tls") not in store.secrets
     assert changes.take() == [(NS, "payments")]
-    store.remove_secret(secret("payments-tls", rv="12"))  # unknown: nothing happens
+    remove_secret(store, secret("payments-tls", rv="12"))  # unknown: nothing happens
     assert changes.take() == []
 
 
 def test_an_older_deletion_does_not_forget_a_newer_write(store: Store, changes: Recorder) -> None:
-    store.upsert_certificate(certificate("payments"))
-    store.upsert_secret(secret("payments-tls", rv="20", owner="payments"))
+    upsert_certificate(store, certificate("payments"))
+    upsert_secret(store, secret("payments-tls", rv="20", owner="payments"))
     changes.take()
-    store.remove_secret(secret("payments-tls", rv="15"))
+    remove_secret(store, secret("payments-tls", rv="15"))
     assert (NS, "payments-tls") in store.secrets
     assert changes.take() == []
 
@@ -480,73 +547,77 @@ def test_an_older_deletion_does_not_forget_a_newer_write(store: Store, changes: 
 def test_deletion_of_a_previous_incarnation_keeps_the_current_secret(
     store: Store, changes: Recorder
 ) -> None:
-    store.upsert_certificate(certificate("payments"))
-    store.upsert_secret(secret("payments-tls", uid="uid-new", rv="20", owner="payments"))
+    upsert_certificate(store, certificate("payments"))
+    upsert_secret(store, secret("payments-tls", uid="uid-new", rv="20", owner="payments"))
     changes.take()
-    store.remove_secret(secret("payments-tls", uid="uid-old", rv="15"))
-    assert store.secrets[(NS, "payments-tls")].uid == "uid-new"
-    assert store.secrets[(NS, "payments-tls")].resource_version == "20"
+    remove_secret(store, secret("payments-tls", uid="uid-old", rv="15"))
+    assert facts_of(store, (NS, "payments-tls")).uid == "uid-new"
+    assert facts_of(store, (NS, "payments-tls")).resource_version == "20"
     assert changes.take() == []
 
 
-def test_deletion_of_another_uid_is_ignored_whatever_its_version(store: Store) -> None:
-    store.upsert_secret(secret("payments-tls", uid="uid-current", rv="20"))
-    store.remove_secret(secret("payments-tls", uid="uid-other", rv="25"))
-    assert store.secrets[(NS, "payments-tls")].uid == "uid-current"
+def test_the_deletion_of_a_newer_incarnation_forgets_the_older_one(store: Store) -> None:
+    # The watch missed a deletion and a re-creation; the successor's own
+    # deletion is the first it hears of: neither exists any more.
+    upsert_secret(store, secret("payments-tls", uid="uid-first", rv="20"))
+    remove_secret(store, secret("payments-tls", uid="uid-second", rv="25"))
+    assert list(store.secrets) == []
 
 
 def test_deletion_of_the_current_incarnation_at_its_version(
     store: Store, changes: Recorder
 ) -> None:
-    store.upsert_certificate(certificate("payments"))
-    store.upsert_secret(secret("payments-tls", uid="uid-current", rv="20", owner="payments"))
+    upsert_certificate(store, certificate("payments"))
+    upsert_secret(store, secret("payments-tls", uid="uid-current", rv="20", owner="payments"))
     changes.take()
-    store.remove_secret(secret("payments-tls", uid="uid-current", rv="20"))
-    assert store.secrets == {}
+    remove_secret(store, secret("payments-tls", uid="uid-current", rv="20"))
+    assert list(store.secrets) == []
     assert changes.take() == [(NS, "payments")]
 
 
 def test_a_late_event_of_a_previous_incarnation_does_not_replace_the_current_secret(
     store: Store, changes: Recorder
 ) -> None:
-    store.upsert_certificate(certificate("payments"))
+    upsert_certificate(store, certificate("payments"))
     # The operator re-created the Secret and stored its own write...
-    store.upsert_secret(secret("payments-tls", uid="uid-new", rv="20", owner="payments"))
+    upsert_secret(store, secret("payments-tls", uid="uid-new", rv="20", owner="payments"))
     changes.take()
     # ...before the watch delivered the last update of the old one.
-    assert store.upsert_secret(secret("payments-tls", uid="uid-old", rv="15")) is None
-    assert store.secrets[(NS, "payments-tls")].uid == "uid-new"
+    assert upsert_secret(store, secret("payments-tls", uid="uid-old", rv="15")) is None
+    assert facts_of(store, (NS, "payments-tls")).uid == "uid-new"
     assert changes.take() == []
 
 
 def test_a_newer_incarnation_replaces_the_stored_secret(store: Store, changes: Recorder) -> None:
-    store.upsert_certificate(certificate("payments"))
-    store.upsert_secret(secret("payments-tls", uid="uid-old", rv="15", owner="payments"))
+    upsert_certificate(store, certificate("payments"))
+    upsert_secret(store, secret("payments-tls", uid="uid-old", rv="15", owner="payments"))
     changes.take()
-    facts = store.upsert_secret(secret("payments-tls", uid="uid-new", rv="20", owner="payments"))
+    facts = upsert_secret(store, secret("payments-tls", uid="uid-new", rv="20", owner="payments"))
     assert facts is not None
     assert (facts.uid, facts.resource_version) == ("uid-new", "20")
-    assert store.secrets[(NS, "payments-tls")] is facts
+    assert facts_of(store, (NS, "payments-tls")) is facts
     assert changes.take() == [(NS, "payments")]
 
 
-def relist(sink: SecretSink | CertificateSink, *pages: list[dict[str, Any]]) -> None:
-    sink.begin_relist()
+def relist(informer: Informer[Any] | None, *pages: list[dict[str, Any]]) -> None:
+    assert informer is not None
+    informer.begin_relist()
     for page in pages:
-        sink.add_page(page)
-    sink.end_relist()
+        informer.add_page(page)
+    informer.end_relist()
 
 
-def test_a_relist_forgets_vanished_secrets_of_its_namespace_only(
-    store: Store, changes: Recorder
-) -> None:
+def test_a_relist_forgets_vanished_secrets_of_its_namespace_only(changes: Recorder) -> None:
+    store = following(changes, (NS, "other"))
     for name in ("a", "b", "gone"):
-        store.upsert_certificate(certificate(name))
-        store.upsert_secret(secret(f"{name}-tls", owner=name))
-    store.upsert_secret(secret("x-tls", namespace="other"))
+        upsert_certificate(store, certificate(name))
+        upsert_secret(store, secret(f"{name}-tls", owner=name))
+    upsert_secret(store, secret("x-tls", namespace="other"))
     changes.take()
     relist(
-        SecretSink(store, NS), [secret("a-tls", owner="a")], [secret("b-tls", rv="2", owner="b")]
+        store.secrets.of(NS),
+        [secret("a-tls", owner="a")],
+        [secret("b-tls", rv="2", owner="b")],
     )
     assert set(store.secrets) == {(NS, "a-tls"), (NS, "b-tls"), ("other", "x-tls")}
     # b changed, gone vanished; a is unchanged.
@@ -554,60 +625,28 @@ def test_a_relist_forgets_vanished_secrets_of_its_namespace_only(
 
 
 def test_a_relist_of_all_namespaces(store: Store) -> None:
-    store.upsert_secret(secret("a-tls"))
-    store.upsert_secret(secret("x-tls", namespace="other"))
-    relist(SecretSink(store, None), [secret("a-tls")])
+    upsert_secret(store, secret("a-tls"))
+    upsert_secret(store, secret("x-tls", namespace="other"))
+    relist(store.secrets.of(NS), [secret("a-tls")])
     assert set(store.secrets) == {(NS, "a-tls")}
 
 
-def test_secret_sink_feeds_the_store(store: Store, changes: Recorder) -> None:
-    store.upsert_certificate(certificate("payments"))
-    store.upsert_secret(secret("stale-tls", owner="payments"))
-    sink = SecretSink(store, NS)
-    relist(sink, [secret("payments-tls", owner="payments")])
-    assert set(store.secrets) == {(NS, "payments-tls")}
-    sink.apply("MODIFIED", secret("payments-tls", rv="2", owner="payments"))
-    assert store.secrets[(NS, "payments-tls")].resource_version == "2"
-    sink.apply("DELETED", secret("payments-tls", rv="3"))
-    assert store.secrets == {}
-
-
-def test_certificate_sink_hands_over_what_a_relist_no_longer_holds_as_deleted(
-    store: Store,
+def test_a_relist_wakes_the_certificates_it_no_longer_holds(
+    store: Store, changes: Recorder
 ) -> None:
-    events: list[tuple[str, str]] = []
-
-    def on_event(event_type: str, body: Mapping[str, Any]) -> None:
-        events.append((event_type, body["metadata"]["name"]))
-        if event_type == "DELETED":
-            store.remove_certificate(body)
-        else:
-            store.upsert_certificate(body)
-
     for name in ("kept", "gone"):
-        store.upsert_certificate(certificate(name))
-    store.upsert_certificate(certificate("elsewhere", namespace="other"))
-    sink = CertificateSink(store, NS, on_event)
-    relist(sink, [certificate("kept")], [certificate("new")])
-    assert events == [("ADDED", "kept"), ("ADDED", "new"), ("DELETED", "gone")]
-    assert set(store.certificates) == {(NS, "kept"), (NS, "new"), ("other", "elsewhere")}
-    sink.apply("MODIFIED", certificate("kept", rv="2"))
-    assert events[-1] == ("MODIFIED", "kept")
-    relist(CertificateSink(store, None, on_event), [certificate("kept", rv="2")])
-    assert set(store.certificates) == {(NS, "kept")}
+        upsert_certificate(store, certificate(name))
+    changes.take()
+    relist(store.certificates.of(NS), [certificate("kept")], [certificate("new")])
+    assert changes.take() == [(NS, "new"), (NS, "gone")]
+    assert set(store.certificates) == {(NS, "kept"), (NS, "new")}
 
 
-@pytest.mark.parametrize(
-    ("candidate", "current", "expected"),
-    [
-        ("2", "1", True),
-        ("10", "9", True),
-        ("1", "1", False),
-        ("1", "2", False),
-        ("x", "y", True),
-        ("x", "x", False),
-        ("", "1", True),
-    ],
-)
-def test_newer(candidate: str, current: str, expected: bool) -> None:
-    assert newer(candidate, current) is expected
+def test_certificates_heard_before_following_are_told_when_it_starts(changes: Recorder) -> None:
+    store = Store(informers((None,), certificate_record), informers((None,), read_secret), changes)
+    informer = store.certificates.of(NS)
+    assert informer is not None
+    informer.apply(MODIFIED, certificate("payments"))
+    assert changes.take() == []
+    store.follow()
+    assert changes.take() == [(NS, "payments")]

@@ -14,6 +14,7 @@ import pytest
 from mtls_operator.podcertificates.directory import Directory
 from mtls_operator.podcertificates.gather import Gatherer
 from mtls_operator.policy.pod_request import Input, PodFacts
+from mtls_operator.runtime.cache import Informer, SharedCache
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
@@ -40,9 +41,29 @@ def named(name: str, uid: str, namespace: str | None = None) -> dict[str, Any]:
     return {"kind": "PartialObjectMetadata", "metadata": metadata}
 
 
+def new_directory(namespaces: tuple[str, ...] = (), names: list[str] | None = None) -> Directory:
+    """A directory of a cache whose watches are only named (in `names`)."""
+    seen = [] if names is None else names
+    cache = SharedCache(FakeKube(), lambda _, name: seen.append(name))
+    directory = Directory(cache, namespaces)
+    cache.start()
+    return directory
+
+
+def pods_of(directory: Directory) -> Informer[PodFacts]:
+    informer = directory.pods.of("shop")
+    assert informer is not None
+    return informer
+
+
+def accounts_of(directory: Directory) -> Informer[str]:
+    informer = directory.service_accounts.of("shop")
+    assert informer is not None
+    return informer
+
+
 def test_a_relist_keeps_what_it_lists_and_drops_the_rest() -> None:
-    directory = Directory()
-    pods = directory.pods
+    pods = pods_of(new_directory())
     pods.begin_relist()
     pods.add_page([pod("app", "uid-1"), pod("old", "uid-2")])
     pods.end_relist()
@@ -50,7 +71,7 @@ def test_a_relist_keeps_what_it_lists_and_drops_the_rest() -> None:
     pods.add_page([pod("app", "uid-1")])
     pods.add_page([pod("new", "uid-3", account="")])
     pods.end_relist()
-    assert pods.known == {
+    assert dict(pods.items()) == {
         ("shop", "app"): PodFacts("uid-1", "node-1", "payments"),
         ("shop", "new"): PodFacts("uid-3", "node-1", "default"),
     }
@@ -77,9 +98,10 @@ def test_a_pod_is_known_with_the_annotations_its_certificate_volumes_declare() -
             },
         },
     ]
-    directory = Directory()
-    directory.pods.apply("ADDED", body)
-    facts = directory.pods.known[("shop", "app")]
+    directory = new_directory()
+    pods_of(directory).apply("ADDED", body)
+    facts = directory.pods.get(("shop", "app"))
+    assert facts is not None
     assert facts.certificate_volumes == (
         ("mtls.dev/pod-identity", (("mtls.dev/dns-names", "a.shop.svc"), ("z.io/b", "2"))),
         ("example.com/other", ()),
@@ -91,17 +113,18 @@ def test_a_pod_is_known_with_the_annotations_its_certificate_volumes_declare() -
 
 
 def test_events_change_and_remove_facts() -> None:
-    directory = Directory()
+    directory = new_directory()
     directory.nodes.apply("ADDED", named("node-1", "uid-a"))
     directory.nodes.apply("MODIFIED", named("node-1", "uid-b"))
-    directory.service_accounts.apply("ADDED", named("payments", "uid-sa", "shop"))
-    directory.service_accounts.apply("DELETED", named("payments", "uid-sa", "shop"))
-    assert directory.nodes.known == {"node-1": "uid-b"}
-    assert directory.service_accounts.known == {}
+    accounts_of(directory).apply("ADDED", named("payments", "uid-sa", "shop"))
+    accounts_of(directory).apply("DELETED", named("payments", "uid-sa", "shop"))
+    assert directory.node_uid("node-1") == "uid-b"
+    assert len(directory.service_accounts) == 0
 
 
 def test_the_watches_cover_the_signers_namespaces_and_every_node() -> None:
-    names = Directory().reflectors(FakeKube(), ("shop", "bank"))
+    names: list[str] = []
+    new_directory(("shop", "bank"), names)
     assert sorted(names) == [
         "nodes",
         "pods-bank",
@@ -109,7 +132,9 @@ def test_the_watches_cover_the_signers_namespaces_and_every_node() -> None:
         "serviceaccounts-bank",
         "serviceaccounts-shop",
     ]
-    assert sorted(Directory().reflectors(FakeKube(), ())) == [
+    names = []
+    new_directory((), names)
+    assert sorted(names) == [
         "nodes",
         "pods-all",
         "serviceaccounts-all",
@@ -138,10 +163,10 @@ def gathered(kube: FakeKube, directory: Directory, **spec: str) -> Input:
 
 
 def known_directory() -> Directory:
-    directory = Directory()
-    directory.pods.apply("ADDED", pod("app", "uid-pod"))
+    directory = new_directory()
+    pods_of(directory).apply("ADDED", pod("app", "uid-pod"))
     directory.nodes.apply("ADDED", named("node-1", "uid-node"))
-    directory.service_accounts.apply("ADDED", named("payments", "uid-sa", "shop"))
+    accounts_of(directory).apply("ADDED", named("payments", "uid-sa", "shop"))
     return directory
 
 
@@ -156,7 +181,7 @@ def test_claims_the_watches_agree_with_are_not_read_again(kube: FakeKube) -> Non
 
 
 def test_claims_the_watches_lack_are_read(kube: FakeKube) -> None:
-    given = gathered(kube, Directory())
+    given = gathered(kube, new_directory())
     assert kube.reads == [POD_PATH, NODE_PATH, ACCOUNT_PATH]
     assert (given.pod, given.node_uid, given.service_account_uid) == (
         PodFacts("uid-pod", "node-1", "payments"),
@@ -167,10 +192,10 @@ def test_claims_the_watches_lack_are_read(kube: FakeKube) -> None:
 
 def test_a_claim_that_disagrees_is_judged_on_what_the_api_says(kube: FakeKube) -> None:
     directory = known_directory()
-    directory.pods.apply("MODIFIED", pod("app", "uid-stale"))
+    pods_of(directory).apply("MODIFIED", pod("app", "uid-stale"))
     given = gathered(kube, directory, podUID="uid-forged", nodeUID="uid-other")
     assert kube.reads == [POD_PATH, NODE_PATH]
     assert given.pod == PodFacts("uid-pod", "node-1", "payments")
     assert given.node_uid == "uid-node"
     kube.objects.pop(ACCOUNT_PATH)
-    assert gathered(kube, Directory()).service_account_uid is None
+    assert gathered(kube, new_directory()).service_account_uid is None

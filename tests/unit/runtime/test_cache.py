@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from mtls_operator.runtime.cache import ADDED, DELETED, MODIFIED, Change, Informer, SharedCache
+from mtls_operator.runtime.cache import (
+    ADDED,
+    DELETED,
+    MODIFIED,
+    Change,
+    Informer,
+    InformerGroup,
+    SharedCache,
+    newer,
+)
 from mtls_operator.runtime.reflector import Reflector
 
 from support.fake_api import FakeKube
@@ -134,7 +143,9 @@ def test_what_we_wrote_is_held_at_once_and_its_echo_tells_no_one(
     informer.apply(ADDED, body("one", "1"))
     changes = heard(informer)
     informer.wrote(body("one", "2", target="x"))
-    assert [(c.type, c.new and c.new.secret) for c in changes[1:]] == [(MODIFIED, "x")]
+    assert [(c.type, c.new and c.new.secret, c.ours) for c in changes[1:]] == [
+        (MODIFIED, "x", True)
+    ]
     informer.apply(MODIFIED, body("one", "2", target="x"))  # the watch's echo of our write
     assert len(changes) == 2
     assert informer.keys_by("secret", "x") == {("a", "one")}
@@ -162,3 +173,61 @@ def test_an_amended_object_is_changed_quietly_until_its_watch_event(
     informer.apply(MODIFIED, body("one", "2", target="y"))
     assert [(c.type, c.new and c.new.secret) for c in changes[1:]] == [(MODIFIED, "y")]
     assert informer.keys_by("secret", "amended") == set()
+
+
+def test_what_is_older_than_what_is_held_tells_no_one(informer: Informer[Decoded]) -> None:
+    informer.wrote(body("one", "5", target="ours"))
+    changes = heard(informer)
+    informer.apply(MODIFIED, body("one", "4", target="late"))  # came before our write
+    informer.apply(DELETED, body("one", "3"))  # an earlier incarnation's deletion
+    assert len(changes) == 1, "only the replay of what was held"
+    held = informer.get(("a", "one"))
+    assert held is not None
+    assert held.secret == "ours"
+    informer.apply(DELETED, body("one", "6"))
+    assert informer.get(("a", "one")) is None
+
+
+def test_a_writer_may_hand_over_what_it_decoded_already(informer: Informer[Decoded]) -> None:
+    Decoded.count = 0
+    decoded = Decoded(body("one", "1", target="known"))
+    assert informer.wrote(body("one", "1", target="known"), decoded) is decoded
+    assert Decoded.count == 1, "not decoded a second time"
+    assert informer.wrote(body("one", "1"), decoded) is None, "nothing newer"
+    learned = informer.learned(body("one", "2", target="read"))
+    assert learned is not None
+    assert learned.secret == "read"
+
+
+def test_a_group_sends_each_key_to_the_informer_of_its_namespace() -> None:
+    group: InformerGroup[Decoded] = InformerGroup({"a": Informer(Decoded), "b": Informer(Decoded)})
+    group.add_index("secret", by_secret)
+    changes: list[Change[Decoded]] = []
+    group.subscribe(changes.append)
+    group.learned(body("one", "1", namespace="a"))
+    group.wrote(body("two", "2", namespace="b"))
+    assert group.learned(body("three", "3", namespace="c")) is None, "not a namespace watched"
+    assert sorted(group) == [("a", "one"), ("b", "two")]
+    assert len(group) == 2
+    assert group.keys_by("secret", "s") == {("a", "one"), ("b", "two")}
+    assert [(c.key, c.ours) for c in changes] == [(("a", "one"), False), (("b", "two"), True)]
+    group.removed(("b", "two"))
+    assert group.get(("b", "two")) is None
+    empty: InformerGroup[Decoded] = InformerGroup({None: Informer(Decoded)})
+    assert empty.of("anywhere") is not None, "an empty informer of all namespaces is still one"
+
+
+@pytest.mark.parametrize(
+    ("candidate", "current", "expected"),
+    [
+        ("2", "1", True),
+        ("10", "9", True),
+        ("1", "1", False),
+        ("1", "2", False),
+        ("x", "y", True),
+        ("x", "x", False),
+        ("", "1", True),
+    ],
+)
+def test_newer(candidate: str, current: str, expected: bool) -> None:
+    assert newer(candidate, current) is expected
