@@ -73,10 +73,7 @@ def _add_ca(commands: Any) -> None:
         metavar="CN",
         help="the CA's subject common name (default: mtls-operator CA)",
     )
-    ca_init.add_argument(
-        "--days", type=_positive_int, default=3650, help="validity in days (default: 3650)"
-    )
-    _add_key_arguments(ca_init)
+    _add_validity_and_key_arguments(ca_init, days=3650)
     ca_init.add_argument(
         "--passphrase-file",
         type=Path,
@@ -130,10 +127,7 @@ def _add_issue(commands: Any) -> None:
         metavar="ADDRESS",
         help="an e-mail address; repeatable",
     )
-    issue.add_argument(
-        "--days", type=_positive_int, default=365, help="validity in days (default: 365)"
-    )
-    _add_key_arguments(issue)
+    _add_validity_and_key_arguments(issue, days=365)
     issue.add_argument(
         "--passphrase-file", type=Path, metavar="FILE", help="passphrase of an encrypted CA key"
     )
@@ -184,7 +178,11 @@ def add_inspect(commands: Any) -> None:
     inspect.set_defaults(command=_inspect)
 
 
-def _add_key_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_validity_and_key_arguments(parser: argparse.ArgumentParser, days: int) -> None:
+    """What a new certificate is given, the CA's as a leaf's: a lifetime and a key."""
+    parser.add_argument(
+        "--days", type=_positive_int, default=days, help=f"validity in days (default: {days})"
+    )
     algorithms = [a.value for a in KeyAlgorithm]
     parser.add_argument(
         "--key-algorithm",

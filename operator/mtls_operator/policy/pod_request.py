@@ -114,17 +114,24 @@ def _deny(reason: str, message: str) -> Violation:
     return Violation(reason, message)
 
 
+def _same_object(
+    what: str, uid: str | None, claimed_uid: str, not_found: str, uid_mismatch: str
+) -> Violation | None:
+    """`what` the request names exists (`uid` is not None) and is the very
+    object it claims: one deleted and created again under the same name has
+    another UID."""
+    if uid is None:
+        return _deny(not_found, f"{what} does not exist")
+    if uid != claimed_uid:
+        return _deny(uid_mismatch, f"{what} has UID {uid}, not {claimed_uid}")
+    return None
+
+
 def pod_exists(given: Input) -> Violation | None:
     request = given.request
-    if given.pod is None:
-        return _deny(POD_NOT_FOUND, f"pod {request.namespace}/{request.pod_name} does not exist")
-    if given.pod.uid != request.pod_uid:
-        return _deny(
-            POD_UID_MISMATCH,
-            f"pod {request.namespace}/{request.pod_name} has UID {given.pod.uid}, "
-            f"not {request.pod_uid}",
-        )
-    return None
+    uid = given.pod.uid if given.pod is not None else None
+    pod = f"pod {request.namespace}/{request.pod_name}"
+    return _same_object(pod, uid, request.pod_uid, POD_NOT_FOUND, POD_UID_MISMATCH)
 
 
 def pod_on_node(given: Input) -> Violation | None:
@@ -137,14 +144,8 @@ def pod_on_node(given: Input) -> Violation | None:
 
 def node_exists(given: Input) -> Violation | None:
     request = given.request
-    if given.node_uid is None:
-        return _deny(NODE_NOT_FOUND, f"node {request.node_name} does not exist")
-    if given.node_uid != request.node_uid:
-        return _deny(
-            NODE_UID_MISMATCH,
-            f"node {request.node_name} has UID {given.node_uid}, not {request.node_uid}",
-        )
-    return None
+    node = f"node {request.node_name}"
+    return _same_object(node, given.node_uid, request.node_uid, NODE_NOT_FOUND, NODE_UID_MISMATCH)
 
 
 def pod_runs_as(given: Input) -> Violation | None:
@@ -161,14 +162,13 @@ def pod_runs_as(given: Input) -> Violation | None:
 def service_account_exists(given: Input) -> Violation | None:
     request = given.request
     account = f"service account {request.namespace}/{request.service_account_name}"
-    if given.service_account_uid is None:
-        return _deny(SERVICE_ACCOUNT_NOT_FOUND, f"{account} does not exist")
-    if given.service_account_uid != request.service_account_uid:
-        return _deny(
-            SERVICE_ACCOUNT_UID_MISMATCH,
-            f"{account} has UID {given.service_account_uid}, not {request.service_account_uid}",
-        )
-    return None
+    return _same_object(
+        account,
+        given.service_account_uid,
+        request.service_account_uid,
+        SERVICE_ACCOUNT_NOT_FOUND,
+        SERVICE_ACCOUNT_UID_MISMATCH,
+    )
 
 
 def annotations_declared(given: Input) -> Violation | None:

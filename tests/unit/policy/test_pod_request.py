@@ -109,6 +109,43 @@ def test_denials(ecdsa_ca: CertificateAuthority, changes: dict[str, Any], reason
     assert decision.violation.message
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"pod": None}, "pod shop/app does not exist"),
+        (
+            {"pod": pod_request.PodFacts("other", "node-1", "payments")},
+            "pod shop/app has UID other, not uid-pod",
+        ),
+        (
+            {"pod": pod_request.PodFacts("uid-pod", "node-2", "payments")},
+            "pod app runs on node-2, not node-1",
+        ),
+        (
+            {"pod": pod_request.PodFacts("uid-pod", "", "payments")},
+            "pod app runs on no node, not node-1",
+        ),
+        ({"node_uid": None}, "node node-1 does not exist"),
+        ({"node_uid": "other"}, "node node-1 has UID other, not uid-node"),
+        (
+            {"pod": pod_request.PodFacts("uid-pod", "node-1", "billing")},
+            "pod app runs as service account billing, not payments",
+        ),
+        ({"service_account_uid": None}, "service account shop/payments does not exist"),
+        (
+            {"service_account_uid": "other"},
+            "service account shop/payments has UID other, not uid-sa",
+        ),
+    ],
+)
+def test_a_refused_claim_says_what_was_found(
+    ecdsa_ca: CertificateAuthority, changes: dict[str, Any], message: str
+) -> None:
+    decision = pod_request.decide(given(ecdsa_ca, **changes))
+    assert isinstance(decision, pod_request.Refuse)
+    assert decision.violation.message == message
+
+
 def test_the_pod_identity_and_its_times(ecdsa_ca: CertificateAuthority) -> None:
     own = request(unverifiedUserAnnotations={"mtls.dev/dns-names": "app.shop.svc, app.shop.svc"})
     decision = pod_request.decide(given(ecdsa_ca, request=own))
