@@ -28,7 +28,7 @@ LOWER = {
     "convert": {"api", "pki"},
 }
 # What the controllers that sign and publish are given, made once by the app.
-SHARED = {"shared": {"authorities", "tenancy", "runtime"}}
+SHARED = {"shared": {"authorities", "tenancy", "runtime", "api"}}
 ALLOWED = {
     **LOWER,
     **SHARED,

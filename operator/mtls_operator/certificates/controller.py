@@ -11,8 +11,7 @@ import datetime
 import logging
 from dataclasses import dataclass
 
-from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts, read_secret
-from mtls_operator.api.paths import secrets_path
+from mtls_operator.api.managed_secret import SecretFacts
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec
 from mtls_operator.api.status import Reason, ready_condition
@@ -23,7 +22,12 @@ from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.secret_writer import SecretWriter
 from mtls_operator.certificates.spec_secrets import SpecSecrets
 from mtls_operator.certificates.status_writer import StatusWriter
-from mtls_operator.certificates.store import CertificateRecord, Store, certificate_record
+from mtls_operator.certificates.store import (
+    CertificateRecord,
+    Store,
+    certificate_record,
+    record_version,
+)
 from mtls_operator.pki import CAProblem, CertificateAuthority, PKIError
 from mtls_operator.policy import certificate as policy
 from mtls_operator.policy.certificate import RATE_LIMITED_TRIGGERS, RENEWAL_TRIGGERS, Drift
@@ -60,8 +64,6 @@ class CertificateController:
         self._authorities, self._tenancy = shared.authorities, shared.tenancy
         self._settings = settings
         self._lane = runtime.lane(NAME, tenant_of=namespace_of)  # in turns by namespace
-        namespaces = settings.namespaces or (None,)
-        managed = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
         cache = runtime.cache
         self.store = Store(
             InformerGroup(
@@ -70,21 +72,12 @@ class CertificateController:
                         f"certificates-{namespace or 'all'}",
                         certificates_path(namespace),
                         certificate_record,
+                        version_of=record_version,
                     )
-                    for namespace in namespaces
+                    for namespace in settings.namespaces or (None,)
                 }
             ),
-            InformerGroup(
-                {
-                    namespace: cache.informer(
-                        f"secrets-{namespace or 'all'}",
-                        secrets_path(namespace),
-                        read_secret,
-                        managed,
-                    )
-                    for namespace in namespaces
-                }
-            ),
+            shared.managed_secrets(settings.namespaces),
             self._lane.add,
         )
         self._foreign = ForeignSecrets(runtime.kube, self.store)

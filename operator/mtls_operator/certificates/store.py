@@ -28,6 +28,7 @@ class CertificateRecord:
     uid: str
     generation: int
     created: str
+    resource_version: str
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
     annotations: Mapping[str, str]
@@ -72,6 +73,10 @@ class CertificateRecord:
         return self._parsed
 
 
+def record_version(record: CertificateRecord) -> str:
+    return record.resource_version
+
+
 def certificate_record(body: Mapping[str, Any]) -> CertificateRecord:
     metadata = body.get("metadata") or {}
     return CertificateRecord(
@@ -80,6 +85,7 @@ def certificate_record(body: Mapping[str, Any]) -> CertificateRecord:
         uid=kept(metadata.get("uid", "")),
         generation=int(metadata.get("generation") or 0),
         created=metadata.get("creationTimestamp", ""),
+        resource_version=metadata.get("resourceVersion", ""),
         spec=kept_mapping(body.get("spec")),
         status=kept_mapping(body.get("status")),
         annotations=kept_mapping(metadata.get("annotations")),

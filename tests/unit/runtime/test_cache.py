@@ -231,3 +231,16 @@ def test_a_group_sends_each_key_to_the_informer_of_its_namespace() -> None:
 )
 def test_newer(candidate: str, current: str, expected: bool) -> None:
     assert newer(candidate, current) is expected
+
+
+def test_an_item_that_holds_its_version_is_compared_by_it() -> None:
+    informer: Informer[Decoded] = Informer(Decoded, version_of=lambda item: item.version)
+    changes = heard(informer)
+    informer.apply(ADDED, body("one", "5"))
+    informer.apply(MODIFIED, body("one", "5", target="repeat"))
+    informer.apply(MODIFIED, body("one", "4", target="late"))
+    informer.apply(DELETED, body("one", "3"))
+    assert [(c.type, c.new and c.new.secret) for c in changes] == [(ADDED, "s")]
+    informer.apply(MODIFIED, body("one", "6", target="newer"))
+    assert [c.type for c in changes] == [ADDED, MODIFIED]
+    assert informer._versions == {}, "not kept twice"
