@@ -1,7 +1,7 @@
 """Informers of one object by name, opened for a use and closed with the
 last: one watch however many use a name, its reflector stopped (and no
 longer reported by /readyz) when the last lets go, and a fresh list when it
-is asked for again."""
+is asked for again. The CA store and the keystore passwords share them."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from mtls_operator.api.secret_data import decode_data, encode_data
+from mtls_operator.authorities.store import AuthorityStore, CARef
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.cache import ADDED, DELETED, MODIFIED, Change, Use
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import Object
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.runtime.named_secrets import NamedSecrets
 
 from support.clock import NOW, FakeClock
 from support.fake_api import NamedWatches
@@ -171,3 +173,31 @@ def test_subscribers_hear_what_changes_after_the_first_list() -> None:
         assert told(late) == [(MODIFIED, {"v": "2"}, {"v": "3"})], "nothing replayed"
 
     on_runtime(scenario)
+
+
+def test_the_ca_store_and_keystore_passwords_share_the_watch_of_a_name() -> None:
+    async def scenario(kube: NamedWatches, runtime: Runtime) -> None:
+        store = AuthorityStore(runtime.cache, runtime.clock, Metrics())
+        woken: list[str] = []
+        passwords = NamedSecrets[str](runtime.cache, woken.append, per_namespace=2)
+        store.use(CARef(NS, "shared"), woken.append, "ca-user")
+        store.use(CARef(NS, "shared"), woken.append, "another-ca-user")
+        assert passwords.use((NS, "shared"), "keystore-user")
+        assert await passwords.data((NS, "shared")) == {"v": b"1"}
+        await settle()
+        assert kube.open == [f"{PATH}/shared"]
+
+        secret(kube, "shared", "2")
+        await kube.delivered()
+        assert woken == ["keystore-user"]
+
+        passwords.release("keystore-user")
+        store.release(woken.append, "ca-user")
+        await settle()
+        assert kube.open == [f"{PATH}/shared"], "another CA user still uses it"
+        store.release(woken.append, "another-ca-user")
+        await settle()
+        assert kube.open == []
+        await store.close()
+
+    on_runtime(scenario, holding="shared")
