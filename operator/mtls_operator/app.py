@@ -68,7 +68,7 @@ class Operator:
         self._login = login
         clock = clock or SystemClock()
         self.runtime = Runtime(Kube(login, clock=clock), clock, metrics, workers=config.workers)
-        self.authorities = AuthorityStore(self.runtime.kube, clock, metrics)
+        self.authorities = AuthorityStore(self.runtime.cache, clock, metrics)
         self.tenancy = Tenancy(self.runtime, config.identity)
         self.policies = PolicyController(self.runtime, self.tenancy)
         shared = SharedParts(self.runtime, self.authorities, self.tenancy)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import itertools
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,10 +17,11 @@ from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CA
 from mtls_operator.certificates.controller import CertificateController, Settings
 from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime.api_errors import ApiError
-from mtls_operator.runtime.cache import InformerGroup
+from mtls_operator.runtime.cache import InformerGroup, SharedCache
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import Kube, Object
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.runtime.reflector import Reflector
 from mtls_operator.shared import SharedParts
 from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
@@ -98,6 +100,16 @@ class FakeKube(Kube):
         ]
         return items, str(next(self._versions))
 
+    async def request(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None, **_: Any
+    ) -> Object:
+        """What `list_pages` asks for (the reflectors' lists): `list`, in one page."""
+        if method != "GET":
+            raise NotImplementedError(f"FakeKube does not serve {method} {path}")
+        query = {key: value for key, value in (params or {}).items() if key != "limit"}
+        items, version = await self.list(path, query)
+        return {"items": items, "metadata": {"resourceVersion": version}}
+
     async def watch(
         self,
         path: str,
@@ -109,6 +121,89 @@ class FakeKube(Kube):
         """Stays open, delivering nothing, until it is cancelled."""
         await asyncio.Event().wait()
         yield "BOOKMARK", {}  # never reached: makes this an async generator
+
+
+class NamedWatches(FakeKube):
+    """Watches one object by name (a field selector on it): each object
+    stored or deleted is an event of the watches open on its name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._watchers: list[tuple[str, asyncio.Queue[tuple[str, Object]]]] = []
+        self.listed: list[str] = []  # the names listed, in order
+        self.idle = 0  # watches waiting for an event
+
+    @property
+    def open(self) -> list[str]:
+        """The paths of the objects watched now, one entry per watch."""
+        return [watched for watched, _ in self._watchers]
+
+    def put(self, path: str, body: Object) -> Object:
+        event = "MODIFIED" if path in self.objects else "ADDED"
+        stored = super().put(path, body)
+        self._tell(path, event, stored)
+        return stored
+
+    def remove(self, path: str) -> None:
+        self._tell(path, "DELETED", self.objects.pop(path))
+
+    async def list(
+        self, path: str, params: Mapping[str, str] | None = None, **_: Any
+    ) -> tuple[list[Object], str]:
+        self.listed.append(_watched_name(params))
+        return await super().list(path, params)
+
+    async def watch(
+        self, path: str, resource_version: str, params: Mapping[str, str] | None = None, **_: Any
+    ) -> AsyncIterator[tuple[str, Object]]:
+        watcher = (f"{path}/{_watched_name(params)}", asyncio.Queue[tuple[str, Object]]())
+        self._watchers.append(watcher)
+        try:
+            while True:
+                self.idle += 1
+                try:
+                    event = await watcher[1].get()
+                finally:
+                    self.idle -= 1
+                yield event
+        finally:
+            self._watchers.remove(watcher)
+
+    async def delivered(self) -> None:
+        """Returns once every watch has handled every event so far (each
+        handles one, synchronously, before it asks for the next)."""
+        while self.idle < len(self._watchers) or any(not q.empty() for _, q in self._watchers):
+            await asyncio.sleep(0)
+
+    def _tell(self, path: str, event: str, obj: Object) -> None:
+        for watched, queue in self._watchers:
+            if watched == path:
+                queue.put_nowait((event, copy.deepcopy(obj)))
+
+
+def _watched_name(params: Mapping[str, str] | None) -> str:
+    return dict(params or {})["fieldSelector"].removeprefix("metadata.name=")
+
+
+def runtime_cache(kube: Kube, clock: Any) -> SharedCache:
+    """The cache of a runtime of its own: its reflectors run, and stop, as
+    the operator's do."""
+    return Runtime(kube, clock, Metrics(), workers=1, crypto_threads=1).cache
+
+
+class RecordedWatches:
+    """A runtime's `watch` that runs nothing: the names of the reflectors
+    it is given, and of those it was told to stop."""
+
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names = [] if names is None else names
+        self.reflectors: list[Reflector] = []
+        self.stopped: list[str] = []
+
+    def __call__(self, reflector: Reflector, name: str) -> Callable[[], None]:
+        self.names.append(name)
+        self.reflectors.append(reflector)
+        return functools.partial(self.stopped.append, name)
 
 
 class FixedCAs(AuthorityStore):

@@ -1,9 +1,10 @@
 """The CAs that certificates are signed with, shared by every controller.
 
-Each CA Secret in use is loaded once and kept current by its own watch (a
-server-side name filter, never a watch of all Secrets), and so is the
-passphrase Secret it names. The store knows who uses which CA: a CA is
-watched while someone uses it, and everyone using it is told when it changes.
+Each CA Secret in use is loaded once and kept current by the shared
+cache's informer of its name (a server-side name filter, never a watch of
+all Secrets, `runtime.named_secrets`), and so is the passphrase Secret it
+names. The store knows who uses which CA: a CA is watched while someone
+uses it, and everyone using it is told when it changes.
 
 Whoever writes a CA Secret chooses what reading it costs (an encrypted key's
 derivation, bounded in `pki.encrypted_keys`): CAs are read in worker
@@ -19,12 +20,10 @@ import asyncio
 import datetime
 import functools
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtls_operator.api.paths import secrets_path
-from mtls_operator.api.secret_data import decode_data
 from mtls_operator.authorities.decrypted_keys import DecryptedKeys
 from mtls_operator.authorities.layouts import (
     PASSPHRASE_ANNOTATION,
@@ -35,11 +34,10 @@ from mtls_operator.authorities.layouts import (
 from mtls_operator.authorities.reads import OWN, CAReads
 from mtls_operator.pki import CAError, CAProblem, CertificateAuthority, PrivateKey, load_private_key
 from mtls_operator.pki.ca import KeyLoader
+from mtls_operator.runtime.cache import SharedCache, Use
 from mtls_operator.runtime.clock import Clock
-from mtls_operator.runtime.kube import Kube, Object
 from mtls_operator.runtime.metrics import Metrics
-from mtls_operator.runtime.named_secrets import OneSecretSink, WatchQuota
-from mtls_operator.runtime.reflector import Reflector
+from mtls_operator.runtime.named_secrets import NamedSecret, WatchQuota, watch_secret
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +85,12 @@ User = tuple[Callable[[Any], None], Hashable]
 @dataclass
 class _Entry:
     keys: DecryptedKeys[PrivateKey]  # the CA key last opened, and how it went
-    secret: Object | None = None
-    passphrase_secret: Object | None = None
+    secret: Use[NamedSecret]  # the CA Secret's watch
+    # The passphrase Secret the CA Secret named when it was last read, and its watch.
+    passphrase_name: str | None = None
+    passphrase: Use[NamedSecret] | None = None
     state: CAState | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    secret_task: asyncio.Task[None] | None = None
-    passphrase_task: asyncio.Task[None] | None = None
-    watched_passphrase: str | None = None
-    last_error: str | None = None
     users: set[User] = field(default_factory=set)
     counted: bool = False  # one of its namespace's quota of tenant CAs
     # Reads the CA again while `changed` (set by every watch event).
@@ -103,17 +99,25 @@ class _Entry:
     read_after: float = 0.0  # the clock's monotonic time
 
     @property
-    def tasks(self) -> list[asyncio.Task[None]]:
-        tasks = (self.secret_task, self.passphrase_task, self.read_task)
-        return [t for t in tasks if t is not None]
+    def watches(self) -> list[Use[NamedSecret]]:
+        return [self.secret, *([self.passphrase] if self.passphrase is not None else [])]
+
+    @property
+    def last_error(self) -> str | None:
+        return next((w.last_error for w in self.watches if w.last_error), None)
 
 
 class AuthorityStore:
     def __init__(
-        self, kube: Kube, clock: Clock, metrics: Metrics, *, load_key: KeyLoader = load_private_key
+        self,
+        cache: SharedCache,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        load_key: KeyLoader = load_private_key,
     ) -> None:
         """`load_key(pem, passphrase)` reads CA keys (tests count its calls)."""
-        self._kube = kube
+        self._cache = cache
         self._load_key = load_key
         self._clock = clock
         self._metrics = metrics
@@ -143,10 +147,7 @@ class AuthorityStore:
         if entry is None:
             if tenant and not self._quota.take(ref.namespace, user):
                 return self._quota.refusal(ref.namespace, "CA Secrets")
-            entry = self._entries[ref] = _Entry(keys=DecryptedKeys(self._load_key), counted=tenant)
-            entry.secret_task = asyncio.create_task(
-                self._watch(ref, ref.name, entry, passphrase=False)
-            )
+            entry = self._open(ref, counted=tenant)
         self._used[user] = ref
         entry.users.add(user)
         return None
@@ -199,11 +200,19 @@ class AuthorityStore:
         return state
 
     async def close(self) -> None:
-        tasks = [t for e in self._entries.values() for t in e.tasks]
-        for task in tasks:
-            task.cancel()
+        tasks = [e.read_task for e in self._entries.values() if e.read_task is not None]
+        for entry in self._entries.values():
+            _stop(entry)
         await asyncio.gather(*tasks, return_exceptions=True)
         self._reads.close()
+
+    def _open(self, ref: CARef, *, counted: bool) -> _Entry:
+        """Watch the CA Secret `ref`, and read it once it is listed."""
+        secret = watch_secret(self._cache, ref.key)
+        entry = self._entries[ref] = _Entry(DecryptedKeys(self._load_key), secret, counted=counted)
+        secret.subscribe(lambda _: self._reload(ref, entry))
+        self._reload(ref, entry)
+        return entry
 
     def _drop_user(self, ref: CARef, user: User) -> None:
         entry = self._entries.get(ref)
@@ -213,50 +222,13 @@ class AuthorityStore:
         if not entry.users:
             # Nobody uses that CA any more: stop watching it.
             del self._entries[ref]
-            for task in entry.tasks:
-                task.cancel()
+            _stop(entry)
             self._metrics.set_ca(ref.namespace, ref.name, None)
             if entry.counted:
                 for notify, key in self._quota.give_back(ref.namespace):
                     notify(key)
 
-    async def _watch(self, ref: CARef, name: str, entry: _Entry, *, passphrase: bool) -> None:
-        def update(obj: Object | None) -> None:
-            if not passphrase:
-                entry.secret = obj
-            elif name == entry.watched_passphrase:
-                entry.passphrase_secret = obj
-            else:
-                return  # a passphrase Secret the CA Secret no longer names
-            self._reload(ref, entry)
-
-        def failed(message: str) -> None:
-            entry.last_error = message
-
-        reflector = Reflector(
-            self._kube,
-            secrets_path(ref.namespace),
-            OneSecretSink(update),
-            {"fieldSelector": f"metadata.name={name}"},
-            on_error=failed,
-        )
-        await reflector.run()
-
     def _reload(self, ref: CARef, entry: _Entry) -> None:
-        wanted = passphrase_secret_name(_annotations(entry.secret))
-        if wanted != entry.watched_passphrase:
-            # The passphrase Secret is only known once the CA Secret is read;
-            # its own watch calls back here when it has listed it.
-            entry.watched_passphrase = wanted
-            entry.passphrase_secret = None
-            if entry.passphrase_task is not None:
-                entry.passphrase_task.cancel()
-                entry.passphrase_task = None
-            if wanted:
-                entry.passphrase_task = asyncio.create_task(
-                    self._watch(ref, wanted, entry, passphrase=True)
-                )
-                return
         entry.changed = True
         if entry.read_task is None or entry.read_task.done():
             entry.read_task = asyncio.create_task(self._read(ref, entry), name=f"read-ca-{ref}")
@@ -268,6 +240,7 @@ class AuthorityStore:
             wait = entry.read_after - self._clock.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            await self._listed(ref, entry)
             entry.read_after = self._clock.monotonic() + CA_REREAD_INTERVAL
             entry.changed = False
             previous = entry.state
@@ -277,6 +250,19 @@ class AuthorityStore:
                 logger.info("CA %s changed: %s", ref, _describe(state))
                 for notify, key in list(entry.users):
                     notify(key)
+
+    async def _listed(self, ref: CARef, entry: _Entry) -> None:
+        """Once the CA Secret is listed, and the passphrase Secret it names
+        now (known only once the CA Secret is read; watched from then on)."""
+        await entry.secret.synced()
+        while (wanted := _passphrase_name(entry.secret.get())) != entry.passphrase_name:
+            if entry.passphrase is not None:
+                entry.passphrase.release()
+            entry.passphrase_name, entry.passphrase = wanted, None
+            if wanted:
+                passphrase = entry.passphrase = watch_secret(self._cache, (ref.namespace, wanted))
+                passphrase.subscribe(lambda _: self._reload(ref, entry))
+                await passphrase.synced()
 
     def _set_state(self, ref: CARef, entry: _Entry, state: CAState) -> CAState:
         entry.state = state
@@ -299,32 +285,33 @@ class AuthorityStore:
 
     def _contents(
         self, ref: CARef, entry: _Entry
-    ) -> tuple[dict[str, bytes], bytes | None] | CAMissing | CAUnusable:
+    ) -> tuple[Mapping[str, bytes], bytes | None] | CAMissing | CAUnusable:
         """The CA Secret's data and the passphrase, or why there are none."""
-        if entry.secret is None:
+        secret = entry.secret.get()
+        if secret is None:
             return CAMissing(f"CA Secret {ref} does not exist")
         passphrase = None
-        wanted = passphrase_secret_name(_annotations(entry.secret))
+        wanted = passphrase_secret_name(secret.annotations)
         if wanted:
-            if entry.passphrase_secret is None:
+            named = entry.passphrase if entry.passphrase_name == wanted else None
+            found = named.get() if named is not None else None
+            if found is None:
                 return CAUnusable(
                     CAProblem.KEY_UNREADABLE,
                     f"CA Secret {ref}: passphrase Secret {ref.namespace}/{wanted} "
                     f"(annotation {PASSPHRASE_ANNOTATION}) does not exist",
                 )
             try:
-                passphrase = passphrase_from_secret_data(
-                    decode_data(entry.passphrase_secret.get("data"))
-                )
+                passphrase = passphrase_from_secret_data(found.data)
             except CAError as err:
                 return CAUnusable(err.problem, f"CA Secret {ref}: {err}")
-        return decode_data(entry.secret.get("data")), passphrase
+        return secret.data, passphrase
 
 
 def _ca_state(
     ref: CARef,
     keys: DecryptedKeys[PrivateKey],
-    data: dict[str, bytes],
+    data: Mapping[str, bytes],
     now: datetime.datetime,
     passphrase: bytes | None,
 ) -> CAState:
@@ -335,8 +322,15 @@ def _ca_state(
         return CAUnusable(err.problem, f"CA Secret {ref}: {err}")
 
 
-def _annotations(secret: Object | None) -> dict[str, Any]:
-    return dict(((secret or {}).get("metadata") or {}).get("annotations") or {})
+def _stop(entry: _Entry) -> None:
+    for watch in entry.watches:
+        watch.release()
+    if entry.read_task is not None:
+        entry.read_task.cancel()
+
+
+def _passphrase_name(secret: NamedSecret | None) -> str | None:
+    return passphrase_secret_name(secret.annotations) if secret is not None else None
 
 
 def _same_state(a: CAState, b: CAState) -> bool:

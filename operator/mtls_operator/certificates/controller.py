@@ -81,7 +81,7 @@ class CertificateController:
             self._lane.add,
         )
         self._foreign = ForeignSecrets(runtime.kube, self.store)
-        self._passwords = KeystorePasswords(runtime.kube, self._lane.add)
+        self._passwords = KeystorePasswords(runtime.cache, self._lane.add)
         self._named = SpecSecrets(shared.authorities, self._passwords, self._lane.add)
         self._gatherer = Gatherer(
             self.store, self._foreign, self._passwords, shared.tenancy, runtime.clock

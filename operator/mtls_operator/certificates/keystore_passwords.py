@@ -9,15 +9,16 @@ from collections.abc import Callable, Mapping
 from mtls_operator.api.managed_secret import SecretFacts, keystore_password_digest
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec, SecretKeyRef
 from mtls_operator.pki import PKIError
-from mtls_operator.runtime.kube import Kube, ObjectKey
+from mtls_operator.runtime.cache import SharedCache
+from mtls_operator.runtime.kube import ObjectKey
 from mtls_operator.runtime.named_secrets import PASSWORD_SECRETS_PER_NAMESPACE, NamedSecrets
 
 
 class KeystorePasswords:
-    def __init__(self, kube: Kube, notify: Callable[[ObjectKey], None]) -> None:
+    def __init__(self, cache: SharedCache, notify: Callable[[ObjectKey], None]) -> None:
         # Users are certificate keys: a password change looks at them again.
         self._secrets = NamedSecrets[ObjectKey](
-            kube, notify, per_namespace=PASSWORD_SECRETS_PER_NAMESPACE
+            cache, notify, per_namespace=PASSWORD_SECRETS_PER_NAMESPACE
         )
 
     def use(self, certificate: ObjectKey, spec: CertificateSpec) -> None:

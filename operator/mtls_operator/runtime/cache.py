@@ -4,11 +4,16 @@ the number of controllers that need it; each object kept once, in the form
 its readers need (`transform`, decoded once as it arrives); indexes
 declared by name; and any number of subscribers told of each change, which
 queue keys on their own lanes. A re-list tells them of what it no longer
-holds, as if it had been deleted."""
+holds, as if it had been deleted.
+
+Most informers are kept for the operator's life. Those of one object by
+name (a CA Secret, a passphrase or keystore password Secret) are opened for
+a use and closed when their last user lets go (`SharedCache.named`)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -100,6 +105,11 @@ class Informer(Generic[T]):
             await self.reflector.synced.wait()
 
     @property
+    def listed(self) -> bool:
+        """The first list is in."""
+        return self.reflector is None or self.reflector.synced.is_set()
+
+    @property
     def absent(self) -> bool:
         """The API server does not serve this kind (its API is not enabled)."""
         return self.reflector is not None and self.reflector.absent
@@ -148,12 +158,16 @@ class Informer(Generic[T]):
             for value in values(item):
                 index[value].add(key)
 
-    def subscribe(self, handler: Callable[[Change[T]], None]) -> None:
-        """`handler` hears every change from now on, and first an ADDED for
-        each object already held, so that late subscribers miss nothing."""
+    def subscribe(self, handler: Callable[[Change[T]], None], *, replay: bool = True) -> None:
+        """`handler` hears every change from now on, and first (`replay`) an
+        ADDED for each object already held, so that late subscribers miss
+        nothing."""
         self._subscribers.append(handler)
-        for key, item in list(self._items.items()):
+        for key, item in list(self._items.items()) if replay else ():
             handler(Change(ADDED, key, None, item))
+
+    def unsubscribe(self, handler: Callable[[Change[T]], None]) -> None:
+        self._subscribers.remove(handler)
 
     # Fed by the reflector
 
@@ -246,6 +260,10 @@ def _version(obj: Object) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion", ""))
 
 
+# Runs a reflector (named, for the logs) and returns what stops it.
+Watch = Callable[[Reflector, str], Callable[[], None]]
+
+
 @dataclass(frozen=True)
 class _Scope:
     path: str
@@ -253,20 +271,76 @@ class _Scope:
     metadata_only: bool
 
 
+@dataclass
+class _Kept:
+    """An informer, its reflector, and the transform it keeps its kind in."""
+
+    transform: Callable[[Object], Any]
+    informer: Informer[Any]
+    reflector: Reflector
+    # Opened by `named`: how many uses it has, and what stops its reflector.
+    # None: kept for the operator's life.
+    uses: int | None = None
+    stop: Callable[[], None] | None = None
+
+
+class Use(Generic[T]):
+    """One use of the informer of one object by name (`SharedCache.named`),
+    until it is released."""
+
+    def __init__(self, informer: Informer[T], release: Callable[[], None]) -> None:
+        self.informer = informer
+        self._release = release
+        self._handlers: list[Callable[[Change[T]], None]] = []
+        self._released = False
+
+    def get(self) -> T | None:
+        """The object, if it exists (its informer holds nothing else)."""
+        held = self.informer.items()
+        return held[0][1] if held else None
+
+    async def synced(self) -> None:
+        await self.informer.synced()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why it has not been listed, if a list failed."""
+        return self.informer.reflector.last_error if self.informer.reflector else None
+
+    def subscribe(self, handler: Callable[[Change[T]], None]) -> None:
+        """`handler` hears the object's changes after its first list (what
+        that list found, `get` reads once `synced`), until the release."""
+
+        def after_the_first_list(change: Change[T]) -> None:
+            if self.informer.listed:
+                handler(change)
+
+        self._handlers.append(after_the_first_list)
+        self.informer.subscribe(after_the_first_list, replay=False)
+
+    def release(self) -> None:
+        """This use is over (released again: nothing more). Its handlers
+        hear no more, and the last use of an informer stops its reflector."""
+        if self._released:
+            return
+        self._released = True
+        for handler in self._handlers:
+            self.informer.unsubscribe(handler)
+        self._release()
+
+
 class SharedCache:
     """The informers of one operator, one per kind and scope (API path and
     selectors). Informers are declared when controllers are made, and their
     reflectors run from `start` (or at once, when declared later) for as
-    long as the operator runs (`watch`, the runtime's)."""
+    long as the operator runs (`watch`, the runtime's); those of one object
+    by name from their first use to their last (`named`)."""
 
-    def __init__(
-        self, kube: Kube, watch: Callable[[Reflector, str], None], clock: Clock = SYSTEM_CLOCK
-    ) -> None:
+    def __init__(self, kube: Kube, watch: Watch, clock: Clock = SYSTEM_CLOCK) -> None:
         self._kube = kube
         self._watch = watch
         self._clock = clock  # the reflectors' back-off waits on it
-        # Each informer with the transform it keeps its kind in.
-        self._informers: dict[_Scope, tuple[Callable[[Object], Any], Informer[Any]]] = {}
+        self._informers: dict[_Scope, _Kept] = {}
         self._waiting: list[tuple[Reflector, str]] = []  # declared before `start`
         self._started = False
 
@@ -292,32 +366,77 @@ class SharedCache:
         kept in one form, so that no object is decoded twice). `version_of`
         reads the resourceVersion back from a kept object that holds it."""
         scope = _Scope(path, tuple(sorted((params or {}).items())), metadata_only)
+        kept = self._kept(scope, transform)
+        if kept is not None:
+            kept.uses = None  # read for the operator's life from now on
+        else:
+            kept = self._new(
+                scope, transform, params, absent_is_empty=absent_is_empty, version_of=version_of
+            )
+            if self._started:
+                self._watch(kept.reflector, name)
+            else:
+                self._waiting.append((kept.reflector, name))
+        informer: Informer[T] = kept.informer
+        return informer
+
+    def named(self, path: str, name: str, transform: Callable[[Object], T]) -> Use[T]:
+        """One more use of the informer of the object `name` in collection
+        `path`, listed and watched (through a field selector on the name) at
+        once. Once its last use is released, its reflector stops and it is
+        forgotten: asked for again, it is made anew, and lists again."""
+        params = {"fieldSelector": f"metadata.name={name}"}
+        scope = _Scope(path, tuple(params.items()), metadata_only=False)
+        kept = self._kept(scope, transform)
+        if kept is None:
+            kept = self._new(scope, transform, params)
+            kept.uses = 0
+            kept.stop = self._watch(kept.reflector, f"{path}/{name}")
+        if kept.uses is not None:
+            kept.uses += 1
+        return Use(kept.informer, functools.partial(self._release, scope, kept))
+
+    async def synced(self) -> None:
+        """Once every informer kept for the operator's life has listed."""
+        kept = self._informers.values()
+        await asyncio.gather(*(k.informer.synced() for k in kept if k.uses is None))
+
+    def _kept(self, scope: _Scope, transform: Callable[[Object], Any]) -> _Kept | None:
         found = self._informers.get(scope)
-        if found is not None:
-            kept_transform, kept = found
-            if kept_transform is not transform:
-                raise ValueError(f"{path} is already kept in another form ({kept_transform!r})")
-            same: Informer[T] = kept
-            return same
-        informer: Informer[T] = Informer(transform, version_of)
+        if found is not None and found.transform is not transform:
+            raise ValueError(f"{scope.path} is already kept in another form ({found.transform!r})")
+        return found
+
+    def _new(
+        self,
+        scope: _Scope,
+        transform: Callable[[Object], Any],
+        params: Mapping[str, str] | None,
+        *,
+        absent_is_empty: bool = False,
+        version_of: Callable[[Any], str] | None = None,
+    ) -> _Kept:
+        informer: Informer[Any] = Informer(transform, version_of)
         informer.reflector = Reflector(
             self._kube,
-            path,
+            scope.path,
             informer,
             params,
             absent_is_empty=absent_is_empty,
-            metadata_only=metadata_only,
+            metadata_only=scope.metadata_only,
             clock=self._clock,
         )
-        self._informers[scope] = (transform, informer)
-        if self._started:
-            self._watch(informer.reflector, name)
-        else:
-            self._waiting.append((informer.reflector, name))
-        return informer
+        kept = self._informers[scope] = _Kept(transform, informer, informer.reflector)
+        return kept
 
-    async def synced(self) -> None:
-        await asyncio.gather(*(informer.synced() for _, informer in self._informers.values()))
+    def _release(self, scope: _Scope, kept: _Kept) -> None:
+        if kept.uses is None:
+            return  # read for the operator's life since
+        kept.uses -= 1
+        if kept.uses == 0:
+            del self._informers[scope]
+            if kept.stop is not None:
+                kept.stop()
 
 
 class InformerGroup(Generic[T]):

@@ -66,6 +66,8 @@ class Runtime:
         self._controllers: dict[str, Controller] = {}
         self._started: set[str] = set()
         self._tasks: list[asyncio.Task[Any]] = []
+        # Watches stopped on purpose, until their tasks are done.
+        self._stopping: set[asyncio.Task[Any]] = set()
         self._reflectors: list[Reflector] = []
         self._working = False
         self.cache = SharedCache(kube, self.watch, clock)
@@ -96,14 +98,28 @@ class Runtime:
         """Controllers start in the order they are added."""
         self._controllers[controller.name] = controller
 
-    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """A task that runs as long as the runtime does; its end is a failure."""
-        self._tasks.append(asyncio.create_task(coroutine, name=name))
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.append(task)
+        return task
 
-    def watch(self, reflector: Reflector, name: str) -> None:
-        """Run `reflector` as long as the runtime runs; /readyz reports what stops it."""
+    def watch(self, reflector: Reflector, name: str) -> Callable[[], None]:
+        """Run `reflector` as long as the runtime runs, or until what this
+        returns is called; /readyz reports what stops it. A watch stopped on
+        purpose is no failure, and /readyz forgets it."""
         self._reflectors.append(reflector)
-        self.spawn(reflector.run(), name)
+        task = self.spawn(reflector.run(), name)
+
+        def stop() -> None:
+            if task in self._tasks:
+                self._tasks.remove(task)
+                self._reflectors.remove(reflector)
+                task.cancel()
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+
+        return stop
 
     async def start(self) -> None:
         """Start every controller, then the scheduler and the workers.
@@ -139,9 +155,10 @@ class Runtime:
             task.cancel()
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._stopping]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _flow(self, key: WorkKey) -> Flow:

@@ -1,6 +1,9 @@
-"""Secrets that objects name (a keystore password, for instance), each kept
-current by a watch filtered to its name while someone names it, so that a
-change reaches everyone who uses it at once, and nothing else is watched.
+"""Secrets that objects name (a CA, its passphrase, a keystore password),
+each kept current by the shared cache's informer of that one name while
+someone names it (`watch_secret`), so that a change reaches everyone who
+uses it at once, and nothing else is watched. Every user of a name reads it
+in one form (`NamedSecret`): the CA store and the keystore passwords share
+the watch of a Secret both name.
 
 Each watch holds a connection to the API server and a task for as long as
 the name is in use, and a tenant chooses the names: `WatchQuota` bounds how
@@ -9,15 +12,16 @@ many one namespace can make the operator open."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.secret_data import decode_data
-from mtls_operator.runtime.kube import Kube, Object, ObjectKey
-from mtls_operator.runtime.reflector import Reflector
+from mtls_operator.runtime.cache import Change, SharedCache, Use
+from mtls_operator.runtime.kube import Object, ObjectKey
 
 User = TypeVar("User", bound=Hashable)
 
@@ -25,6 +29,25 @@ User = TypeVar("User", bound=Hashable)
 FIRST_READ_TIMEOUT = 10.0
 # Keystore password Secrets watched at once for the certificates of one namespace.
 PASSWORD_SECRETS_PER_NAMESPACE = 8
+
+
+@dataclass(frozen=True)
+class NamedSecret:
+    """What is kept of a Secret watched by name."""
+
+    annotations: Mapping[str, str]
+    data: Mapping[str, bytes] = field(repr=False)
+
+
+def named_secret(obj: Object) -> NamedSecret:
+    metadata = obj.get("metadata") or {}
+    return NamedSecret(dict(metadata.get("annotations") or {}), decode_data(obj.get("data")))
+
+
+def watch_secret(cache: SharedCache, secret: ObjectKey) -> Use[NamedSecret]:
+    """One more use of the watch of `secret` (namespace, name)."""
+    namespace, name = secret
+    return cache.named(secrets_path(namespace), name, named_secret)
 
 
 class WatchQuota(Generic[User]):
@@ -76,32 +99,19 @@ class WatchQuota(Generic[User]):
 
 @dataclass
 class _Watched(Generic[User]):
-    data: dict[str, bytes] | None = None
-    read: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    secret: Use[NamedSecret]
     users: set[User] = field(default_factory=set)
 
 
-class OneSecretSink:
-    """Receives the events of a watch filtered to one Secret name."""
-
-    def __init__(self, on_update: Callable[[Object | None], None]) -> None:
-        self._on_update = on_update
-
-    def replace(self, items: list[Object]) -> None:
-        self._on_update(items[0] if items else None)
-
-    def apply(self, event_type: str, obj: Object) -> None:
-        self._on_update(None if event_type == "DELETED" else obj)
-
-
 class NamedSecrets(Generic[User]):
-    """`use(secret, user)`: `notify(user)` is called whenever `secret`
-    (namespace, name) is created, changed or deleted, and when a name `user`
-    was refused (over `per_namespace`) may be watched after all."""
+    """`use(secret, user)`: `notify(user)` is called whenever the data of
+    `secret` (namespace, name) is created, changed or deleted, and when a
+    name `user` was refused (over `per_namespace`) may be watched after all."""
 
-    def __init__(self, kube: Kube, notify: Callable[[User], None], *, per_namespace: int) -> None:
-        self._kube = kube
+    def __init__(
+        self, cache: SharedCache, notify: Callable[[User], None], *, per_namespace: int
+    ) -> None:
+        self._cache = cache
         self._notify = notify
         self._watched: dict[ObjectKey, _Watched[User]] = {}
         self._used: dict[User, ObjectKey] = {}
@@ -117,8 +127,8 @@ class NamedSecrets(Generic[User]):
         if watched is None:
             if not self.quota.take(secret[0], user):
                 return False
-            watched = self._watched[secret] = _Watched[User]()
-            watched.task = asyncio.create_task(self._watch(secret, watched))
+            watched = self._watched[secret] = _Watched[User](watch_secret(self._cache, secret))
+            watched.secret.subscribe(functools.partial(self._changed, watched))
         self._used[user] = secret
         watched.users.add(user)
         return True
@@ -129,23 +139,29 @@ class NamedSecrets(Generic[User]):
         if previous is not None:
             self._drop(previous, user)
 
-    async def data(self, secret: ObjectKey) -> dict[str, bytes] | None:
+    async def data(self, secret: ObjectKey) -> Mapping[str, bytes] | None:
         """The Secret's data as last seen (None: it does not exist, or is not
         in use); waits for the first read of a Secret just come into use."""
         watched = self._watched.get(secret)
         if watched is None:
             return None
         try:
-            await asyncio.wait_for(watched.read.wait(), timeout=FIRST_READ_TIMEOUT)
+            await asyncio.wait_for(watched.secret.synced(), timeout=FIRST_READ_TIMEOUT)
         except TimeoutError:
             return None  # its watch keeps trying, and tells the users when it has read it
-        return watched.data
+        found = watched.secret.get()
+        return found.data if found is not None else None
 
     async def close(self) -> None:
-        tasks = [w.task for w in self._watched.values() if w.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for watched in self._watched.values():
+            watched.secret.release()
+        self._watched.clear()
+        self._used.clear()
+
+    def _changed(self, watched: _Watched[User], change: Change[NamedSecret]) -> None:
+        if _data(change.old) != _data(change.new):
+            for user in list(watched.users):
+                self._notify(user)
 
     def _drop(self, secret: ObjectKey, user: User) -> None:
         watched = self._watched.get(secret)
@@ -154,27 +170,10 @@ class NamedSecrets(Generic[User]):
         watched.users.discard(user)
         if not watched.users:
             del self._watched[secret]
-            if watched.task is not None:
-                watched.task.cancel()
+            watched.secret.release()
             for waiting in self.quota.give_back(secret[0]):
                 self._notify(waiting)
 
-    async def _watch(self, secret: ObjectKey, watched: _Watched[User]) -> None:
-        namespace, name = secret
 
-        def update(obj: Object | None) -> None:
-            data = decode_data(obj.get("data")) if obj is not None else None
-            changed = watched.read.is_set() and data != watched.data
-            watched.data = data
-            watched.read.set()
-            if changed:
-                for user in list(watched.users):
-                    self._notify(user)
-
-        reflector = Reflector(
-            self._kube,
-            secrets_path(namespace),
-            OneSecretSink(update),
-            {"fieldSelector": f"metadata.name={name}"},
-        )
-        await reflector.run()
+def _data(secret: NamedSecret | None) -> Mapping[str, bytes] | None:
+    return secret.data if secret is not None else None

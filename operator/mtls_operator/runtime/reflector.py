@@ -77,6 +77,9 @@ class Reflector:
         self.absent = False
         # Why this watch cannot work until someone acts (RBAC, a CRD), if so.
         self.problem: str | None = None
+        # The last failure, until a list works again: what a reader waiting
+        # for the first list is told.
+        self.last_error: str | None = None
         self._refusals = 0  # in a row, since the last list that worked
 
     async def run(self) -> None:
@@ -130,7 +133,7 @@ class Reflector:
 
     async def _failed(self, err: Exception, failures: int) -> int:
         delay = backoff.delay(backoff.WATCH, failures)
-        message = str(err) or type(err).__name__
+        message = self.last_error = str(err) or type(err).__name__
         fix = FIX_FOR_STATUS.get(err.status) if isinstance(err, ApiError) else None
         self._refusals = self._refusals + 1 if fix else 0
         if self._refusals < REFUSALS_FOR_A_PROBLEM:
@@ -148,6 +151,7 @@ class Reflector:
 
     def _solved(self) -> None:
         self._refusals = 0
+        self.last_error = None
         if self.problem is not None:
             logger.info("watching %s again", self._path)
             self.problem = None

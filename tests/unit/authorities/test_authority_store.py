@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -30,52 +30,19 @@ from mtls_operator.runtime.metrics import Metrics
 from support.authorities import make_ca
 from support.clock import NOW, FakeClock
 from support.encrypted_keys import encrypted_with_pbkdf2
-from support.fake_api import FakeKube
+from support.fake_api import NamedWatches, runtime_cache
 
 NS = "team-a"
 REF = CARef(NS, "team-ca")
 
 
-class WatchedSecrets(FakeKube):
-    """Watches Secrets by name: each `secret` written is a watch event."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._watchers: list[tuple[str, asyncio.Queue[tuple[str, Object]]]] = []
-        self.idle = 0  # watches waiting for an event
-
+class WatchedSecrets(NamedWatches):
     def secret(self, name: str, data: Mapping[str, bytes], **annotations: str) -> None:
         body: Object = {
             "metadata": {"name": name, "namespace": NS, "annotations": annotations},
             "data": encode_data(data),
         }
-        stored = self.put(f"/api/v1/namespaces/{NS}/secrets/{name}", body)
-        for watched, queue in self._watchers:
-            if watched == name:
-                queue.put_nowait(("MODIFIED", stored))
-
-    async def watch(
-        self,
-        path: str,
-        resource_version: str,
-        params: Mapping[str, str] | None = None,
-        *,
-        metadata_only: bool = False,
-    ) -> AsyncIterator[tuple[str, Object]]:
-        name = dict(params or {})["fieldSelector"].removeprefix("metadata.name=")
-        queue: asyncio.Queue[tuple[str, Object]] = asyncio.Queue()
-        self._watchers.append((name, queue))
-        while True:
-            self.idle += 1
-            event = await queue.get()
-            self.idle -= 1
-            yield event
-
-    async def delivered(self) -> None:
-        """Returns once every watch has handled every event so far (each
-        handles one, synchronously, before it asks for the next)."""
-        while self.idle < len(self._watchers) or any(not q.empty() for _, q in self._watchers):
-            await asyncio.sleep(0)
+        self.put(f"/api/v1/namespaces/{NS}/secrets/{name}", body)
 
 
 async def read(ref: CARef) -> None:
@@ -113,7 +80,7 @@ def test_a_ca_key_is_opened_off_the_loop_and_once_per_key_and_passphrase() -> No
 
     async def scenario() -> None:
         clock = FakeClock(NOW)
-        store = AuthorityStore(kube, clock, Metrics(), load_key=loader)
+        store = AuthorityStore(runtime_cache(kube, clock), clock, Metrics(), load_key=loader)
 
         async def settled() -> Any:
             """The state once every event so far was read."""
@@ -198,7 +165,8 @@ def test_a_tenant_switching_its_ca_reads_one_at_a_time() -> None:
     loader = BlockingLoader()
 
     async def scenario() -> None:
-        store = AuthorityStore(kube, FakeClock(NOW), Metrics(), load_key=loader)
+        clock = FakeClock(NOW)
+        store = AuthorityStore(runtime_cache(kube, clock), clock, Metrics(), load_key=loader)
         woken: list[str] = []
         try:
             for index in range(4):
@@ -233,7 +201,8 @@ def test_the_cluster_ca_is_read_while_a_tenant_holds_the_tenants_thread() -> Non
         return load_private_key(pem, passphrase)
 
     async def scenario() -> None:
-        store = AuthorityStore(kube, FakeClock(NOW), Metrics(), load_key=load_key)
+        clock = FakeClock(NOW)
+        store = AuthorityStore(runtime_cache(kube, clock), clock, Metrics(), load_key=load_key)
         try:
             store.use(REF, lambda _: None, "cert", tenant=True)
             await started(loader, 1)
@@ -257,7 +226,7 @@ def test_a_ca_whose_secret_keeps_changing_is_read_once_per_interval() -> None:
     clock = FakeClock(NOW)
 
     async def scenario() -> None:
-        store = AuthorityStore(kube, clock, Metrics(), load_key=loader)
+        store = AuthorityStore(runtime_cache(kube, clock), clock, Metrics(), load_key=loader)
         try:
             store.use(REF, lambda _: None, "cert", tenant=True)
             assert isinstance(await store.state(REF), CertificateAuthority)

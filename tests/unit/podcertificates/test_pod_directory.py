@@ -21,7 +21,7 @@ from mtls_operator.tenancy.store import IdentitySettings, Tenancy
 
 from support.authorities import make_ca
 from support.clock import NOW, FakeClock
-from support.fake_api import FakeKube
+from support.fake_api import FakeKube, RecordedWatches
 from support.objects import pod_certificate_request
 
 POD_PATH = "/api/v1/namespaces/shop/pods/app"
@@ -43,8 +43,7 @@ def named(name: str, uid: str, namespace: str | None = None) -> dict[str, Any]:
 
 def new_directory(namespaces: tuple[str, ...] = (), names: list[str] | None = None) -> Directory:
     """A directory of a cache whose watches are only named (in `names`)."""
-    seen = [] if names is None else names
-    cache = SharedCache(FakeKube(), lambda _, name: seen.append(name))
+    cache = SharedCache(FakeKube(), RecordedWatches(names))
     directory = Directory(cache, namespaces)
     cache.start()
     return directory

@@ -18,9 +18,8 @@ from mtls_operator.runtime.cache import (
     SharedCache,
     newer,
 )
-from mtls_operator.runtime.reflector import Reflector
 
-from support.fake_api import FakeKube
+from support.fake_api import FakeKube, RecordedWatches
 
 
 def body(name: str, version: str, target: str = "s", namespace: str = "a") -> dict[str, Any]:
@@ -121,18 +120,18 @@ def test_a_late_subscriber_hears_what_is_held_first(informer: Informer[Decoded])
 
 
 def test_one_informer_and_one_watch_per_kind_and_scope() -> None:
-    watches: list[tuple[Reflector, str]] = []
-    cache = SharedCache(FakeKube(), lambda reflector, name: watches.append((reflector, name)))
+    watches = RecordedWatches()
+    cache = SharedCache(FakeKube(), watches)
     first = cache.informer("certs", "/apis/x/v1/things", Decoded, {"labelSelector": "a=b"})
     again = cache.informer("certs", "/apis/x/v1/things", Decoded, {"labelSelector": "a=b"})
     other = cache.informer("certs-c", "/apis/x/v1/things", Decoded, {"labelSelector": "c=d"})
     assert first is again
     assert other is not first
-    assert watches == [], "reflectors wait for the cache to start"
+    assert watches.names == [], "reflectors wait for the cache to start"
     cache.start()
-    assert [name for _, name in watches] == ["certs", "certs-c"]
+    assert watches.names == ["certs", "certs-c"]
     cache.informer("late", "/api/v1/secrets", Decoded)
-    assert [name for _, name in watches] == ["certs", "certs-c", "late"]
+    assert watches.names == ["certs", "certs-c", "late"]
     with pytest.raises(ValueError, match="already kept in another form"):
         cache.informer("certs", "/apis/x/v1/things", dict, {"labelSelector": "a=b"})
 

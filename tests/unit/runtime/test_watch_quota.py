@@ -5,37 +5,13 @@ is refused, and whoever was refused is told when a watch is freed."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
-
 from mtls_operator.authorities.store import CA_SECRETS_PER_NAMESPACE, AuthorityStore, CARef
-from mtls_operator.runtime.kube import Object
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.runtime.named_secrets import NamedSecrets, WatchQuota
 
 from support.clock import NOW, FakeClock
-from support.fake_api import FakeKube
+from support.fake_api import NamedWatches, runtime_cache
 from support.loop import run, settle
-
-
-class OpenWatches(FakeKube):
-    """No Secret exists; every watch stays open until it is cancelled."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.open: list[str] = []
-
-    async def watch(
-        self, path: str, resource_version: str, params: Mapping[str, str] | None = None, **_: Any
-    ) -> AsyncIterator[tuple[str, Object]]:
-        name = f"{path}?{dict(params or {})['fieldSelector']}"
-        self.open.append(name)
-        try:
-            await asyncio.Event().wait()
-            yield "ADDED", {}
-        finally:
-            self.open.remove(name)
 
 
 def test_the_quota_refuses_past_its_limit_and_wakes_who_it_refused() -> None:
@@ -56,8 +32,8 @@ def test_the_quota_refuses_past_its_limit_and_wakes_who_it_refused() -> None:
 
 def test_a_namespace_watches_a_bounded_number_of_its_own_cas() -> None:
     async def scenario() -> None:
-        kube = OpenWatches()
-        store = AuthorityStore(kube, FakeClock(NOW), Metrics())
+        kube, clock = NamedWatches(), FakeClock(NOW)
+        store = AuthorityStore(runtime_cache(kube, clock), clock, Metrics())
         woken: list[str] = []
         try:
             for index in range(CA_SECRETS_PER_NAMESPACE):
@@ -98,9 +74,11 @@ def test_a_namespace_watches_a_bounded_number_of_its_own_cas() -> None:
 
 def test_a_namespace_watches_a_bounded_number_of_password_secrets() -> None:
     async def scenario() -> None:
-        kube = OpenWatches()
+        kube = NamedWatches()
         woken: list[str] = []
-        secrets = NamedSecrets[str](kube, woken.append, per_namespace=2)
+        secrets = NamedSecrets[str](
+            runtime_cache(kube, FakeClock(NOW)), woken.append, per_namespace=2
+        )
         try:
             assert secrets.use(("a", "p1"), "cert-1")
             assert secrets.use(("a", "p2"), "cert-2")
