@@ -26,6 +26,7 @@ LOWER = {
     "authorities": {"runtime", "api", "pki"},
     "tenancy": {"runtime", "policy", "api", "pki"},
     "convert": {"api", "pki"},
+    "workloads": {"api"},
 }
 # What the controllers that sign and publish are given, made once by the app.
 SHARED = {"shared": {"authorities", "tenancy", "runtime"}}
