@@ -19,7 +19,7 @@ from mtls_operator.trustbundles.controller import (
     TrustBundleController,
     TrustBundleSettings,
 )
-from mtls_operator.trustbundles.objects import published
+from mtls_operator.api.trust_bundles import published
 
 from support.authorities import make_ca
 from support.clock import NOW, FakeClock
