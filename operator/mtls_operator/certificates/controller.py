@@ -11,7 +11,7 @@ import datetime
 import logging
 from dataclasses import dataclass
 
-from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts, read_secret
+from mtls_operator.api.managed_secret import MANAGED_SELECTOR, SecretFacts, read_secret
 from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec
@@ -31,7 +31,6 @@ from mtls_operator.policy.identity import issued_request
 from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError
-from mtls_operator.runtime.cache import InformerGroup
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import ObjectKey
@@ -60,31 +59,10 @@ class CertificateController:
         self._authorities, self._tenancy = shared.authorities, shared.tenancy
         self._settings = settings
         self._lane = runtime.lane(NAME, tenant_of=namespace_of)  # in turns by namespace
-        namespaces = settings.namespaces or (None,)
-        managed = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
-        cache = runtime.cache
+        cache, namespaces = runtime.cache, settings.namespaces
         self.store = Store(
-            InformerGroup(
-                {
-                    namespace: cache.informer(
-                        f"certificates-{namespace or 'all'}",
-                        certificates_path(namespace),
-                        certificate_record,
-                    )
-                    for namespace in namespaces
-                }
-            ),
-            InformerGroup(
-                {
-                    namespace: cache.informer(
-                        f"secrets-{namespace or 'all'}",
-                        secrets_path(namespace),
-                        read_secret,
-                        managed,
-                    )
-                    for namespace in namespaces
-                }
-            ),
+            cache.group("certificates", certificates_path, certificate_record, namespaces),
+            cache.group("secrets", secrets_path, read_secret, namespaces, MANAGED_SELECTOR),
             self._lane.add,
         )
         self._foreign = ForeignSecrets(runtime.kube, self.store)

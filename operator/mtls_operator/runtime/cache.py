@@ -302,6 +302,31 @@ class SharedCache:
             self._waiting.append((informer.reflector, name))
         return informer
 
+    def group(
+        self,
+        name: str,
+        path: Callable[[str | None], str],
+        transform: Callable[[Object], T],
+        namespaces: tuple[str, ...],
+        params: Mapping[str, str] | None = None,
+        *,
+        metadata_only: bool = False,
+    ) -> InformerGroup[T]:
+        """The informers of one kind in each of `namespaces` (`path` of
+        each), or one of every namespace when none are given, read as one."""
+        return InformerGroup(
+            {
+                namespace: self.informer(
+                    f"{name}-{namespace or 'all'}",
+                    path(namespace),
+                    transform,
+                    params,
+                    metadata_only=metadata_only,
+                )
+                for namespace in namespaces or (None,)
+            }
+        )
+
     async def synced(self) -> None:
         await asyncio.gather(*(informer.synced() for _, informer in self._informers.values()))
 
