@@ -7,11 +7,34 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from mtls_operator.api.paths import resource_path
+
+APPS_API_VERSION = "apps/v1"
+
 
 class WorkloadKind(enum.StrEnum):
     DEPLOYMENT = "Deployment"
     STATEFUL_SET = "StatefulSet"
     DAEMON_SET = "DaemonSet"
+
+    @property
+    def plural(self) -> str:
+        return f"{self.value.lower()}s"
+
+
+def workloads_path(kind: WorkloadKind, namespace: str | None, name: str | None = None) -> str:
+    return resource_path(APPS_API_VERSION, kind.plural, namespace, name)
+
+
+def involved_object(kind: WorkloadKind, namespace: str, name: str, uid: str) -> dict[str, str]:
+    """A workload as an Event about it names it."""
+    return {
+        "apiVersion": APPS_API_VERSION,
+        "kind": kind.value,
+        "name": name,
+        "namespace": namespace,
+        "uid": uid,
+    }
 
 
 # Set by users on a workload, exactly "true": roll it when a certificate
