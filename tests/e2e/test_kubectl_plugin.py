@@ -108,7 +108,12 @@ def test_kubectl_mtls_takes_kubectls_flags(
         kubectl, tmp_path, "status", "--context", "prod", "-o", "wide", kubeconfig=two_contexts
     )
     assert wide.returncode == 0, wide.stderr
-    assert wide.stdout.splitlines()[0].split()[-3:] == ["SERIAL", "REVISION", "MESSAGE"]
+    assert wide.stdout.splitlines()[0].split()[-4:] == [
+        "SERIAL",
+        "REVISION",
+        "WORKLOADS",
+        "MESSAGE",
+    ]
 
     inspected = kubectl_mtls(
         kubectl,
