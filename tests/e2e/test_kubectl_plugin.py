@@ -54,6 +54,8 @@ def kubectl_mtls(
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         "HOME": str(home),
     }
+    if "PYTHONPATH" in os.environ:  # the package under test, where it is not installed
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if kubeconfig is not None:
         env["KUBECONFIG"] = str(kubeconfig)
     return subprocess.run(
