@@ -327,6 +327,10 @@ class SharedCache:
             }
         )
 
+    def paths(self) -> set[str]:
+        """The API paths of the informers declared (what will be listed and watched)."""
+        return {scope.path for scope in self._informers}
+
     async def synced(self) -> None:
         await asyncio.gather(*(informer.synced() for _, informer in self._informers.values()))
 

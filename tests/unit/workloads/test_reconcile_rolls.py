@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from mtls_operator.api.managed_secret import read_secret
+from mtls_operator.api.outputs import TLS_CRT
 from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.workloads import (
     MOUNTED_DIGEST_ANNOTATION,
@@ -27,7 +29,7 @@ from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.kube import Object
 from unit.workloads.world import World, key
 
-from support.objects import NAMESPACE
+from support.objects import NAMESPACE, with_data
 from support.scrape import value
 
 ROLLS = "mtls_operator_workload_rolls_total"
@@ -149,6 +151,31 @@ def test_two_secrets_renewed_a_second_apart_roll_once(world: World) -> None:
     assert sorted(name for _, name, _, _ in on_certificates) == ["client", "web"]
 
 
+def test_each_change_gets_a_window_of_its_own(world: World) -> None:
+    serials: list[str] = []
+
+    async def scenario() -> None:
+        world.issue("web-tls")
+        await seen(world, secrets=["web-tls"])
+        serials.append(world.serials[(NAMESPACE, "web-tls")])
+        for _ in range(2):
+            world.later(3600)
+            world.issue("web-tls")
+            serials.append(world.serials[(NAMESPACE, "web-tls")])
+            await world.run()
+            assert world.lane.due_at(WEB) == world.clock.time() + 5
+            world.later(5)
+            await world.due(WEB)
+
+    asyncio.run(scenario())
+    assert world.patches() == [WEB_PATH, WEB_PATH]
+    # Each roll says what changed since the one before.
+    assert [message for kind, _, _, message in world.events() if kind == "Deployment"] == [
+        f"rolled for Secret web-tls (serial {before} -> {after})"
+        for before, after in itertools.pairwise(serials)
+    ]
+
+
 def test_a_drift_repair_rolls_nothing(world: World) -> None:
     async def scenario() -> None:
         world.issue("web-tls")
@@ -163,6 +190,27 @@ def test_a_drift_repair_rolls_nothing(world: World) -> None:
     asyncio.run(scenario())
     assert world.patches() == []
     assert world.lane.due_at(WEB) is None
+
+
+def test_a_damaged_secret_rolls_nothing_until_it_is_issued_again(world: World) -> None:
+    async def scenario() -> None:
+        world.issue("web-tls")
+        await seen(world, secrets=["web-tls"])
+        # Someone empties tls.crt: the pods still run the certificate they read.
+        damaged = with_data(world.kube.objects[secrets_path(NAMESPACE, "web-tls")], {TLS_CRT: None})
+        world.deliver_secret(world.kube.put(secrets_path(NAMESPACE, "web-tls"), damaged))
+        await world.run()
+        world.later(60)
+        await world.due(WEB)
+        await world.controller.reconcile(WEB)
+        assert world.patches() == []
+        world.issue("web-tls")  # the operator's repair: a new certificate
+        await world.run()
+        world.later(5)
+        await world.due(WEB)
+
+    asyncio.run(scenario())
+    assert world.patches() == [WEB_PATH]
 
 
 def test_a_workload_that_does_not_ask_is_never_patched(world: World) -> None:
