@@ -10,9 +10,6 @@ by themselves (the kube-controller-manager runs their controllers)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +24,7 @@ from mtls_operator.api.workloads import (
     WorkloadKind,
 )
 
+from e2e.plugin import kubectl_mtls
 from e2e.tenants import Tenants, noisy_and_neighbour
 from localcluster import Kubectl
 from operator_process import OperatorProcess
@@ -84,31 +82,12 @@ def recorded_at_first_sight(
     return wait_for(probe, timeout=30, what=f"{kind.value} {name}'s first sight recorded")
 
 
-def kubectl_mtls(
-    kubectl: Kubectl, kubeconfig: Path, *args: str
-) -> subprocess.CompletedProcess[str]:
-    """The kubectl plugin, as kubectl finds it on PATH."""
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-    }
-    return subprocess.run(
-        [str(kubectl.binary), "mtls", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_a_renewal_rolls_each_workload_that_asks_once_and_nothing_else(
     operator: OperatorProcess,
     tenants: Tenants,
-    kube_cluster: KubeCluster,
     kubectl: Kubectl,
     kube_api: client.ApiClient,
+    tmp_path: Path,
 ) -> None:
     ns, neighbour = tenants.noisy, tenants.neighbour
     tenants.as_noisy(
@@ -140,7 +119,9 @@ def test_a_renewal_rolls_each_workload_that_asks_once_and_nothing_else(
             "first sight rolls nothing"
         )
 
-    listed = kubectl_mtls(kubectl, kube_cluster.kubeconfig, "status", "-n", ns, "-o", "wide")
+    listed = kubectl_mtls(
+        kubectl, tmp_path, "status", "-n", ns, "-o", "wide", kubeconfig=tenants.kubeconfig
+    )
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()
     assert (
@@ -148,7 +129,9 @@ def test_a_renewal_rolls_each_workload_that_asks_once_and_nothing_else(
         == "DaemonSet/agent,Deployment/web,StatefulSet/db"
     )
 
-    renewed = kubectl_mtls(kubectl, kube_cluster.kubeconfig, "renew", "web", "-n", ns)
+    renewed = kubectl_mtls(
+        kubectl, tmp_path, "renew", "web", "-n", ns, kubeconfig=tenants.kubeconfig
+    )
     assert renewed.returncode == 0, renewed.stderr
     wait_for(
         lambda: (get_certificate(kube_api, ns, "web") or {}).get("status", {}).get("revision") == 2,

@@ -70,6 +70,15 @@ async def seen(world: World, name: str = "web", **options: Any) -> None:
     world.kube.writes.clear()
 
 
+async def renewed_and_window_closed(world: World) -> None:
+    """web follows reloads of web-tls, which is renewed; its window has closed."""
+    world.issue("web-tls")
+    await seen(world, secrets=["web-tls"])
+    world.issue("web-tls")
+    await world.run()
+    world.later(5)
+
+
 def test_first_sight_records_what_the_pods_mount_without_rolling(world: World) -> None:
     async def scenario() -> None:
         world.issue("web-tls")
@@ -368,11 +377,7 @@ def test_a_refused_roll_is_counted_and_tried_again(
         raise ApiError(403, "Forbidden", "deployments.apps is forbidden")
 
     async def scenario() -> None:
-        world.issue("web-tls")
-        await seen(world, secrets=["web-tls"])
-        world.issue("web-tls")
-        await world.run()
-        world.later(5)
+        await renewed_and_window_closed(world)
         monkeypatch.setattr(world.kube, "merge_patch", refused)
         await world.due(WEB)
         assert world.lane.due_at(WEB) is not None, "tried again after a back-off"
@@ -389,11 +394,7 @@ def test_a_refused_roll_is_counted_and_tried_again(
 
 def test_a_workload_deleted_before_its_roll_is_let_go(world: World) -> None:
     async def scenario() -> None:
-        world.issue("web-tls")
-        await seen(world, secrets=["web-tls"])
-        world.issue("web-tls")
-        await world.run()
-        world.later(5)
+        await renewed_and_window_closed(world)
         del world.kube.objects[WEB_PATH]  # its watch event has not come yet
         await world.due(WEB)
         assert world.lane.due_at(WEB) is None
