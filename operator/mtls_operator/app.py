@@ -31,6 +31,7 @@ from mtls_operator.trustbundles.controller import (
     TrustBundleController,
     TrustBundleSettings,
 )
+from mtls_operator.workloads.controller import WorkloadController, WorkloadSettings
 
 DEFAULT_IDENTITY = IdentitySettings()
 # Where the operator runs when nothing says otherwise (the install's namespace).
@@ -58,6 +59,10 @@ class OperatorConfig:
     pod_certificate_max_duration: datetime.timedelta = datetime.timedelta(hours=24)
     # Where ConfigMaps mtls-ca-bundle are kept; None: nowhere.
     trust_bundle_namespaces: LabelSelector | None = None
+    # Roll the workloads that ask for it (mtls.dev/reload) when what they mount changes.
+    workload_rolls: bool = True
+    workload_roll_rate: float = 1.0  # rolls per second, operator-wide
+    workload_roll_window: datetime.timedelta = datetime.timedelta(seconds=5)
 
 
 class Operator:
@@ -103,6 +108,19 @@ class Operator:
             )
         self.runtime.add(self.policies)
         self.runtime.add(self.certificates)
+        if config.workload_rolls:
+            # Off, no workload is watched: the apps/v1 reads and patches need not be granted.
+            self.runtime.add(
+                WorkloadController(
+                    self.runtime,
+                    WorkloadSettings(
+                        rate=config.workload_roll_rate,
+                        window=config.workload_roll_window,
+                        namespaces=config.namespaces,
+                        trust_bundle_configmaps=config.trust_bundle_namespaces is not None,
+                    ),
+                )
+            )
 
     def registry(self) -> kopf.OperatorRegistry:
         return build_registry(login=self._login, start=self.start, stop=self.stop)

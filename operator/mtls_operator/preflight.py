@@ -76,6 +76,10 @@ def role_scopes(config: OperatorConfig) -> dict[str, tuple[str | None, ...]]:
         "mtls-operator-policies": everywhere,
         "mtls-operator-pod-signer": everywhere if config.pod_signer else (),
         "mtls-operator-trust-bundles": everywhere,
+        # The workloads of the served namespaces (not the CA's).
+        "mtls-operator-workloads": (config.namespaces or everywhere)
+        if config.workload_rolls
+        else (),
         "mtls-operator-trust-bundle-configmaps": (
             everywhere if config.trust_bundle_namespaces is not None else ()
         ),

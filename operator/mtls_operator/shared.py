@@ -6,18 +6,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER, SecretFacts, read_secret
+from mtls_operator.api.managed_secret import MANAGED_SELECTOR, SecretFacts, read_secret
 from mtls_operator.api.paths import secrets_path
 from mtls_operator.authorities.store import AuthorityStore
-from mtls_operator.runtime.cache import InformerGroup
+from mtls_operator.runtime.cache import InformerGroup, SharedCache
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.tenancy.store import Tenancy
-
-_MANAGED = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
 
 
 def _secret_version(facts: SecretFacts) -> str:
     return facts.resource_version
+
+
+def managed_secrets(cache: SharedCache, namespaces: tuple[str, ...]) -> InformerGroup[SecretFacts]:
+    """The Secrets the operator manages (by label), as its decisions read
+    them, in `namespaces` (empty: all): declared here once, so that every
+    controller that asks shares the same informers."""
+    return cache.group(
+        "secrets",
+        secrets_path,
+        read_secret,
+        namespaces,
+        MANAGED_SELECTOR,
+        version_of=_secret_version,
+    )
 
 
 @dataclass(frozen=True)
@@ -25,20 +37,3 @@ class SharedParts:
     runtime: Runtime
     authorities: AuthorityStore
     tenancy: Tenancy
-
-    def managed_secrets(self, namespaces: tuple[str, ...]) -> InformerGroup[SecretFacts]:
-        """The Secrets the operator manages (by label), as its decisions read
-        them, in `namespaces` (empty: all): declared here once, so that every
-        controller that asks shares the same informers."""
-        return InformerGroup(
-            {
-                namespace: self.runtime.cache.informer(
-                    f"secrets-{namespace or 'all'}",
-                    secrets_path(namespace),
-                    read_secret,
-                    _MANAGED,
-                    version_of=_secret_version,
-                )
-                for namespace in namespaces or (None,)
-            }
-        )

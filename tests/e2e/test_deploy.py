@@ -18,6 +18,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from mtls_operator.api.workloads import MOUNTED_DIGEST_ANNOTATION
+
 from localcluster import Kubectl
 from operator_process import OperatorProcess
 from support.cluster import (
@@ -29,6 +31,7 @@ from support.cluster import (
     wait_ready,
 )
 from support.paths import REPO_ROOT
+from support.workloads import workload_body
 
 DEPLOY = REPO_ROOT / "deploy"
 NAMESPACED_OVERLAY = DEPLOY / "overlays" / "namespaced"
@@ -168,6 +171,20 @@ def issue_the_examples(api: client.ApiClient, kubectl: Kubectl, namespace: str) 
         assert event_reasons(api, namespace, name), f"no event for {name}"
 
 
+def follow_a_workload(kubectl: Kubectl, namespace: str) -> None:
+    """A Deployment that asks to be rolled and mounts the example's Secret is
+    read and patched (its first sight recorded) by the operator's account."""
+    body = workload_body("payments", namespace=namespace, secrets=["payments-tls"])
+    kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    def recorded() -> str | None:
+        found = kubectl("get", "deployment", "payments", "-n", namespace, "-o", "json")
+        annotations = json.loads(found.stdout)["metadata"].get("annotations") or {}
+        return annotations.get(MOUNTED_DIGEST_ANNOTATION)
+
+    wait_for(recorded, timeout=30, what="the Deployment's first sight recorded")
+
+
 def assert_no_refusals(process: OperatorProcess) -> None:
     log = process.log()
     refused = [line for line in log.splitlines() if any(word in line for word in REFUSALS)]
@@ -210,6 +227,7 @@ def test_the_operator_needs_no_more_than_deploy_grants(
     namespace: str,
 ) -> None:
     issue_the_examples(kube_api, kubectl, namespace)
+    follow_a_workload(kubectl, namespace)
     assert_no_refusals(operator_as_service_account)
 
 
@@ -261,6 +279,11 @@ CAN: list[tuple[str, ...]] = [
     ("create", "secrets"),
     ("patch", "secrets"),
     ("create", "events"),
+    *(
+        (verb, f"{plural}.apps")
+        for plural in ("deployments", "statefulsets", "daemonsets")
+        for verb in ("get", "list", "watch", "patch")
+    ),
 ]
 CANNOT: list[tuple[str, ...]] = [
     ("delete", "secrets"),
@@ -280,6 +303,17 @@ CANNOT: list[tuple[str, ...]] = [
     ("patch", "events"),
     ("create", "serviceaccounts", "--subresource=token"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
+    # Workloads are rolled by a patch of their pod template, and by nothing else.
+    *(
+        (verb, f"{plural}.apps")
+        for plural in ("deployments", "statefulsets", "daemonsets")
+        for verb in ("create", "update", "delete", "deletecollection")
+    ),
+    ("patch", "deployments.apps", "--subresource=scale"),
+    ("patch", "replicasets.apps"),
+    ("delete", "replicasets.apps"),
+    ("delete", "pods", "--subresource=eviction"),
+    ("create", "pods", "--subresource=eviction"),
 ]
 CLUSTER_CANNOT: list[tuple[str, ...]] = [
     ("patch", "nodes"),
@@ -407,12 +441,13 @@ def namespaced_install(installed: None, kubectl: Kubectl, namespace: str) -> Ite
     document = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
     kubectl("apply", "--dry-run=server", "-f", "-", input=document)
     # As deploy/README.md says: apply does not delete the cluster-wide binding.
-    kubectl("delete", "clusterrolebinding", "mtls-operator")
+    kubectl("delete", "clusterrolebinding", "mtls-operator", "mtls-operator-workloads")
     kubectl("apply", "-f", "-", input=document)
     try:
         yield
     finally:
-        kubectl("delete", "rolebinding", "mtls-operator", "-n", namespace, "--ignore-not-found")
+        for binding in ("mtls-operator", "mtls-operator-workloads"):
+            kubectl("delete", "rolebinding", binding, "-n", namespace, "--ignore-not-found")
         kubectl(
             "delete", "rolebinding", "mtls-operator", "-n", OPERATOR_NAMESPACE, "--ignore-not-found"
         )
@@ -429,6 +464,7 @@ def test_the_namespaced_overlay_is_enough_in_its_namespaces_and_nothing_outside(
     namespace: str,
 ) -> None:
     issue_the_examples(kube_api, kubectl, namespace)
+    follow_a_workload(kubectl, namespace)
     assert_no_refusals(operator_as_service_account)
     for verb in ("get", "list", "watch", "create", "patch"):
         assert can_i(as_operator, verb, "secrets", "-n", namespace)
@@ -436,5 +472,10 @@ def test_the_namespaced_overlay_is_enough_in_its_namespaces_and_nothing_outside(
         assert not can_i(as_operator, verb, "secrets", "-n", "default")
         assert not can_i(as_operator, verb, "secrets", "-n", "kube-system")
         assert not can_i(as_operator, verb, "secrets", "--all-namespaces")
+    for verb in ("list", "watch", "patch"):
+        assert can_i(as_operator, verb, "deployments.apps", "-n", namespace)
+        assert not can_i(as_operator, verb, "deployments.apps", "-n", "default")
+        assert not can_i(as_operator, verb, "deployments.apps", "-n", OPERATOR_NAMESPACE)
+        assert not can_i(as_operator, verb, "deployments.apps", "--all-namespaces")
     assert not can_i(as_operator, "list", "mtlscertificates.mtls.dev", "--all-namespaces")
     assert not can_i(as_operator, "create", "events", "-n", "default")

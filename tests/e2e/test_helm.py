@@ -173,6 +173,8 @@ def test_install_upgrade_and_uninstall(
     assert can_i(kubectl, ns, "update", "leases.coordination.k8s.io/mtls-operator", "-n", ns)
     assert not can_i(kubectl, ns, "update", "leases.coordination.k8s.io/other", "-n", ns)
     assert can_i(kubectl, ns, "patch", "mtlspolicies.mtls.dev", "--subresource=status")
+    assert can_i(kubectl, ns, "patch", "statefulsets.apps", "-n", "default")
+    assert not can_i(kubectl, ns, "update", "statefulsets.apps", "-n", "default")
 
     certificate = {
         "apiVersion": "mtls.dev/v1alpha1",

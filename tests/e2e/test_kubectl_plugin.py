@@ -5,9 +5,6 @@ so that only the one named by --context can answer."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from e2e.plugin import kubectl_mtls
 from localcluster import Kubectl
 from operator_process import OperatorProcess
 from support.cluster import certificate, create_certificate, wait_ready
@@ -44,26 +42,6 @@ def two_contexts(operator: OperatorProcess, namespace: str, tmp_path: Path) -> P
     path = tmp_path / "two-contexts.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def kubectl_mtls(
-    kubectl: Kubectl, home: Path, *args: str, kubeconfig: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """kubectl finds `kubectl-mtls` on PATH and hands it every argument."""
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "HOME": str(home),
-    }
-    if kubeconfig is not None:
-        env["KUBECONFIG"] = str(kubeconfig)
-    return subprocess.run(
-        [str(kubectl.binary), "mtls", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_kubectl_mtls_takes_kubectls_flags(
@@ -108,7 +86,12 @@ def test_kubectl_mtls_takes_kubectls_flags(
         kubectl, tmp_path, "status", "--context", "prod", "-o", "wide", kubeconfig=two_contexts
     )
     assert wide.returncode == 0, wide.stderr
-    assert wide.stdout.splitlines()[0].split()[-3:] == ["SERIAL", "REVISION", "MESSAGE"]
+    assert wide.stdout.splitlines()[0].split()[-4:] == [
+        "SERIAL",
+        "REVISION",
+        "WORKLOADS",
+        "MESSAGE",
+    ]
 
     inspected = kubectl_mtls(
         kubectl,

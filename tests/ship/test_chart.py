@@ -226,6 +226,7 @@ def test_default_values_are_the_operators_defaults_plus_deploys_flags(
     assert config.pod_signer
     assert config.pod_signer_name == "mtls.dev/pod-identity"
     assert config.trust_bundle_namespaces is None
+    assert config.workload_rolls
     assert config.metrics_port == 8080
 
 
@@ -272,10 +273,12 @@ def test_every_value_reaches_the_operator_and_its_objects(
             ("shop", "mtls-operator"),
             ("mtls-operator", "mtls-operator"),
             ("pki", "mtls-operator"),
+            ("shop", "mtls-operator-workloads"),
             ("mtls-operator", "mtls-operator-leader-election"),
         ]
     }
     assert ("ClusterRoleBinding", "", "mtls-operator") not in by_key(objects)
+    assert ("ClusterRoleBinding", "", "mtls-operator-workloads") not in by_key(objects)
     lease_role = find(objects, "Role", "mtls-operator-leader-election", "mtls-operator")
     assert lease_role["rules"][1]["resourceNames"] == ["mtls-lease"]
     signer_rules = find(objects, "ClusterRole", "mtls-operator-pod-signer")["rules"]
@@ -308,12 +311,14 @@ def test_switches_leave_out_what_they_switch_off(
             "podSigner": {"enabled": False},
             "metrics": {"enabled": False},
             "crds": {"install": False},
+            "workloadRolls": {"enabled": False},
             "replicas": 1,
         },
     )
     config = operator_config(objects)
     assert not config.leader_election
     assert not config.pod_signer
+    assert not config.workload_rolls
     assert config.metrics_port == 0
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     for gone in [
@@ -323,6 +328,8 @@ def test_switches_leave_out_what_they_switch_off(
         ("RoleBinding", "mtls-operator-leader-election"),
         ("ClusterRole", "mtls-operator-pod-signer"),
         ("ClusterRoleBinding", "mtls-operator-pod-signer"),
+        ("ClusterRole", "mtls-operator-workloads"),
+        ("ClusterRoleBinding", "mtls-operator-workloads"),
         ("Service", "mtls-operator-metrics"),
     ]:
         assert gone not in kinds
@@ -402,6 +409,9 @@ BAD_VALUES = [
     pytest.param({"metrics": {"port": 70000}}, "/metrics/port", id="port"),
     pytest.param({"metrics": {"enabled": "yes"}}, "/metrics/enabled", id="metrics-enabled"),
     pytest.param({"crds": {"keep": "false"}}, "/crds/keep", id="crds-keep-string"),
+    pytest.param(
+        {"workloadRolls": {"enabled": "yes"}}, "/workloadRolls/enabled", id="workload-rolls"
+    ),
     pytest.param({"podSigner": {"signerName": "pods"}}, "/podSigner/signerName", id="signer"),
     pytest.param(
         {"podSigner": {"signerName": "kubernetes.io/pods"}},

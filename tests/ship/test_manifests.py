@@ -57,6 +57,12 @@ TRUST_BUNDLE_RULES = {
 TRUST_BUNDLE_CONFIGMAP_RULES = {
     ("", "configmaps", ()): {"list", "watch", "create", "patch", "delete"},
 }
+# Workloads that follow reloads: read to find them, patched to roll them; no update, no
+# delete, nothing on pods.
+WORKLOAD_RULES = {
+    ("apps", resource, ()): {"get", "list", "watch", "patch"}
+    for resource in ("deployments", "statefulsets", "daemonsets")
+}
 # The roles bound to the operator's ServiceAccount (the others are for people).
 OPERATOR_ROLES = {
     "mtls-operator",
@@ -65,6 +71,7 @@ OPERATOR_ROLES = {
     "mtls-operator-pod-signer",
     "mtls-operator-trust-bundles",
     "mtls-operator-trust-bundle-configmaps",
+    "mtls-operator-workloads",
     "mtls-operator-leader-election",
 }
 # Updates and deletes the operator makes, of its own objects only: renewing its
@@ -134,6 +141,7 @@ def test_deploy_renders_everything_an_install_needs(deploy: list[Object]) -> Non
             ("ClusterRole", "mtls-operator-pod-signer"),
             ("ClusterRole", "mtls-operator-trust-bundles"),
             ("ClusterRole", "mtls-operator-trust-bundle-configmaps"),
+            ("ClusterRole", "mtls-operator-workloads"),
             ("ClusterRole", "mtls-operator-edit"),
             ("ClusterRole", "mtls-operator-view"),
             ("ClusterRole", "mtls-operator-policy-reader"),
@@ -143,6 +151,7 @@ def test_deploy_renders_everything_an_install_needs(deploy: list[Object]) -> Non
             ("ClusterRoleBinding", "mtls-operator-pod-signer"),
             ("ClusterRoleBinding", "mtls-operator-trust-bundles"),
             ("ClusterRoleBinding", "mtls-operator-trust-bundle-configmaps"),
+            ("ClusterRoleBinding", "mtls-operator-workloads"),
             ("ClusterRoleBinding", "mtls-operator-policy-reader"),
             ("Role", "mtls-operator-leader-election"),
             ("RoleBinding", "mtls-operator-leader-election"),
@@ -264,6 +273,7 @@ def test_rbac_grants_exactly_what_the_operator_calls(deploy: list[Object]) -> No
     assert rules_of(trust) == TRUST_BUNDLE_RULES
     configmaps = find(deploy, "ClusterRole", "mtls-operator-trust-bundle-configmaps")
     assert rules_of(configmaps) == TRUST_BUNDLE_CONFIGMAP_RULES
+    assert rules_of(find(deploy, "ClusterRole", "mtls-operator-workloads")) == WORKLOAD_RULES
     leader = find(deploy, "Role", "mtls-operator-leader-election")
     assert leader["metadata"]["namespace"] == NAMESPACE
     assert rules_of(leader) == LEADER_ELECTION_RULES
@@ -274,6 +284,7 @@ def test_rbac_grants_exactly_what_the_operator_calls(deploy: list[Object]) -> No
         ("ClusterRoleBinding", "mtls-operator-pod-signer", "ClusterRole"),
         ("ClusterRoleBinding", "mtls-operator-trust-bundles", "ClusterRole"),
         ("ClusterRoleBinding", "mtls-operator-trust-bundle-configmaps", "ClusterRole"),
+        ("ClusterRoleBinding", "mtls-operator-workloads", "ClusterRole"),
         ("RoleBinding", "mtls-operator-leader-election", "Role"),
     ):
         binding = find(deploy, kind, name)
@@ -366,10 +377,18 @@ def test_the_namespaced_overlay_grants_secrets_only_in_the_served_namespaces(
     }
     # Every served namespace, and the operator's own for the cluster CA Secret.
     assert role_bindings == served | {NAMESPACE}
+    # Workloads in the served namespaces only.
+    workload_bindings = {
+        b["metadata"]["namespace"]
+        for b in of_kind(objects, "RoleBinding")
+        if b["roleRef"]["name"] == "mtls-operator-workloads"
+    }
+    assert workload_bindings == served
     for binding in of_kind(objects, "RoleBinding"):
         assert binding["subjects"] == [SERVICE_ACCOUNT]
     # Everything else is the base, unchanged.
     assert rules_of(find(objects, "ClusterRole", "mtls-operator")) == OPERATOR_RULES
+    assert rules_of(find(objects, "ClusterRole", "mtls-operator-workloads")) == WORKLOAD_RULES
     assert find(objects, "Deployment", "mtls-operator")["spec"]["replicas"] == 2
 
 

@@ -37,6 +37,13 @@ class FakeKube(Kube):
         self.writes: list[tuple[str, str]] = []
         self.reads: list[str] = []
         self._versions = itertools.count(1000)
+        self._generated = itertools.count(1)
+
+    def created(self, collection: str) -> list[Object]:
+        """What was created in `collection` (Events, say), in the order written."""
+        return [
+            body for path, body in self.objects.items() if path.rpartition("/")[0] == collection
+        ]
 
     def put(self, path: str, body: Object) -> Object:
         stored = copy.deepcopy(body)
@@ -55,7 +62,10 @@ class FakeKube(Kube):
         self, path: str, body: Object, *, retry: bool = True, timeout: float = 30.0
     ) -> Object:
         self.writes.append(("POST", path))
-        name = body["metadata"].get("name") or f"{body['metadata'].get('generateName', '')}x"
+        # A generated name is unique, as the API server makes it.
+        name = body["metadata"].get("name") or (
+            f"{body['metadata'].get('generateName', '')}{next(self._generated)}"
+        )
         target = f"{path}/{name}"
         if target in self.objects:
             raise ApiError(409, "AlreadyExists", f"{target} exists")

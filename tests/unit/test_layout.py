@@ -17,7 +17,7 @@ MAX_FUNCTION_LINES = 60
 
 # What each part may import (besides itself). Lower parts never import
 # higher ones; controllers share only authorities, policy and runtime.
-CONTROLLERS = {"certificates", "mtlspolicies", "podcertificates", "trustbundles"}
+CONTROLLERS = {"certificates", "mtlspolicies", "podcertificates", "trustbundles", "workloads"}
 LOWER = {
     "pki": set(),
     "api": {"pki"},

@@ -75,5 +75,14 @@ def test_what_is_switched_off_is_not_asked_for() -> None:
     }
 
 
+def test_workloads_are_asked_for_where_they_are_rolled_unless_rolls_are_off() -> None:
+    assert {"watch deployments.apps", "patch daemonsets.apps"} <= asked(CLUSTER_WIDE)
+    namespaced = asked(NAMESPACED)
+    assert {"patch statefulsets.apps in shop", "list deployments.apps in demo"} <= namespaced
+    assert not any(p.endswith(".apps in ops") for p in namespaced), "the CA's namespace"
+    off = OperatorConfig(namespaces=(), cluster_ca=CARef("ops", "ca"), workload_rolls=False)
+    assert not any(".apps" in p for p in asked(off))
+
+
 def test_what_the_operator_works_without_is_not_insisted_on() -> None:
     assert not any("customresourcedefinitions" in p for p in asked(CLUSTER_WIDE))

@@ -91,6 +91,9 @@ left out, so that the default render equals deploy/'s.
 - --trust-bundle-namespace-selector
 - {{ . | quote }}
 {{- end }}
+{{- if not .Values.workloadRolls.enabled }}
+- --no-workload-rolls
+{{- end }}
 {{- if not .Values.metrics.enabled }}
 - --metrics-port
 - "0"

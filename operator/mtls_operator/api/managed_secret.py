@@ -32,6 +32,9 @@ from mtls_operator.pki.certs import fingerprint_sha256, serial_hex
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGER = "mtls-operator"
 SECRET_TYPE = "kubernetes.io/tls"
+# What the operator's own objects are listed and watched by (a server-side
+# selector): never every Secret of the cluster.
+MANAGED_SELECTOR = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
 
 # What a Secret records about the issuance that produced it. The Secret is
 # the source of truth: after a restart, or when a status write was lost, the

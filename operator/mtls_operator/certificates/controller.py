@@ -35,13 +35,12 @@ from mtls_operator.policy.identity import issued_request
 from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError
-from mtls_operator.runtime.cache import InformerGroup
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import ObjectKey
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.scheduler import namespace_of
-from mtls_operator.shared import SharedParts
+from mtls_operator.shared import SharedParts, managed_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +63,16 @@ class CertificateController:
         self._authorities, self._tenancy = shared.authorities, shared.tenancy
         self._settings = settings
         self._lane = runtime.lane(NAME, tenant_of=namespace_of)  # in turns by namespace
-        cache = runtime.cache
+        cache, namespaces = runtime.cache, settings.namespaces
         self.store = Store(
-            InformerGroup(
-                {
-                    namespace: cache.informer(
-                        f"certificates-{namespace or 'all'}",
-                        certificates_path(namespace),
-                        certificate_record,
-                        version_of=record_version,
-                    )
-                    for namespace in settings.namespaces or (None,)
-                }
+            cache.group(
+                "certificates",
+                certificates_path,
+                certificate_record,
+                namespaces,
+                version_of=record_version,
             ),
-            shared.managed_secrets(settings.namespaces),
+            managed_secrets(cache, namespaces),
             self._lane.add,
         )
         self._foreign = ForeignSecrets(runtime.kube, self.store)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import sys
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from mtls_operator.api.managed_secret import read_secret
@@ -15,6 +17,7 @@ from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import RENEW_REQUESTED_ANNOTATION, certificates_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import parse_timestamp
+from mtls_operator.api.workloads import WorkloadKind, workloads_path
 from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import MACHINE_FORMATS, TABLE, WIDE, dump, table
 from mtls_operator.cli.report import EXIT_CHAIN_INVALID, render_chain_report
@@ -24,6 +27,7 @@ from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.kube import Kube
 from mtls_operator.runtime.kubeconfig import NO_CREDENTIALS, KubeconfigChoice, current_namespace
 from mtls_operator.runtime.login import kubeconfig_login
+from mtls_operator.workloads.mounts import follows_reloads, mounted
 
 STATUS_FORMATS = (TABLE, WIDE, *MACHINE_FORMATS)
 # Headings of `status` and the row keys under them; `-o wide` adds WIDE_COLUMNS.
@@ -36,7 +40,14 @@ COLUMNS = {
     "DAYS LEFT": "daysLeft",
     "RENEWAL": "renewalTime",
 }
-WIDE_COLUMNS = {"SERIAL": "serialNumber", "REVISION": "revision", "MESSAGE": "message"}
+WIDE_COLUMNS = {
+    "SERIAL": "serialNumber",
+    "REVISION": "revision",
+    "WORKLOADS": "workloads",
+    "MESSAGE": "message",
+}
+# In WORKLOADS when the user may not list the workloads.
+UNKNOWN = "?"
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser, *, all_allowed: bool) -> None:
@@ -108,6 +119,14 @@ async def _status(kube: Kube, args: argparse.Namespace) -> int:
     items, _ = await kube.list(certificates_path(namespace))
     now = datetime.datetime.now(datetime.UTC)
     rows = [_status_row(item, now) for item in sorted(items, key=_sort_key)]
+    if args.output == WIDE and rows:
+        followers = await _followers(kube, namespace)
+        for row in rows:
+            if followers is None:
+                row["workloads"] = UNKNOWN
+            else:
+                found = followers.get((row["namespace"], row["secret"]), [])
+                row["workloads"] = ",".join(sorted(found)) or None
     if args.output in MACHINE_FORMATS:
         print(dump(rows, args.output))
         return 0
@@ -119,6 +138,29 @@ async def _status(kube: Kube, args: argparse.Namespace) -> int:
     columns |= COLUMNS | (WIDE_COLUMNS if args.output == WIDE else {})
     print(table(rows, columns))
     return 0
+
+
+async def _followers(kube: Kube, namespace: str | None) -> dict[tuple[str, str], list[str]] | None:
+    """The workloads that follow reloads (mtls.dev/reload), as KIND/NAME, by
+    the (namespace, name) of each Secret their pods mount; None, with a
+    line on stderr, when the user may not list them."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for kind in WorkloadKind:
+        try:
+            items, _ = await kube.list(workloads_path(kind, namespace))
+        except ApiError as err:
+            if err.status != HTTPStatus.FORBIDDEN:
+                raise
+            print(f"WORKLOADS unknown: {err.message}", file=sys.stderr)
+            return None
+        for item in items:
+            if not follows_reloads(item):
+                continue
+            metadata = item.get("metadata") or {}
+            for secret in mounted(item).secrets:
+                key = (str(metadata.get("namespace", "")), secret)
+                found.setdefault(key, []).append(f"{kind.value}/{metadata.get('name', '')}")
+    return found
 
 
 def _sort_key(item: dict[str, Any]) -> tuple[str, str]:

@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_leadership_arguments(parser)
     _add_identity_arguments(parser)
     _add_pod_certificate_arguments(parser)
+    _add_workload_arguments(parser)
     parser.add_argument(
         "--log-format",
         choices=["text", "json"],
@@ -126,6 +127,30 @@ def _add_pod_certificate_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """Workloads that ask to be rolled when what they mount changes (docs/workloads.md)."""
+    parser.add_argument(
+        "--workload-rolls",
+        action=argparse.BooleanOptionalAction,
+        help="roll the Deployments, StatefulSets and DaemonSets annotated mtls.dev/reload=true "
+        "when a certificate or trust bundle they mount changes; off, no workload is watched "
+        f"(default: {_on_off(_DEFAULT.workload_rolls)})",
+    )
+    parser.add_argument(
+        "--workload-roll-rate",
+        type=float,
+        metavar="PER_SECOND",
+        help="workloads rolled per second, operator-wide "
+        f"(default: {_DEFAULT.workload_roll_rate:g})",
+    )
+    parser.add_argument(
+        "--workload-roll-window",
+        metavar="DURATION",
+        help="changes this close together roll a workload once (Go duration; default: "
+        f"{format_duration(_DEFAULT.workload_roll_window)})",
+    )
+
+
 def _add_identity_arguments(parser: argparse.ArgumentParser) -> None:
     """The identity policy (docs/identity-policy.md)."""
     parser.add_argument(
@@ -165,7 +190,7 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
     given: dict[str, Any] = {
         "min_duration": _min_duration(args.min_duration),
         "workers": _workers(args.workers),
-        "reissue_rate": _reissue_rate(args.reissue_rate),
+        "reissue_rate": _positive_rate("--reissue-rate", args.reissue_rate),
         "metrics_port": args.metrics_port,
         "leader_election": args.leader_election,
         "lease_name": args.lease_name,
@@ -173,6 +198,9 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
         "pod_signer_name": _signer_name(args.pod_signer_name),
         "pod_certificate_max_duration": _pod_certificate_max_duration(args.pod_cert_max_duration),
         "trust_bundle_namespaces": _namespace_selector(args.trust_bundle_namespace_selector),
+        "workload_rolls": args.workload_rolls,
+        "workload_roll_rate": _positive_rate("--workload-roll-rate", args.workload_roll_rate),
+        "workload_roll_window": _workload_roll_window(args.workload_roll_window),
     }
     return OperatorConfig(
         namespaces=tuple(args.namespaces),
@@ -215,9 +243,18 @@ def _workers(value: int | None) -> int | None:
     return value
 
 
-def _reissue_rate(value: float | None) -> float | None:
-    if value is not None and value <= 0:
-        raise ValueError(f"--reissue-rate {value}: must be positive")
+def _positive_rate(flag: str, value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{flag} {value}: must be positive")
+    return value
+
+
+def _workload_roll_window(text: str | None) -> datetime.timedelta | None:
+    if text is None:
+        return None
+    value = _flag_duration("--workload-roll-window", text)
+    if value < datetime.timedelta(0):
+        raise ValueError(f"--workload-roll-window {text!r}: must not be negative")
     return value
 
 

@@ -8,12 +8,13 @@ instead of reading an object per request."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from mtls_operator.api.kept import kept
 from mtls_operator.api.paths import core_path
 from mtls_operator.policy.pod_request import Annotations, PodFacts
-from mtls_operator.runtime.cache import InformerGroup, SharedCache
+from mtls_operator.runtime.cache import SharedCache
 
 # A kubelet asks only for the pods bound to its node: the others are not kept.
 SCHEDULED_PODS = {"fieldSelector": "spec.nodeName!="}
@@ -58,28 +59,15 @@ class Directory:
 
     def __init__(self, cache: SharedCache, namespaces: tuple[str, ...]) -> None:
         self.nodes = cache.informer("nodes", core_path("nodes"), uid_of, metadata_only=True)
-        scopes = namespaces or (None,)
-        self.pods = InformerGroup(
-            {
-                namespace: cache.informer(
-                    f"pods-{namespace or 'all'}",
-                    core_path("pods", namespace),
-                    pod_facts,
-                    SCHEDULED_PODS,
-                )
-                for namespace in scopes
-            }
+        self.pods = cache.group(
+            "pods", partial(core_path, "pods"), pod_facts, namespaces, SCHEDULED_PODS
         )
-        self.service_accounts = InformerGroup(
-            {
-                namespace: cache.informer(
-                    f"serviceaccounts-{namespace or 'all'}",
-                    core_path("serviceaccounts", namespace),
-                    uid_of,
-                    metadata_only=True,
-                )
-                for namespace in scopes
-            }
+        self.service_accounts = cache.group(
+            "serviceaccounts",
+            partial(core_path, "serviceaccounts"),
+            uid_of,
+            namespaces,
+            metadata_only=True,
         )
 
     def node_uid(self, name: str) -> str | None:

@@ -438,6 +438,37 @@ class SharedCache:
             if kept.stop is not None:
                 kept.stop()
 
+    def group(
+        self,
+        name: str,
+        path: Callable[[str | None], str],
+        transform: Callable[[Object], T],
+        namespaces: tuple[str, ...],
+        params: Mapping[str, str] | None = None,
+        *,
+        metadata_only: bool = False,
+        version_of: Callable[[T], str] | None = None,
+    ) -> InformerGroup[T]:
+        """The informers of one kind in each of `namespaces` (`path` of
+        each), or one of every namespace when none are given, read as one."""
+        return InformerGroup(
+            {
+                namespace: self.informer(
+                    f"{name}-{namespace or 'all'}",
+                    path(namespace),
+                    transform,
+                    params,
+                    metadata_only=metadata_only,
+                    version_of=version_of,
+                )
+                for namespace in namespaces or (None,)
+            }
+        )
+
+    def paths(self) -> set[str]:
+        """The API paths of the informers declared (what will be listed and watched)."""
+        return {scope.path for scope in self._informers}
+
 
 class InformerGroup(Generic[T]):
     """The informers of one kind in several namespaces (or one informer of

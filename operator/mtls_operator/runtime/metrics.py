@@ -132,6 +132,13 @@ class Metrics:
             ["outcome", "reason"],
             registry=self.registry,
         )
+        self._workload_rolls = Counter(
+            f"{PREFIX}_workload_rolls",
+            "Workloads following reloads (mtls.dev/reload) rolled because a certificate or trust "
+            "bundle they mount changed, by namespace and result (success, failure).",
+            ["namespace", "result"],
+            registry=self.registry,
+        )
         self._pod_signing = Histogram(
             f"{PREFIX}_pod_certificate_signing_duration_seconds",
             "Time from taking a request that is issued to writing its status.",
@@ -172,6 +179,10 @@ class Metrics:
         self._pod_requests.labels(outcome, reason).inc()
         if outcome == "Issued":
             self._pod_signing.observe(seconds)
+
+    def observe_workload_roll(self, namespace: str, result: str) -> None:
+        """A workload's roll was written (success) or refused by the API (failure)."""
+        self._workload_rolls.labels(namespace, result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

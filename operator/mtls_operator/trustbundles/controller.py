@@ -20,23 +20,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
+from mtls_operator.api.managed_secret import MANAGED_SELECTOR
 from mtls_operator.api.mtls_policy import LabelSelector
 from mtls_operator.api.pod_certificates import cluster_trust_bundles_path, trust_bundle_name
-from mtls_operator.authorities.store import CARef
-from mtls_operator.pki import CertificateAuthority
-from mtls_operator.runtime.api_errors import ApiError
-from mtls_operator.runtime.cache import Informer
-from mtls_operator.shared import SharedParts
-from mtls_operator.trustbundles.objects import (
+from mtls_operator.api.trust_bundles import (
     BUNDLE_KEY,
     CONFIGMAP_NAME,
+    CONFIGMAP_SELECTOR,
     Published,
     configmap_body,
     configmaps_path,
     published,
     trust_bundle_body,
 )
+from mtls_operator.authorities.store import CARef
+from mtls_operator.pki import CertificateAuthority
+from mtls_operator.runtime.api_errors import ApiError
+from mtls_operator.runtime.cache import Informer
+from mtls_operator.shared import SharedParts
 
 logger = logging.getLogger(__name__)
 
@@ -63,22 +64,20 @@ class TrustBundleController:
         self._authorities, self._tenancy = shared.authorities, shared.tenancy
         self._settings = settings
         self._lane = runtime.lane(NAME)
-        managed = {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
         self._bundles = runtime.cache.informer(
-            "trust-bundles", cluster_trust_bundles_path(), published, managed, absent_is_empty=True
+            "trust-bundles",
+            cluster_trust_bundles_path(),
+            published,
+            MANAGED_SELECTOR,
+            absent_is_empty=True,
         )
         self._bundles.subscribe(
             lambda change: self._lane.add(("ClusterTrustBundle", change.latest.signer_name))
         )
         self._configmaps: Informer[Published] | None = None
         if settings.namespace_selector is not None:
-            # By name, not by label: an unmanaged ConfigMap of that name must
-            # be seen too, to be left alone.
             self._configmaps = runtime.cache.informer(
-                "trust-bundle-configmaps",
-                configmaps_path(None),
-                published,
-                {"fieldSelector": f"metadata.name={CONFIGMAP_NAME}"},
+                "trust-bundle-configmaps", configmaps_path(None), published, CONFIGMAP_SELECTOR
             )
             self._configmaps.subscribe(lambda change: self._lane.add(("ConfigMap", change.key[0])))
         shared.tenancy.on_labels_change(lambda namespace: self._lane.add(("ConfigMap", namespace)))

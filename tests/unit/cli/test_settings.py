@@ -31,6 +31,13 @@ def test_without_flags_every_setting_is_the_configs_default() -> None:
     )
 
 
+def test_workloads_are_rolled_by_default_one_a_second_after_five_quiet_seconds() -> None:
+    config = config_of()
+    assert config.workload_rolls
+    assert config.workload_roll_rate == 1.0
+    assert config.workload_roll_window == datetime.timedelta(seconds=5)
+
+
 @pytest.mark.parametrize(
     ("argv", "field", "value"),
     [
@@ -44,6 +51,11 @@ def test_without_flags_every_setting_is_the_configs_default() -> None:
         (["--pod-signer-name", "example.com/pods"], "pod_signer_name", "example.com/pods"),
         (["--pod-cert-max-duration", "2h"], "pod_certificate_max_duration", 2 * 3600),
         (["--cluster-ca-secret", "ns/ca"], "cluster_ca", CARef("ns", "ca")),
+        (["--no-workload-rolls"], "workload_rolls", False),
+        (["--workload-rolls"], "workload_rolls", True),
+        (["--workload-roll-rate", "0.2"], "workload_roll_rate", 0.2),
+        (["--workload-roll-window", "30s"], "workload_roll_window", 30),
+        (["--workload-roll-window", "0s"], "workload_roll_window", 0),
     ],
 )
 def test_a_flag_given_sets_its_field(argv: list[str], field: str, value: object) -> None:
@@ -64,6 +76,10 @@ def test_a_flag_given_sets_its_field(argv: list[str], field: str, value: object)
         (["--pod-signer-name", "kubernetes.io/x"], "expected DOMAIN/PATH outside kubernetes.io"),
         (["--cluster-ca-secret", "ca"], "expected NAMESPACE/NAME"),
         (["--cluster-domain", ""], "--cluster-domain '': must be a DNS name"),
+        (["--workload-roll-rate", "0"], "--workload-roll-rate 0.0: must be positive"),
+        (["--workload-roll-rate", "nan"], "--workload-roll-rate nan: must be positive"),
+        (["--workload-roll-window=-1s"], "--workload-roll-window '-1s': must not be negative"),
+        (["--workload-roll-window", "soon"], "--workload-roll-window: invalid duration 'soon'"),
     ],
 )
 def test_a_bad_value_is_refused_with_the_flags_name(argv: list[str], message: str) -> None:

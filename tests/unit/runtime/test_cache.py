@@ -136,6 +136,23 @@ def test_one_informer_and_one_watch_per_kind_and_scope() -> None:
         cache.informer("certs", "/apis/x/v1/things", dict, {"labelSelector": "a=b"})
 
 
+def test_a_group_is_one_informer_per_namespace_and_the_same_one_asked_again() -> None:
+    watches = RecordedWatches()
+    cache = SharedCache(FakeKube(), watches)
+
+    def path(namespace: str | None) -> str:
+        return f"/api/v1/namespaces/{namespace}/things" if namespace else "/api/v1/things"
+
+    served = cache.group("things", path, Decoded, ("a", "b"), {"labelSelector": "x=y"})
+    again = cache.group("things", path, Decoded, ("b",), {"labelSelector": "x=y"})
+    assert again.of("b") is served.of("b")
+    assert served.of("c") is None
+    everywhere = cache.group("things", path, Decoded, ())
+    assert everywhere.of("c") is everywhere.of("a") is not served.of("a")
+    cache.start()
+    assert watches.names == ["things-a", "things-b", "things-all"]
+
+
 def test_what_we_wrote_is_held_at_once_and_its_echo_tells_no_one(
     informer: Informer[Decoded],
 ) -> None:

@@ -19,6 +19,7 @@ FAMILIES = {
     "mtls_operator_issuances_cut_to_ca": "counter",
     "mtls_operator_pod_certificate_requests": "counter",
     "mtls_operator_pod_certificate_signing_duration_seconds": "histogram",
+    "mtls_operator_workload_rolls": "counter",
 }
 
 
@@ -46,6 +47,17 @@ def test_reconciliations_are_counted_by_namespace() -> None:
     name = "mtls_operator_certificate_reconciliations_total"
     assert value(scraped, name, namespace="shop") == 2
     assert value(scraped, name, namespace="bank") == 1
+
+
+def test_workload_rolls_are_counted_by_namespace_and_result() -> None:
+    metrics = Metrics()
+    for namespace, result in (("shop", "success"), ("shop", "success"), ("bank", "failure")):
+        metrics.observe_workload_roll(namespace, result)
+    scraped = text(metrics)
+    name = "mtls_operator_workload_rolls_total"
+    assert value(scraped, name, namespace="shop", result="success") == 2
+    assert value(scraped, name, namespace="bank", result="failure") == 1
+    assert value(scraped, name, namespace="shop", result="failure") is None
 
 
 def test_build_info_names_the_version() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from mtls_operator.api.trust_bundles import published
 from mtls_operator.authorities.store import CARef
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime.core import Runtime
@@ -19,7 +20,6 @@ from mtls_operator.trustbundles.controller import (
     TrustBundleController,
     TrustBundleSettings,
 )
-from mtls_operator.trustbundles.objects import published
 
 from support.authorities import make_ca
 from support.clock import NOW, FakeClock

@@ -1,4 +1,8 @@
-"""The objects the trust-bundle publisher writes, and what it reads back."""
+"""The trust bundles the operator publishes (ClusterTrustBundles, ConfigMaps
+`mtls-ca-bundle`), and what is read back of them: by their publisher, and
+by the workload controller, which rolls the workloads that mount a
+ConfigMap whose bundle changed. Both read the ConfigMaps through one
+informer, so the selector and the form they are kept in are spelled here."""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from mtls_operator.api.paths import core_path
 
 CONFIGMAP_NAME = "mtls-ca-bundle"
 BUNDLE_KEY = "ca.crt"
+# By name, not by label: an unmanaged ConfigMap of that name must be seen
+# too, to be left alone.
+CONFIGMAP_SELECTOR = {"fieldSelector": f"metadata.name={CONFIGMAP_NAME}"}
 # Pods select the bundles with this label (a clusterTrustBundle projection's
 # labelSelector), next to the signer name.
 BUNDLE_LABEL = "mtls.dev/trust-bundle"
