@@ -71,6 +71,8 @@ class FakeApiServer:
         self.received: list[Received] = []
         # The credentials of each login that connected, in order.
         self.logins: list[kopf.ConnectionInfo] = []
+        # The transport of each login, in the same order.
+        self.transports: list[_Transport] = []
         self._calls: dict[tuple[str, str], deque[Reply | Exception]] = defaultdict(deque)
         self._watches: dict[str, deque[Stream]] = defaultdict(deque)
         self._idle = asyncio.Event()
@@ -128,7 +130,9 @@ class FakeApiServer:
 
     def connect(self, info: kopf.ConnectionInfo, max_connections: int) -> _Transport:
         self.logins.append(info)
-        return _Transport(self)
+        transport = _Transport(self)
+        self.transports.append(transport)
+        return transport
 
     def receive(self, request: Request, *, watch: bool) -> None:
         # Copied as they are now: the client goes on to change its query
@@ -153,6 +157,7 @@ class FakeApiServer:
 class _Transport:
     def __init__(self, server: FakeApiServer) -> None:
         self._server = server
+        self.closed = False
 
     async def call(self, request: Request) -> Reply:
         self._server.receive(request, watch=False)
@@ -174,7 +179,7 @@ class _Transport:
         yield _StreamReply(stream)
 
     async def close(self) -> None:
-        """Nothing to close."""
+        self.closed = True
 
 
 class _StreamReply:

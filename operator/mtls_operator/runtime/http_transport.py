@@ -3,6 +3,7 @@ connections for calls and one for watches, to the server a login names."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,7 +51,7 @@ class HttpTransport:
             headers=request.headers,
             timeout=timeout,
         ) as response:
-            yield _WatchResponse(response)
+            yield _WatchResponse(response, request.timeout)
 
     async def close(self) -> None:
         await self._session.close()
@@ -58,8 +59,9 @@ class HttpTransport:
 
 
 class _WatchResponse:
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, silence: float) -> None:
         self._response = response
+        self._silence = silence
 
     @property
     def status(self) -> int:
@@ -68,11 +70,20 @@ class _WatchResponse:
     async def read(self) -> bytes:
         return await self._response.read()
 
-    def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
         # Chunks as they come, not lines: aiohttp's readline refuses lines
-        # longer than its buffer, far shorter than objects can be. A read
-        # that times out raises aiohttp's ServerTimeoutError, a TimeoutError.
-        return self._response.content.iter_any()
+        # longer than its buffer, far shorter than objects can be. Each read
+        # is timed here, not only by aiohttp's sock_read: aiohttp stops that
+        # timer, and never ends the read, when the connection is closed on
+        # this side (a session closed under it), and the watch would wait
+        # for good. Either timeout raises a TimeoutError.
+        content = self._response.content
+        while True:
+            async with asyncio.timeout(self._silence):
+                chunk = await content.readany()
+            if not chunk:
+                return
+            yield chunk
 
 
 def connect(info: kopf.ConnectionInfo, max_connections: int) -> HttpTransport:

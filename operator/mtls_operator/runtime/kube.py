@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,12 +77,16 @@ class Pages:
             query["continue"] = token
 
 
-@dataclass
+@dataclass(eq=False)
 class _Connection:
     """A transport and the headers that present one login's credentials."""
 
     transport: Transport
     headers: dict[str, str]
+    # Calls and watches under way on it.
+    users: int = 0
+    # Replaced after a 401: closed once its last call or watch is done.
+    retired: bool = False
 
 
 class Kube:
@@ -100,12 +105,17 @@ class Kube:
         self._connect_transport = connect
         self._clock = clock
         self._connection: _Connection | None = None
+        # Replaced, with watches still reading from them.
+        self._retired: list[_Connection] = []
         self._connecting = asyncio.Lock()
 
     async def close(self) -> None:
+        connections, self._retired = self._retired, []
         if self._connection is not None:
-            await self._connection.transport.close()
+            connections.append(self._connection)
             self._connection = None
+        for connection in connections:
+            await connection.transport.close()
 
     # --- Requests. ---
 
@@ -130,11 +140,12 @@ class Kube:
         attempt, relogged = 0, False
         while True:
             delay = delays[attempt]
-            connection = await self._connect()
             try:
-                reply = await connection.transport.call(
-                    Request(method, path, params, {**connection.headers, **extra}, data, timeout)
-                )
+                async with self._using() as connection:
+                    headers = {**connection.headers, **extra}
+                    reply = await connection.transport.call(
+                        Request(method, path, params, headers, data, timeout)
+                    )
             except NoAnswer as err:
                 if delay is None:
                     raise ApiError(0, "Unreachable", str(err)) from err
@@ -148,7 +159,7 @@ class Kube:
                 # Made again at once with fresh credentials (a rotated token):
                 # that is no retry, and a call that is not retried gets it too.
                 relogged = True
-                await self._reset(connection)
+                self._retire(connection)
                 continue
             if reply.status in _RETRIABLE_STATUSES and delay is not None:
                 await self._clock.sleep(_retry_after(reply.retry_after, delay))
@@ -235,25 +246,27 @@ class Kube:
             "resourceVersion": resource_version,
             "timeoutSeconds": str(_WATCH_TIMEOUT_SECONDS),
         }
-        connection = await self._connect()
-        headers = {**connection.headers, **({"Accept": _METADATA_WATCH} if metadata_only else {})}
-        request = Request("GET", path, query, headers, None, WATCH_INACTIVITY_SECONDS)
-        async with connection.transport.watch(request) as response:
-            if response.status == 401:
-                await self._reset(connection)
-            if response.status >= 400:
-                raise api_error(response.status, await response.read())
-            lines = WatchLines(MAX_WATCH_EVENT_BYTES, path)
-            try:
-                async for chunk in response.chunks():
-                    for line in lines.feed(chunk):
-                        event = json.loads(line)
-                        kind, obj = event.get("type", ""), event.get("object") or {}
-                        if kind == "ERROR":
-                            raise api_error(int(obj.get("code", 500)), json.dumps(obj).encode())
-                        yield kind, obj
-            except TimeoutError as err:
-                raise Stalled(path) from err
+        async with self._using() as connection:
+            accept = {"Accept": _METADATA_WATCH} if metadata_only else {}
+            request = Request(
+                "GET", path, query, {**connection.headers, **accept}, None, WATCH_INACTIVITY_SECONDS
+            )
+            async with connection.transport.watch(request) as response:
+                if response.status == 401:
+                    self._retire(connection)
+                if response.status >= 400:
+                    raise api_error(response.status, await response.read())
+                lines = WatchLines(MAX_WATCH_EVENT_BYTES, path)
+                try:
+                    async for chunk in response.chunks():
+                        for line in lines.feed(chunk):
+                            event = json.loads(line)
+                            kind, obj = event.get("type", ""), event.get("object") or {}
+                            if kind == "ERROR":
+                                raise api_error(int(obj.get("code", 500)), json.dumps(obj).encode())
+                            yield kind, obj
+                except TimeoutError as err:
+                    raise Stalled(path) from err
 
     # --- Connection. ---
 
@@ -268,11 +281,29 @@ class Kube:
                 self._connection = _Connection(transport, headers)
             return self._connection
 
-    async def _reset(self, stale: _Connection) -> None:
-        async with self._connecting:
-            if self._connection is stale:
-                self._connection = None
-                await stale.transport.close()
+    @asynccontextmanager
+    async def _using(self) -> AsyncIterator[_Connection]:
+        """The current connection, kept open while the caller uses it."""
+        connection = await self._connect()
+        connection.users += 1
+        try:
+            yield connection
+        finally:
+            connection.users -= 1
+            if connection.retired and connection.users == 0 and connection in self._retired:
+                self._retired.remove(connection)
+                await connection.transport.close()
+
+    def _retire(self, stale: _Connection) -> None:
+        """The next request logs in again (the credentials were refused: a
+        rotated token). The watches `stale` carries go on until they end:
+        the API server checked the credentials when each began, and closing
+        their connections under them would leave their reads waiting for
+        good (aiohttp neither ends such a read nor times it out)."""
+        if self._connection is stale:
+            self._connection = None
+            stale.retired = True
+            self._retired.append(stale)
 
 
 def _retry_after(header: str | None, default: float) -> float:

@@ -255,6 +255,41 @@ def test_a_watch_refused_with_401_logs_in_again_for_the_next_call() -> None:
     assert len(server.logins) == 2
 
 
+def test_a_fresh_login_closes_the_old_connection_once_its_watches_end() -> None:
+    server = FakeApiServer()
+    server.stream(SECRETS, event("ADDED", named("a", "31")), event("ADDED", named("b", "32")))
+    server.refuse("GET", SECRET, 401, "Unauthorized")
+    server.answer("GET", SECRET, named("web-tls", "1"))
+    open_while_watched: list[bool] = []
+
+    async def calls(kube: Kube) -> None:
+        async for _, obj in kube.watch(SECRETS, "30"):
+            if obj["metadata"]["name"] == "a":
+                await kube.get(SECRET)
+                open_while_watched.append(not server.transports[0].closed)
+
+    against(server, calls)
+    assert len(server.logins) == 2
+    assert open_while_watched == [True], "the watch reads on with the old credentials"
+    assert server.transports[0].closed, "and its connection is closed once it ends"
+
+
+def test_closing_the_client_closes_every_connection() -> None:
+    server = FakeApiServer()
+    server.stream(SECRETS, event("ADDED", named("a", "31")))
+    server.refuse("GET", SECRET, 401, "Unauthorized")
+    server.answer("GET", SECRET, named("web-tls", "1"))
+
+    async def calls(kube: Kube) -> None:
+        watch = aiter(kube.watch(SECRETS, "30"))
+        await anext(watch)
+        await kube.get(SECRET)  # a fresh login while the watch is under way
+        await kube.close()
+
+    against(server, calls)
+    assert [transport.closed for transport in server.transports] == [True, True]
+
+
 def test_concurrent_calls_log_in_once() -> None:
     server = FakeApiServer()
     server.answer("GET", SECRET, named("web-tls", "1"), times=5)

@@ -14,8 +14,12 @@ import kopf
 import pytest
 from aiohttp import web
 
+from mtls_operator.runtime.http_transport import HttpTransport
 from mtls_operator.runtime.kube import Kube
+from mtls_operator.runtime.transport import Request
 from mtls_operator.runtime.watch_lines import MAX_WATCH_EVENT_BYTES, WatchEventTooLarge, WatchLines
+
+from support.loop import settle
 
 PATH = "/api/v1/secrets"
 
@@ -113,3 +117,112 @@ def test_watch_lines_refuse_a_line_over_the_limit_before_it_ends() -> None:
     assert reader.feed(b'{"a":1}\n' + b"x" * 16) == [b'{"a":1}']
     with pytest.raises(WatchEventTooLarge, match=r"^a watch event of /api/v1/secrets is larger"):
         reader.feed(b"x")
+
+
+SECRET = "/api/v1/namespaces/shop/secrets/web-tls"
+
+
+def test_a_watch_goes_on_while_another_request_logs_in_again() -> None:
+    """A rotated token is picked up by the request that was refused: the watches the old one
+    opened go on (the API server checked it when they began) until they end by themselves."""
+    second_event = asyncio.Event()
+    tokens: list[str] = []
+    seen_tokens: list[str] = []
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(event("a"))
+        await second_event.wait()
+        await response.write(event("b"))
+        await response.write_eof()
+        return response
+
+    async def get(request: web.Request) -> web.Response:
+        seen_tokens.append(request.headers["Authorization"])
+        if len(seen_tokens) == 1:
+            return web.json_response({"kind": "Status", "code": 401}, status=401)
+        return web.json_response({"metadata": {"name": "web-tls"}})
+
+    async def scenario() -> list[str]:
+        app = web.Application()
+        app.router.add_get(PATH, watch)
+        app.router.add_get(SECRET, get)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+
+        async def login() -> kopf.ConnectionInfo:
+            tokens.append(f"token-{len(tokens) + 1}")
+            return kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", token=tokens[-1])
+
+        kube = Kube(login)
+        names: list[str] = []
+        first_event = asyncio.Event()
+
+        async def watching() -> None:
+            async for _, obj in kube.watch(PATH, "1"):
+                names.append(obj["metadata"]["name"])
+                first_event.set()
+
+        try:
+            # Read as a reflector reads it: waiting for the next event while the call is made.
+            reading = asyncio.create_task(watching())
+            await first_event.wait()
+            assert await kube.get(SECRET) == {"metadata": {"name": "web-tls"}}
+            second_event.set()
+            await asyncio.wait({reading}, timeout=5)
+            assert reading.done(), "the watch opened before the fresh login hangs"
+            reading.result()
+            return names
+        finally:
+            reading.cancel()
+            second_event.set()
+            await kube.close()
+            await runner.cleanup()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == ["a", "b"]
+    assert seen_tokens == ["Bearer token-1", "Bearer token-2"]
+
+
+def test_a_watch_whose_connection_is_closed_under_it_times_out() -> None:
+    """However its connection ends, a silent watch is noticed after the request's timeout:
+    aiohttp stops its own read timer when the connection is closed on this side."""
+    done = asyncio.Event()
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(event("a"))
+        await done.wait()
+        return response
+
+    async def scenario() -> BaseException | None:
+        app = web.Application()
+        app.router.add_get(PATH, watch)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        transport = HttpTransport(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"), 4)
+        try:
+            async with transport.watch(Request("GET", PATH, None, {}, None, 0.2)) as response:
+                chunks = aiter(response.chunks())
+                assert await anext(chunks) == event("a")
+                reading = asyncio.ensure_future(anext(chunks))
+                await settle()  # waiting for the next chunk
+                await transport.close()
+                await asyncio.wait({reading}, timeout=5)
+                if not reading.done():
+                    reading.cancel()
+                    return None
+                return reading.exception()
+        finally:
+            done.set()
+            await transport.close()
+            await runner.cleanup()
+
+    assert isinstance(asyncio.run(scenario()), TimeoutError)
