@@ -37,7 +37,9 @@ REFUSED = {
     "signatureAlgorithm": "the operator chooses the signature algorithm from the CA's key",
 }
 SUBJECT_COPIED = ("organizations", "organizationalUnits", "countries", "provinces", "localities")
-SUBJECT_REFUSED = ("streetAddresses", "postalCodes", "serialNumber")
+SUBJECT_REFUSED = dict.fromkeys(
+    ("streetAddresses", "postalCodes", "serialNumber"), "the operator does not set this attribute"
+)
 PRIVATE_KEY_COPIED = ("algorithm", "size", "encoding", "rotationPolicy")
 OUTPUT_FORMATS = ("CombinedPEM", "DER")
 # PKCS#12 protection: the operator always writes what cert-manager calls Modern2023
@@ -94,6 +96,34 @@ class SpecMapper:
     def refuse(self, path: str, value: object, reason: str) -> None:
         self.result.refusals.append(Refusal(self._source, path, value, reason))
 
+    def _object(self, path: str, value: object) -> Mapping[str, Any] | None:
+        """`value` if it is an object; anything else is refused (None)."""
+        if isinstance(value, Mapping):
+            return value
+        self.refuse(path, value, "must be an object")
+        return None
+
+    def _fields(
+        self,
+        path: str,
+        given: object,
+        copied: tuple[str, ...],
+        kind: str,
+        *,
+        refused: Mapping[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """The `copied` fields set in the object `given` (None: not an
+        object); the `refused` ones and any other are refused."""
+        fields = self._object(path, given)
+        if fields is None:
+            return None
+        for key, value in fields.items():
+            if refused and key in refused:
+                self.refuse(f"{path}.{key}", value, refused[key])
+            elif key not in copied:
+                self.refuse(f"{path}.{key}", value, f"is not a cert-manager {kind} field")
+        return {k: fields[k] for k in copied if fields.get(k) is not None}
+
     def _no_usages(self) -> None:
         # cert-manager then sets no extended key usage, which TLS stacks accept on
         # either side of a connection; both keeps every such use working.
@@ -123,31 +153,17 @@ class SpecMapper:
                 "and give it to the operator as a CA Secret (caSecretName)",
             )
 
-    def _subject(self, subject: object) -> None:
-        if not isinstance(subject, Mapping):
-            self.refuse("spec.subject", subject, "must be an object")
-            return
-        copied = {k: subject[k] for k in SUBJECT_COPIED if subject.get(k) is not None}
-        for key, value in subject.items():
-            if key in SUBJECT_REFUSED:
-                self.refuse(
-                    f"spec.subject.{key}", value, "the operator does not set this attribute"
-                )
-            elif key not in SUBJECT_COPIED:
-                self.refuse(f"spec.subject.{key}", value, "is not a cert-manager subject field")
+    def _subject(self, given: object) -> None:
+        copied = self._fields(
+            "spec.subject", given, SUBJECT_COPIED, "subject", refused=SUBJECT_REFUSED
+        )
         if copied:
             self.result.spec["subject"] = copied
 
-    def _private_key(self, private_key: object) -> None:
-        if not isinstance(private_key, Mapping):
-            self.refuse("spec.privateKey", private_key, "must be an object")
+    def _private_key(self, given: object) -> None:
+        mapped = self._fields("spec.privateKey", given, PRIVATE_KEY_COPIED, "privateKey")
+        if mapped is None:
             return
-        mapped = {k: private_key[k] for k in PRIVATE_KEY_COPIED if private_key.get(k) is not None}
-        for key, value in private_key.items():
-            if key not in PRIVATE_KEY_COPIED:
-                self.refuse(
-                    f"spec.privateKey.{key}", value, "is not a cert-manager privateKey field"
-                )
         implied = {k: v for k, v in CERT_MANAGER_KEY_DEFAULTS.items() if k not in mapped}
         if implied:
             shown = ", ".join(f"{k} {v}" for k, v in implied.items())
@@ -157,9 +173,9 @@ class SpecMapper:
             )
         self.result.spec["privateKey"] = {**implied, **mapped}
 
-    def _secret_template(self, template: object) -> None:
-        if not isinstance(template, Mapping):
-            self.refuse("spec.secretTemplate", template, "must be an object")
+    def _secret_template(self, given: object) -> None:
+        template = self._object("spec.secretTemplate", given)
+        if template is None:
             return
         for key, value in template.items():
             if key not in ("labels", "annotations"):
@@ -184,9 +200,9 @@ class SpecMapper:
             {"type": e.get("type")} for e in formats if isinstance(e, Mapping)
         ]
 
-    def _keystores(self, keystores: object) -> None:
-        if not isinstance(keystores, Mapping):
-            self.refuse("spec.keystores", keystores, "must be an object")
+    def _keystores(self, given: object) -> None:
+        keystores = self._object("spec.keystores", given)
+        if keystores is None:
             return
         for kind, keystore in keystores.items():
             if kind == "pkcs12":
@@ -196,9 +212,9 @@ class SpecMapper:
             else:
                 self.refuse(f"spec.keystores.{kind}", keystore, "is not a keystore type")
 
-    def _pkcs12(self, pkcs12: object) -> None:
-        if not isinstance(pkcs12, Mapping):
-            self.refuse("spec.keystores.pkcs12", pkcs12, "must be an object")
+    def _pkcs12(self, given: object) -> None:
+        pkcs12 = self._object("spec.keystores.pkcs12", given)
+        if pkcs12 is None:
             return
         if pkcs12.get("create") is False:
             self.result.notes.append("spec.keystores.pkcs12 dropped: create is false")

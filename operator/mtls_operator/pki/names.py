@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import unquote, unquote_to_bytes
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -95,11 +96,8 @@ def _check_wildcard(labels: list[str], allowed: bool) -> None:
 
 
 def is_dns_name(text: str) -> bool:
-    try:
-        parse_dns_name(text)
-    except ValueError:
-        return False
-    return True
+    """A name `parse_dns_name` accepts."""
+    return _accepts(parse_dns_name, text)
 
 
 def parse_ip_address(text: str) -> IPAddress:
@@ -129,8 +127,12 @@ def parse_ip_address(text: str) -> IPAddress:
 
 def is_ip_address(text: str) -> bool:
     """An address `parse_ip_address` accepts."""
+    return _accepts(parse_ip_address, text)
+
+
+def _accepts(parse: Callable[[str], object], text: str) -> bool:
     try:
-        parse_ip_address(text)
+        parse(text)
     except ValueError:
         return False
     return True

@@ -100,48 +100,54 @@ class Metrics:
         self.cas: dict[tuple[str, str], float] = {}
         self.leader: bool | None = None  # None: leader election is off
         self.registry.register(_StateCollector(self))
-        self._issuances = Counter(
-            f"{PREFIX}_issuances",
+        self._issuances = self._counter(
+            "issuances",
             "Issuance attempts by result (success, failure) and trigger.",
             ["result", "trigger"],
-            registry=self.registry,
         )
-        self._issuance_seconds = Histogram(
-            f"{PREFIX}_issuance_duration_seconds",
+        self._issuance_seconds = self._histogram(
+            "issuance_duration_seconds",
             "Time to generate the key, sign and write the Secret.",
             ["result"],
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
         )
-        self._reconciliations = Counter(
-            f"{PREFIX}_certificate_reconciliations",
+        self._reconciliations = self._counter(
+            "certificate_reconciliations",
             "Times the operator looked at a certificate (gathered and decided), by namespace: "
             "what a change of CA, policy or namespace made it judge again.",
             ["namespace"],
-            registry=self.registry,
         )
-        self._cut_to_ca = Counter(
-            f"{PREFIX}_issuances_cut_to_ca",
+        self._cut_to_ca = self._counter(
+            "issuances_cut_to_ca",
             "Certificates issued shorter than asked because their CA expires first.",
             ["namespace", "secret"],
-            registry=self.registry,
         )
-        self._pod_requests = Counter(
-            f"{PREFIX}_pod_certificate_requests",
+        self._pod_requests = self._counter(
+            "pod_certificate_requests",
             "PodCertificateRequests answered, by outcome (Issued, Denied, Failed) and reason.",
             ["outcome", "reason"],
-            registry=self.registry,
         )
-        self._workload_rolls = Counter(
-            f"{PREFIX}_workload_rolls",
+        self._workload_rolls = self._counter(
+            "workload_rolls",
             "Workloads following reloads (mtls.dev/reload) rolled because a certificate or trust "
             "bundle they mount changed, by namespace and result (success, failure).",
             ["namespace", "result"],
-            registry=self.registry,
         )
-        self._pod_signing = Histogram(
-            f"{PREFIX}_pod_certificate_signing_duration_seconds",
+        self._pod_signing = self._histogram(
+            "pod_certificate_signing_duration_seconds",
             "Time from taking a request that is issued to writing its status.",
+            [],
+        )
+
+    # Every counter and histogram is the operator's (one prefix) and is
+    # served from this replica's registry; durations share one set of buckets.
+    def _counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
+        return Counter(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
+
+    def _histogram(self, name: str, documentation: str, labels: list[str]) -> Histogram:
+        return Histogram(
+            f"{PREFIX}_{name}",
+            documentation,
+            labels,
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
