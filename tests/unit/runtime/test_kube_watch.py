@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +32,24 @@ def event(name: str, padding: int = 0) -> bytes:
     return json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n"
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def local_server(routes: dict[str, Handler]) -> AsyncIterator[str]:
+    """An HTTP server on a free local port answering GETs of `routes`: its URL."""
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
 @asynccontextmanager
 async def serving(chunks: list[bytes]) -> AsyncIterator[Kube]:
     """A client of a local HTTP server whose watch answer is `chunks`,
@@ -46,23 +64,16 @@ async def serving(chunks: list[bytes]) -> AsyncIterator[Kube]:
         await response.write_eof()
         return response
 
-    app = web.Application()
-    app.router.add_get(PATH, watch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    async with local_server({PATH: watch}) as server:
 
-    async def login() -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}")
+        async def login() -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=server)
 
-    kube = Kube(login)
-    try:
-        yield kube
-    finally:
-        await kube.close()
-        await runner.cleanup()
+        kube = Kube(login)
+        try:
+            yield kube
+        finally:
+            await kube.close()
 
 
 def watched_names(chunks: list[bytes]) -> list[str]:
@@ -145,18 +156,13 @@ def test_a_watch_goes_on_while_another_request_logs_in_again() -> None:
         return web.json_response({"metadata": {"name": "web-tls"}})
 
     async def scenario() -> list[str]:
-        app = web.Application()
-        app.router.add_get(PATH, watch)
-        app.router.add_get(SECRET, get)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
+        async with local_server({PATH: watch, SECRET: get}) as server:
+            return await watched_across_a_login(server)
 
+    async def watched_across_a_login(server: str) -> list[str]:
         async def login() -> kopf.ConnectionInfo:
             tokens.append(f"token-{len(tokens) + 1}")
-            return kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", token=tokens[-1])
+            return kopf.ConnectionInfo(server=server, token=tokens[-1])
 
         kube = Kube(login)
         names: list[str] = []
@@ -181,7 +187,6 @@ def test_a_watch_goes_on_while_another_request_logs_in_again() -> None:
             reading.cancel()
             second_event.set()
             await kube.close()
-            await runner.cleanup()
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == ["a", "b"]
     assert seen_tokens == ["Bearer token-1", "Bearer token-2"]
@@ -200,14 +205,10 @@ def test_a_watch_whose_connection_is_closed_under_it_times_out() -> None:
         return response
 
     async def scenario() -> BaseException | None:
-        app = web.Application()
-        app.router.add_get(PATH, watch)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        transport = HttpTransport(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"), 4)
+        async with local_server({PATH: watch}) as server:
+            return await read_after_close(HttpTransport(kopf.ConnectionInfo(server=server), 4))
+
+    async def read_after_close(transport: HttpTransport) -> BaseException | None:
         try:
             async with transport.watch(Request("GET", PATH, None, {}, None, 0.2)) as response:
                 chunks = aiter(response.chunks())
@@ -223,6 +224,5 @@ def test_a_watch_whose_connection_is_closed_under_it_times_out() -> None:
         finally:
             done.set()
             await transport.close()
-            await runner.cleanup()
 
     assert isinstance(asyncio.run(scenario()), TimeoutError)
