@@ -30,7 +30,7 @@ from mtls_operator.api.trust_bundles import (
 )
 from mtls_operator.api.workloads import WorkloadKind, workloads_path
 from mtls_operator.policy import rollout
-from mtls_operator.policy.rollout import Mounted, Record, Roll, UpToDate, Wait
+from mtls_operator.policy.rollout import Mounted, MountKind, Record, Roll, UpToDate, Wait
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.cache import Change, InformerGroup
 from mtls_operator.runtime.core import Runtime
@@ -124,7 +124,7 @@ class WorkloadController:
 
     def _secret_changed(self, change: Change[SecretFacts]) -> None:
         """A new serial or trust bundle; our own writes (re-issues) included.
-        A deletion rolls nothing: the Secret written again does."""
+        A deletion rolls nothing (`_gather`): the Secret written again does."""
         if change.new is None or _content(change.old) == _content(change.new):
             return
         self._queue_mounting(SECRETS_INDEX, change.key)
@@ -157,9 +157,9 @@ class WorkloadController:
         if facts is None or not facts.follows:
             self._forget(key)
             return
-        mounted = self._gather(facts)
+        mounted = self._gather(key, facts)
         if mounted is None:
-            return  # a mounted Secret is being repaired: its next change queues this again
+            return  # a mounted Secret is being repaired or gone: its next change queues this
         given = self._input(key, facts, mounted)
         match rollout.decide(given):
             case UpToDate():
@@ -174,15 +174,16 @@ class WorkloadController:
                 if await self._writer.roll(key, facts, digest, mounted):
                     self._settled(key, mounted)
 
-    def _gather(self, facts: WorkloadFacts) -> tuple[Mounted, ...] | None:
-        """What the pods mount that the operator manages, as it is now."""
+    def _gather(self, key: WorkloadKey, facts: WorkloadFacts) -> tuple[Mounted, ...] | None:
+        """What the pods mount that the operator manages, as it is now; None
+        while something they run is missing (its return queues this again)."""
         found: list[Mounted] = []
         for name in sorted(facts.mounts.secrets):
             secret = self._secrets.get((facts.namespace, name))
             if secret is None:
                 continue  # not the operator's: what changes in it is not its to roll for
             if secret.leaf is None:
-                return None
+                return None  # being repaired
             bundle = secret.trust_bundle_sha256 or ""
             found.append(Mounted.secret(name, secret.leaf.serial_number, bundle))
         for name in sorted(facts.mounts.config_maps):
@@ -190,6 +191,15 @@ class WorkloadController:
             if configmap is not None and configmap.managed:
                 fingerprint = hashlib.sha256(configmap.bundle.encode()).hexdigest()
                 found.append(Mounted.trust_bundle(name, fingerprint))
+        # A Secret or bundle the pods run, still in the template, that is gone
+        # (deleted, or no longer the operator's) is nothing to roll to: new
+        # pods could not mount it.
+        still = {(MountKind.SECRET, n) for n in facts.mounts.secrets} | {
+            (MountKind.CONFIG_MAP, n) for n in facts.mounts.config_maps
+        }
+        ran = {(m.kind, m.name) for m in self._writer.ran(key) or ()}
+        if (ran & still) - {(m.kind, m.name) for m in found}:
+            return None
         return tuple(found)
 
     def _input(

@@ -59,6 +59,10 @@ class RollWriter:
     def running(self, key: WorkloadKey, mounted: tuple[Mounted, ...]) -> None:
         self._running[key] = mounted
 
+    def ran(self, key: WorkloadKey) -> tuple[Mounted, ...] | None:
+        """What the pods were last known to run (None: not known since start)."""
+        return self._running.get(key)
+
     def forget(self, key: WorkloadKey) -> None:
         self._running.pop(key, None)
 

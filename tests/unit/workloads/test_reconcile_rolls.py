@@ -31,6 +31,7 @@ from unit.workloads.world import World, key
 
 from support.objects import NAMESPACE, with_data
 from support.scrape import value
+from support.workloads import rolled_out, workload_body
 
 ROLLS = "mtls_operator_workload_rolls_total"
 WEB = key("web")
@@ -407,3 +408,53 @@ def test_a_workload_deleted_before_its_roll_is_let_go(world: World) -> None:
     scraped = world.metrics.render().decode()
     assert value(scraped, ROLLS, namespace=NAMESPACE, result="failure") is None
     assert world.events() == []
+
+
+def test_a_deleted_secret_rolls_nothing_until_it_is_written_again(world: World) -> None:
+    async def scenario() -> None:
+        world.issue("web-tls")
+        await seen(world, secrets=["web-tls"])
+        path = secrets_path(NAMESPACE, "web-tls")
+        deleted = world.kube.objects.pop(path)
+        informer = world.secrets.of(NAMESPACE)
+        assert informer is not None
+        informer.apply("DELETED", deleted)
+        # The workload looked at again (a change of its own): new pods could not start.
+        world.apply(world.stored("web"))
+        await world.run()
+        world.later(60)
+        await world.due(WEB)
+        assert world.patches() == []
+        world.issue("web-tls")  # the certificate writes it again: a new certificate
+        await world.run()
+        world.later(5)
+        await world.due(WEB)
+
+    asyncio.run(scenario())
+    assert world.patches() == [WEB_PATH]
+
+
+def test_a_secret_no_longer_mounted_is_not_waited_for(world: World) -> None:
+    async def scenario() -> None:
+        world.issue("web-tls")
+        world.issue("api-tls")
+        await seen(world, secrets=["web-tls", "api-tls"])
+        deleted = world.kube.objects.pop(secrets_path(NAMESPACE, "api-tls"))
+        informer = world.secrets.of(NAMESPACE)
+        assert informer is not None
+        informer.apply("DELETED", deleted)
+        # Its owner edits the mount away, keeping what the operator recorded.
+        edited = rolled_out(workload_body("web", secrets=["web-tls"]))
+        stored = world.stored("web")
+        edited["metadata"]["annotations"] = stored["metadata"]["annotations"]
+        edited["spec"]["template"]["metadata"] = stored["spec"]["template"]["metadata"]
+        world.apply(edited)
+        await world.run()
+        world.kube.writes.clear()
+        world.issue("web-tls")
+        await world.run()
+        world.later(5)
+        await world.due(WEB)
+
+    asyncio.run(scenario())
+    assert world.patches() == [WEB_PATH]
