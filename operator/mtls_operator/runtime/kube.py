@@ -146,6 +146,10 @@ class Kube:
                     reply = await connection.transport.call(
                         Request(method, path, params, headers, data, timeout)
                     )
+                    if reply.status == 401 and not relogged:
+                        # Retired while in use, so that it is closed once its
+                        # last user (this call, or a watch) is done with it.
+                        self._retire(connection)
             except NoAnswer as err:
                 if delay is None:
                     raise ApiError(0, "Unreachable", str(err)) from err
@@ -159,7 +163,6 @@ class Kube:
                 # Made again at once with fresh credentials (a rotated token):
                 # that is no retry, and a call that is not retried gets it too.
                 relogged = True
-                self._retire(connection)
                 continue
             if reply.status in _RETRIABLE_STATUSES and delay is not None:
                 await self._clock.sleep(_retry_after(reply.retry_after, delay))

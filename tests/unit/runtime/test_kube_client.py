@@ -274,6 +274,20 @@ def test_a_fresh_login_closes_the_old_connection_once_its_watches_end() -> None:
     assert server.transports[0].closed, "and its connection is closed once it ends"
 
 
+def test_a_connection_refused_with_no_one_else_on_it_is_closed_at_once() -> None:
+    server = FakeApiServer()
+    server.refuse("GET", SECRET, 401, "Unauthorized")
+    server.answer("GET", SECRET, named("web-tls", "1"))
+    closed_after_the_call: list[bool] = []
+
+    async def calls(kube: Kube) -> None:
+        await kube.get(SECRET)
+        closed_after_the_call.append(server.transports[0].closed)
+
+    against(server, calls)
+    assert closed_after_the_call == [True]
+
+
 def test_closing_the_client_closes_every_connection() -> None:
     server = FakeApiServer()
     server.stream(SECRETS, event("ADDED", named("a", "31")))
