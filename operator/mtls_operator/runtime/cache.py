@@ -178,7 +178,7 @@ class Informer(Generic[T]):
             return
         version = _version(obj)
         held = self._held_version(key)
-        if version and held and newer(held, version):
+        if version and held and held != version and not newer(version, held):
             return  # the deletion of an earlier incarnation: its successor is held
         self._delete(key)
 

@@ -204,6 +204,15 @@ def test_what_is_older_than_what_is_held_tells_no_one(informer: Informer[Decoded
     assert informer.get(("a", "one")) is None
 
 
+def test_a_deletion_whose_version_does_not_compare_is_believed(
+    informer: Informer[Decoded],
+) -> None:
+    # resourceVersions are opaque: one that is not a number cannot be older.
+    informer.apply(ADDED, body("one", "v-b"))
+    informer.apply(DELETED, body("one", "v-a"))
+    assert informer.get(("a", "one")) is None
+
+
 def test_a_writer_may_hand_over_what_it_decoded_already(informer: Informer[Decoded]) -> None:
     Decoded.count = 0
     decoded = Decoded(body("one", "1", target="known"))
