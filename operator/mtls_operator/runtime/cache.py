@@ -396,11 +396,6 @@ class SharedCache:
             kept.uses += 1
         return Use(kept.informer, functools.partial(self._release, scope, kept))
 
-    async def synced(self) -> None:
-        """Once every informer kept for the operator's life has listed."""
-        kept = self._informers.values()
-        await asyncio.gather(*(k.informer.synced() for k in kept if k.uses is None))
-
     def _kept(self, scope: _Scope, transform: Callable[[Object], Any]) -> _Kept | None:
         found = self._informers.get(scope)
         if found is not None and found.transform is not transform:

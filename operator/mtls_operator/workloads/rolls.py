@@ -35,9 +35,9 @@ logger = logging.getLogger(__name__)
 
 WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
 
-# The Event on a workload that was rolled, and on each certificate that made it.
-ROLLED = "CertificateRolled"
-WORKLOAD_ROLLED = "WorkloadRolled"
+# The Event reasons of a roll.
+ROLLED_FOR_CERTIFICATE = "CertificateRolled"  # on the workload
+ROLLED_A_WORKLOAD = "WorkloadRolled"  # on the certificate
 
 
 class RollWriter:
@@ -90,12 +90,14 @@ class RollWriter:
         logger.info("rolled %s %s/%s for %s", facts.kind, facts.namespace, facts.name, reasons)
         events = self._runtime.events
         involved = involved_object(facts.kind, facts.namespace, facts.name, facts.uid)
-        await events.record(involved, NORMAL, ROLLED, f"rolled for {reasons}")
+        await events.record(involved, NORMAL, ROLLED_FOR_CERTIFICATE, f"rolled for {reasons}")
         for mount, change in changes.items():
             certificate = self._certificate_of(facts.namespace, mount)
             if certificate is not None:
                 message = f"{facts.kind} {facts.name} rolled, whose pods mount {change}"
-                await events.record(certificate.involved_object(), NORMAL, WORKLOAD_ROLLED, message)
+                await events.record(
+                    certificate.involved_object(), NORMAL, ROLLED_A_WORKLOAD, message
+                )
         return True
 
     async def _patch(self, key: WorkloadKey, facts: WorkloadFacts, patch: Object) -> bool | None:
