@@ -90,10 +90,12 @@ def nginx_deployment(name: str, *, follows: bool) -> dict[str, Any]:
             {"name": "health", "containerPort": 8080, "protocol": "TCP"},
         ],
         readinessProbe={"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 2},
-        # A Service (here the caller's reading of the EndpointSlices) stops routing to a pod
-        # once its deletion begins, a moment after the kubelet is told to stop it; without
-        # this, nginx would get SIGTERM (its fast shutdown) at once and refuse the requests
-        # routed to it in that moment.
+        # Once a pod's deletion begins, its Service's clients (kube-proxy; here the caller,
+        # reading the EndpointSlices every round) stop routing to it a moment later, while
+        # the kubelet stops it at the same time. Without this hook nginx gets SIGTERM (its
+        # fast shutdown, which closes the listener) as soon as the kubelet sees the deletion,
+        # and a request routed on a list read just before is refused: a race between the
+        # two. With it, nginx serves on for PRE_STOP_SECONDS after it stops being Ready.
         lifecycle={"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
     )
     labels = {NAME_LABEL: name}
