@@ -777,7 +777,7 @@ class LocalCluster:
         running = False
         if claim is not None and claim.state_dir != self.state_dir:
             other = LocalCluster.attach(claim.state_dir)
-            running = other is not None and other.healthy()
+            running = claim.claimant_runs() or (other is not None and other.healthy())
         localnode.claim_host(self.state_dir, self.node_bin_dir, running)
 
     @property

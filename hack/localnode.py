@@ -342,12 +342,15 @@ class HostClaim:
     bin_dir: Path
     # Fixed paths that did not exist before: the node removes them when it ends.
     created: tuple[Path, ...]
+    # The process that took the host: while it runs, its node may still be starting.
+    pid: int = 0
 
     def save(self) -> None:
         body = {
             "state_dir": str(self.state_dir),
             "bin_dir": str(self.bin_dir),
             "created": [str(path) for path in self.created],
+            "pid": self.pid,
         }
         HOST_CLAIM.write_text(json.dumps(body, indent=2) + "\n")
 
@@ -359,11 +362,23 @@ class HostClaim:
                 Path(body["state_dir"]),
                 Path(body["bin_dir"]),
                 tuple(Path(path) for path in body["created"]),
+                int(body.get("pid", 0)),
             )
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as error:
             raise NodeError(f"{HOST_CLAIM} is unreadable ({error}): remove it") from error
+
+    def claimant_runs(self) -> bool:
+        """Whether another process that took the host still runs: its node
+        may be starting, before anything shows it is healthy."""
+        if self.pid in (0, os.getpid()):
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 def claim_host(state_dir: Path, bin_dir: Path, running: bool) -> HostClaim:
@@ -382,7 +397,7 @@ def claim_host(state_dir: Path, bin_dir: Path, running: bool) -> HostClaim:
         )
     clean_host()
     created = tuple(path for path in FIXED_PATHS if not path.exists())
-    claim = HostClaim(state_dir, bin_dir, created)
+    claim = HostClaim(state_dir, bin_dir, created, os.getpid())
     claim.save()
     _make_bridge()
     return claim
