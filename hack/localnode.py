@@ -45,6 +45,11 @@ import images
 
 NODE_NAME = "mtls-node"
 BRIDGE = "mtls0"
+# The bridge's own MAC address, set once (locally administered: "mtls0" in hex). A bridge
+# whose address was never set takes the lowest of its ports' and changes when that pod
+# goes: every other pod then sends to the node and the API server at a stale address until
+# its ARP entry expires, up to a minute of timeouts (a leader lost its Lease to it).
+BRIDGE_MAC = "02:6d:74:6c:73:30"
 POD_SUBNET = "10.244.0.0/24"
 NODE_IP = "10.244.0.1"
 # The API server listens on the `kubernetes` Service's ClusterIP, port 443: what pods dial.
@@ -404,7 +409,7 @@ def claim_host(state_dir: Path, bin_dir: Path, running: bool) -> HostClaim:
 
 
 def _make_bridge() -> None:
-    _run("ip", "link", "add", BRIDGE, "type", "bridge")
+    _run("ip", "link", "add", BRIDGE, "address", BRIDGE_MAC, "type", "bridge")
     prefix = POD_SUBNET.partition("/")[2]
     _run("ip", "address", "add", f"{NODE_IP}/{prefix}", "dev", BRIDGE)
     _run("ip", "address", "add", f"{API_SERVICE_IP}/32", "dev", BRIDGE)
