@@ -299,11 +299,20 @@ def restarted_for(deployment: dict[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
-def renew(site: Site, name: str, home: Path) -> None:
+def renew(
+    site: Site, name: str, old: int, secret: Watch, home: Path
+) -> tuple[float, dict[str, Any]]:
+    """`kubectl mtls renew` of `name`; when its Secret was seen holding a new certificate,
+    and that version of it."""
     renewed = kubectl_mtls(
         site.kubectl, home, "renew", name, "-n", NAMESPACE, kubeconfig=site.kubeconfig
     )
     assert renewed.returncode == 0, renewed.stderr
+    return wait_for(
+        lambda: secret.first(lambda body: leaf_serial(body) != old),
+        timeout=60,
+        what="the Secret written with a new certificate",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -383,12 +392,7 @@ def test_a_renewal_rolls_nginx_once_and_fails_no_request(site: Site, tmp_path: P
     ):
         # Both watches deliver the current version first: they are watching from now on.
         wait_for(lambda: secret.seen and deployment.seen, timeout=30, what="the watches")
-        renew(site, FOLLOWER, tmp_path)
-        written, body = wait_for(
-            lambda: secret.first(lambda body: leaf_serial(body) != old),
-            timeout=60,
-            what="the Secret written with a new certificate",
-        )
+        written, body = renew(site, FOLLOWER, old, secret, tmp_path)
         new = leaf_serial(body)
         rolled, _ = wait_for(
             lambda: deployment.first(lambda body: restarted_for(body) != restarted_for(before)),
@@ -453,12 +457,7 @@ def test_without_the_annotation_nginx_keeps_the_old_certificate(site: Site, tmp_
     names = [pod["metadata"]["name"] for pod in pods_before]
     with Watch(site.kubectl, "secret", f"{STATIC}-tls") as secret:
         wait_for(lambda: secret.seen, timeout=30, what="the watch")
-        renew(site, STATIC, tmp_path)
-        written, body = wait_for(
-            lambda: secret.first(lambda body: leaf_serial(body) != old),
-            timeout=60,
-            what="the Secret written with a new certificate",
-        )
+        written, body = renew(site, STATIC, old, secret, tmp_path)
     new = leaf_serial(body)
     # The kubelet rewrites the files in the running pods (at its next sync of each pod).
     wait_for(

@@ -414,11 +414,7 @@ def test_a_deleted_secret_rolls_nothing_until_it_is_written_again(world: World) 
     async def scenario() -> None:
         world.issue("web-tls")
         await seen(world, secrets=["web-tls"])
-        path = secrets_path(NAMESPACE, "web-tls")
-        deleted = world.kube.objects.pop(path)
-        informer = world.secrets.of(NAMESPACE)
-        assert informer is not None
-        informer.apply("DELETED", deleted)
+        world.delete_secret("web-tls")
         # The workload looked at again (a change of its own): new pods could not start.
         world.apply(world.stored("web"))
         await world.run()
@@ -439,10 +435,7 @@ def test_a_secret_no_longer_mounted_is_not_waited_for(world: World) -> None:
         world.issue("web-tls")
         world.issue("api-tls")
         await seen(world, secrets=["web-tls", "api-tls"])
-        deleted = world.kube.objects.pop(secrets_path(NAMESPACE, "api-tls"))
-        informer = world.secrets.of(NAMESPACE)
-        assert informer is not None
-        informer.apply("DELETED", deleted)
+        world.delete_secret("api-tls")
         # Its owner edits the mount away, keeping what the operator recorded.
         edited = rolled_out(workload_body("web", secrets=["web-tls"]))
         stored = world.stored("web")

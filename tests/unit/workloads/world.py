@@ -97,6 +97,11 @@ class World:
         assert informer is not None
         informer.apply("MODIFIED", body)
 
+    def delete_secret(self, secret: str, namespace: str = NAMESPACE) -> None:
+        informer = self.secrets.of(namespace)
+        assert informer is not None
+        informer.apply("DELETED", self.kube.objects.pop(secrets_path(namespace, secret)))
+
     def publish_bundle(self, bundle: str, namespace: str = NAMESPACE) -> None:
         body = configmap_body(namespace, bundle)
         self.bundles.apply(
