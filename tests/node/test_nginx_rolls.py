@@ -241,6 +241,18 @@ class Site:
             timeout=200,
         )
 
+    def rolled_out_and_answering(self, name: str) -> float:
+        """Wait for the rollout to end and each new pod to answer; when the rollout ended."""
+        self.rolled_out(name)
+        ended = time.time()
+        wait_for(
+            lambda: self.answered_by_each(name, since=ended),
+            timeout=30,
+            interval=1,
+            what=f"both new {name} pods answering",
+        )
+        return ended
+
     def mounted_serial(self, pod: str) -> int:
         """The serial of the certificate file the pod sees now."""
         command = ["openssl", "x509", "-noout", "-serial", "-in", "/etc/tls/tls.crt"]
@@ -399,14 +411,7 @@ def test_a_renewal_rolls_nginx_once_and_fails_no_request(site: Site, tmp_path: P
             timeout=60,
             what="web rolled",
         )
-        site.rolled_out(FOLLOWER)
-        rolled_out = time.time()
-        wait_for(
-            lambda: site.answered_by_each(FOLLOWER, since=rolled_out),
-            timeout=30,
-            interval=1,
-            what="both new web pods answering",
-        )
+        rolled_out = site.rolled_out_and_answering(FOLLOWER)
         time.sleep(SETTLE)
         versions = [body for _, body in deployment.seen]
 
@@ -496,14 +501,7 @@ def test_without_the_annotation_nginx_keeps_the_old_certificate(site: Site, tmp_
 
     # Restarted, the same nginx serves the new certificate: what a roll gives `web`.
     site.kubectl("rollout", "restart", "-n", NAMESPACE, f"deployment/{STATIC}")
-    site.rolled_out(STATIC)
-    restarted = time.time()
-    wait_for(
-        lambda: site.answered_by_each(STATIC, since=restarted),
-        timeout=30,
-        interval=1,
-        what="both restarted static pods answering",
-    )
+    restarted = site.rolled_out_and_answering(STATIC)
     answered = {int(r["serial"], 16) for r in site.requests(STATIC, since=restarted)}
     assert answered == {new}
     assert all(request["ok"] for request in site.requests(STATIC))
