@@ -62,6 +62,9 @@ class OperatorConfig:
     # Roll the workloads that ask for it (mtls.dev/reload) when what they mount changes.
     workload_rolls: bool = True
     workload_roll_rate: float = 1.0  # rolls per second, operator-wide
+    # Rolls that may go at once before the rate spaces them out: a few
+    # renewals due together roll their workloads without delay.
+    workload_roll_burst: int = 5
     workload_roll_window: datetime.timedelta = datetime.timedelta(seconds=5)
 
 
@@ -115,6 +118,7 @@ class Operator:
                     self.runtime,
                     WorkloadSettings(
                         rate=config.workload_roll_rate,
+                        burst=config.workload_roll_burst,
                         window=config.workload_roll_window,
                         namespaces=config.namespaces,
                         trust_bundle_configmaps=config.trust_bundle_namespaces is not None,

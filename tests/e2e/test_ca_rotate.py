@@ -1,20 +1,29 @@
 """`mtls-operator ca rotate` on the real control plane: the three steps, each
 only once every certificate is where the next needs it, while a sampler
-checks that no leaf Secret ever fails to verify against its own ca.crt; and
-a rotation stopped after its first step goes on from the second."""
+checks that no leaf Secret ever fails to verify against its own ca.crt; a
+step that waits for the roll of a workload mounting a leaf; and a rotation
+stopped after its first step goes on from the second."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 
+from mtls_operator.api.workloads import (
+    MOUNTED_DIGEST_ANNOTATION,
+    RESTARTED_FOR_ANNOTATION,
+    WorkloadKind,
+)
 from mtls_operator.pki import chain_problem, load_certificates
 
+from localcluster import Kubectl
 from operator_process import OperatorProcess
 from recipe_checks import openssl_verify
 from support.authorities import root_from_ca_init
@@ -25,8 +34,10 @@ from support.cluster import (
     get_certificate,
     get_secret,
     secret_data,
+    wait_for,
     wait_ready,
 )
+from support.workloads import workload_body
 
 COMMAND = str(Path(sys.executable).parent / "mtls-operator")
 CA_SECRET = "shop-ca"
@@ -63,12 +74,16 @@ def resource_version(api: client.ApiClient, namespace: str) -> str:
     return str(secret["metadata"]["resourceVersion"])
 
 
+def rotate_argv(operator: OperatorProcess, namespace: str, new_ca: Path, *extra: str) -> list[str]:
+    where = ["-n", namespace, "--kubeconfig", str(operator.kubeconfig)]
+    return [COMMAND, "ca", "rotate", CA_SECRET, *where, "--new-ca-dir", str(new_ca), *extra]
+
+
 def rotate(
     operator: OperatorProcess, namespace: str, new_ca: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    where = ["-n", namespace, "--kubeconfig", str(operator.kubeconfig)]
     return subprocess.run(
-        [COMMAND, "ca", "rotate", CA_SECRET, *where, "--new-ca-dir", str(new_ca), *extra],
+        rotate_argv(operator, namespace, new_ca, *extra),
         capture_output=True,
         text=True,
         timeout=300,
@@ -155,6 +170,92 @@ def test_ca_rotate_does_the_three_steps_without_a_moment_of_distrust(
     assert again.stdout.splitlines() == [
         f"{namespace}/{CA_SECRET} is rotated: it signs with, and trusts only, the new CA"
     ]
+
+
+def test_a_step_waits_for_the_rollout_of_a_workload_that_follows_reloads(
+    operator: OperatorProcess,
+    kubectl: Kubectl,
+    kube_api: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """`web` follows reloads and has one replica, which never becomes available (no node):
+    its rollout is under way, so the operator holds its roll and the rotation holds its next
+    step, until the test scales it to none. `plain`, the same but without the annotation,
+    holds nothing."""
+    old = ca_secret(kube_api, namespace, tmp_path / "old")
+    leaves(kube_api, namespace)
+    new, _ = root_from_ca_init(tmp_path / "new", "Shop CA 2")
+    web = workload_body("web", secrets=["web-tls"], replicas=1)
+    plain = workload_body("plain", secrets=["api-tls"], replicas=1, follows=False)
+    for body in (web, plain):
+        kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(body))
+    wait_for(
+        lambda: (
+            MOUNTED_DIGEST_ANNOTATION
+            in deployment(kubectl, namespace, "web")["metadata"].get("annotations", {})
+        ),
+        timeout=30,
+        what="web recorded by the operator",
+    )
+    serials = [serial_number(kube_api, namespace, "web")]
+    argv = rotate_argv(operator, namespace, tmp_path / "new", "--settle", "1s", "--timeout", "2m")
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        assert run.stdout is not None
+        lines: list[str] = []
+        held = f"waiting: 1 workload(s) not rolled for step 1 yet: Deployment {namespace}/web"
+        for line in run.stdout:
+            lines.append(line.rstrip("\n"))
+            if lines[-1] == held:
+                break
+        assert lines[-1] == held, (lines, run.stderr.read() if run.stderr else "")
+        # Held: step 2 (signing with the new CA) is not done while web's pods are replaced.
+        ca = secret_data(kube_api, namespace, CA_SECRET)
+        assert (ca["tls.crt"], ca["ca.crt"]) == (old, old + new)
+        assert restarted_for(deployment(kubectl, namespace, "web")) is None
+        kubectl("scale", "-n", namespace, "deployment/web", "--replicas=0")
+        out, err = run.communicate(timeout=240)
+    lines += out.splitlines()
+    assert run.returncode == 0, err
+    done = [line.split(":")[0] for line in lines if line.startswith("step ")]
+    assert done == ["step 1 of 3 done", "step 2 of 3 done", "step 3 of 3 done"]
+    assert all("plain" not in line for line in lines)
+    serials.append(serial_number(kube_api, namespace, "web"))
+    rolled = deployment(kubectl, namespace, "web")
+    assert restarted_for(rolled) == rolled["metadata"]["annotations"][MOUNTED_DIGEST_ANNOTATION]
+    # Rolled once for each step: a new ca.crt, a new certificate, the old root dropped.
+    assert [event["message"] for event in rolled_events(kubectl, namespace, "web")] == [
+        "rolled for Secret web-tls (a new ca.crt)",
+        f"rolled for Secret web-tls (serial {serials[0]} -> {serials[1]})",
+        "rolled for Secret web-tls (a new ca.crt)",
+    ]
+    assert deployment(kubectl, namespace, "plain")["metadata"]["generation"] == 1
+
+
+def deployment(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    found = kubectl("get", WorkloadKind.DEPLOYMENT.plural, name, "-n", namespace, "-o", "json")
+    body: dict[str, Any] = json.loads(found.stdout)
+    return body
+
+
+def serial_number(api: client.ApiClient, namespace: str, name: str) -> str:
+    body = get_certificate(api, namespace, name)
+    assert body is not None
+    return str(body["status"]["serialNumber"])
+
+
+def rolled_events(kubectl: Kubectl, namespace: str, name: str) -> list[dict[str, Any]]:
+    selector = f"involvedObject.kind=Deployment,involvedObject.name={name},reason=CertificateRolled"
+    found = kubectl("get", "events", "-n", namespace, "--field-selector", selector, "-o", "json")
+    return sorted(
+        json.loads(found.stdout)["items"], key=lambda event: event["metadata"]["creationTimestamp"]
+    )
+
+
+def restarted_for(body: dict[str, Any]) -> str | None:
+    annotations = body["spec"]["template"]["metadata"].get("annotations") or {}
+    value = annotations.get(RESTARTED_FOR_ANNOTATION)
+    return str(value) if value is not None else None
 
 
 def test_a_rotation_stopped_after_the_first_step_goes_on_from_the_second(

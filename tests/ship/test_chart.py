@@ -6,6 +6,7 @@ bad values refused by the schema with the value's path. Installing it: tests/e2e
 from __future__ import annotations
 
 import argparse
+import datetime
 import difflib
 import json
 import re
@@ -60,6 +61,7 @@ EVERYTHING = {
     "identityPolicy": {"mode": "open", "clusterDomain": "corp.example", "trustDomain": "corp"},
     "podSigner": {"signerName": "example.com/pods"},
     "trustBundles": {"namespaceSelector": "mtls.dev/bundle=true"},
+    "workloadRolls": {"enabled": True, "rate": 0.2, "burst": 2, "window": "30s"},
     "metrics": {
         "port": 9090,
         "serviceMonitor": {"enabled": True, "interval": "1m", "labels": {"team": "pki"}},
@@ -227,6 +229,9 @@ def test_default_values_are_the_operators_defaults_plus_deploys_flags(
     assert config.pod_signer_name == "mtls.dev/pod-identity"
     assert config.trust_bundle_namespaces is None
     assert config.workload_rolls
+    assert config.workload_roll_rate == OperatorConfig.workload_roll_rate
+    assert config.workload_roll_burst == OperatorConfig.workload_roll_burst
+    assert config.workload_roll_window == OperatorConfig.workload_roll_window
     assert config.metrics_port == 8080
 
 
@@ -245,6 +250,9 @@ def test_every_value_reaches_the_operator_and_its_objects(
     assert config.identity.trust_domain == "corp"
     assert config.pod_signer_name == "example.com/pods"
     assert config.trust_bundle_namespaces is not None
+    assert config.workload_roll_rate == 0.2
+    assert config.workload_roll_burst == 2
+    assert config.workload_roll_window == datetime.timedelta(seconds=30)
     assert config.metrics_port == 9090
 
     deployment = find(objects, "Deployment", "mtls-operator", "mtls-operator")
@@ -412,6 +420,9 @@ BAD_VALUES = [
     pytest.param(
         {"workloadRolls": {"enabled": "yes"}}, "/workloadRolls/enabled", id="workload-rolls"
     ),
+    pytest.param({"workloadRolls": {"rate": 0}}, "/workloadRolls/rate", id="roll-rate"),
+    pytest.param({"workloadRolls": {"burst": 0}}, "/workloadRolls/burst", id="roll-burst"),
+    pytest.param({"workloadRolls": {"window": "5"}}, "/workloadRolls/window", id="roll-window"),
     pytest.param({"podSigner": {"signerName": "pods"}}, "/podSigner/signerName", id="signer"),
     pytest.param(
         {"podSigner": {"signerName": "kubernetes.io/pods"}},

@@ -91,8 +91,23 @@ left out, so that the default render equals deploy/'s.
 - --trust-bundle-namespace-selector
 - {{ . | quote }}
 {{- end }}
-{{- if not .Values.workloadRolls.enabled }}
+{{- with .Values.workloadRolls }}
+{{- if not .enabled }}
 - --no-workload-rolls
+{{- else }}
+{{- if ne (toString .rate) "1" }}
+- --workload-roll-rate
+- {{ .rate | quote }}
+{{- end }}
+{{- if ne (int .burst) 5 }}
+- --workload-roll-burst
+- {{ .burst | quote }}
+{{- end }}
+{{- if ne .window "5s" }}
+- --workload-roll-window
+- {{ .window | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if not .Values.metrics.enabled }}
 - --metrics-port

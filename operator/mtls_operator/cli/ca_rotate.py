@@ -9,16 +9,24 @@ import argparse
 import asyncio
 import base64
 import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mtls_operator.api.durations import format_duration, parse_duration
-from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
+from mtls_operator.api.managed_secret import MANAGED_SELECTOR, SecretFacts, read_secret
 from mtls_operator.api.outputs import CA_CRT, TLS_CRT, TLS_KEY
 from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import format_timestamp, parse_timestamp
+from mtls_operator.api.trust_bundles import (
+    CONFIGMAP_SELECTOR,
+    Published,
+    configmaps_path,
+    published,
+)
+from mtls_operator.api.workloads import RELOAD_ANNOTATION, WorkloadKind, workloads_path
 from mtls_operator.app import OperatorConfig
 from mtls_operator.authorities.layouts import ca_from_secret_data, complete_layout
 from mtls_operator.authorities.rotation import (
@@ -45,7 +53,9 @@ from mtls_operator.pki import (
     is_encrypted_pem,
     load_certificates,
 )
-from mtls_operator.runtime.kube import Kube
+from mtls_operator.runtime.kube import Kube, ObjectKey, object_key
+from mtls_operator.workloads.content import roll_pending
+from mtls_operator.workloads.mounts import mounted
 
 POLL_SECONDS = 2.0
 
@@ -141,6 +151,10 @@ async def _rotate(kube: Kube, args: argparse.Namespace) -> int:
     new, new_key = _new_ca(args.new_ca_dir)
     # A plan waits for nothing; a rotation, for the pods to see each step.
     settle = None if args.dry_run else await _settle(kube, args.settle)
+    if not args.dry_run:
+        # The reads each step waits on, tried before anything is written: a
+        # user who may not list workloads learns it before step 1, not after.
+        await _pending_rolls(kube, args, namespace)
     where = f"{namespace}/{args.secret}"
     while True:
         secret = await kube.get(secrets_path(namespace, args.secret))
@@ -151,14 +165,20 @@ async def _rotate(kube: Kube, args: argparse.Namespace) -> int:
         if args.dry_run:
             return await _print_plan(kube, args, namespace, step, new)
         await _wait_for_leaves(kube, args, namespace, step, new)
+        # The kubelets refresh the files while the workloads that cannot
+        # reload are rolled: the pods see the last step either way.
+        settled = _now() + (settle.total_seconds() if settle else 0.0)
+        if step is not Step.TRUST_NEW:
+            await _wait_for_rolls(kube, args, namespace, step)
         if step is Step.DONE:
             print(f"{where} is rotated: it signs with, and trusts only, the new CA")
             return 0
         if step is Step.DROP_OLD and args.cluster_ca:
             await _wait_for_pod_certificates(secret, args.pod_cert_max_duration)
-        if step is not Step.TRUST_NEW and settle:
-            print(f"waiting {format_duration(settle)} for pods to reload their Secrets")
-            await asyncio.sleep(settle.total_seconds())
+        if step is not Step.TRUST_NEW and (left := settled - _now()) > 0:
+            shown = format_duration(datetime.timedelta(seconds=round(left)))
+            print(f"waiting {shown} more for pods to reload their Secrets")
+            await asyncio.sleep(left)
         await kube.merge_patch(
             secrets_path(namespace, args.secret), _patch(secret, state, step, new, new_key)
         )
@@ -234,29 +254,31 @@ async def _wait_for_pod_certificates(
         await asyncio.sleep(left)
 
 
-async def _leaves(kube: Kube, args: argparse.Namespace, namespace: str) -> list[Leaf]:
-    """The certificates the CA signs, with their Secrets' tls.crt and ca.crt:
-    one list of certificates and one of the operator's Secrets, however many
-    there are."""
-    scope = None if args.cluster_ca else namespace
+@dataclass(frozen=True)
+class _Signed:
+    """The certificates the CA signs, with their Secrets' tls.crt and
+    ca.crt, and the facts of those Secrets: one list of certificates and
+    one of the operator's Secrets, however many there are."""
+
+    leaves: list[Leaf]
+    secrets: dict[ObjectKey, SecretFacts]
+
+
+async def _signed(kube: Kube, args: argparse.Namespace, namespace: str) -> _Signed:
+    scope = _scope(args, namespace)
     items, _ = await kube.list(certificates_path(scope))
-    secrets, _ = await kube.list(
-        secrets_path(scope), {"labelSelector": f"{MANAGED_BY_LABEL}={MANAGER}"}
-    )
-    data_of = {
-        ((s.get("metadata") or {}).get("namespace"), (s.get("metadata") or {}).get("name")): (
-            decode_data(s.get("data"))
-        )
-        for s in secrets
-    }
-    leaves = []
+    secrets, _ = await kube.list(secrets_path(scope), MANAGED_SELECTOR)
+    bodies = {object_key(s): s for s in secrets}
+    leaves: list[Leaf] = []
+    facts: dict[ObjectKey, SecretFacts] = {}
     for item in items:
         spec, metadata = item.get("spec") or {}, item.get("metadata") or {}
         ca_name = spec.get("caSecretName")
         if (ca_name is not None) if args.cluster_ca else (ca_name != args.secret):
             continue
         item_namespace = metadata.get("namespace", "")
-        data = data_of.get((item_namespace, spec.get("secretName")), {})
+        key = (item_namespace, str(spec.get("secretName")))
+        data = decode_data((bodies.get(key) or {}).get("data"))
         leaves.append(
             Leaf(
                 name=f"{item_namespace}/{metadata.get('name')}",
@@ -265,7 +287,13 @@ async def _leaves(kube: Kube, args: argparse.Namespace, namespace: str) -> list[
                 bundle=tuple(load_certificates(data[CA_CRT])) if data.get(CA_CRT) else (),
             )
         )
-    return leaves
+        if key in bodies:
+            facts[key] = read_secret(bodies[key])
+    return _Signed(leaves, facts)
+
+
+def _scope(args: argparse.Namespace, namespace: str) -> str | None:
+    return None if args.cluster_ca else namespace
 
 
 def _is_ready(item: dict[str, Any]) -> bool:
@@ -285,17 +313,64 @@ def _problems(leaves: list[Leaf], step: Step, new: CertificateAuthority) -> list
 async def _wait_for_leaves(
     kube: Kube, args: argparse.Namespace, namespace: str, step: Step, new: CertificateAuthority
 ) -> None:
-    deadline = asyncio.get_running_loop().time() + args.timeout.total_seconds()
+    deadline = _now() + args.timeout.total_seconds()
     shown = None
-    while problems := _problems(await _leaves(kube, args, namespace), step, new):
+    while problems := _problems((await _signed(kube, args, namespace)).leaves, step, new):
         what = "the end" if step is Step.DONE else f"step {step.value}"
         summary = f"{len(problems)} certificate(s) not ready for {what}: {problems[0]}"
-        if asyncio.get_running_loop().time() > deadline:
+        if _now() > deadline:
             raise CommandError(f"timed out after {format_duration(args.timeout)}: {summary}")
         if summary != shown:
             print(f"waiting: {summary}")
             shown = summary
         await asyncio.sleep(POLL_SECONDS)
+
+
+async def _wait_for_rolls(kube: Kube, args: argparse.Namespace, namespace: str, step: Step) -> None:
+    """Until every workload that follows reloads (`mtls.dev/reload`) and
+    mounts a certificate of this CA, or the trust bundle that a cluster CA's
+    rotation changes, was rolled for what it mounts now and its rollout is
+    done. The operator spaces its rolls out (--workload-roll-rate): the next
+    step must not start while pods of the last are still being replaced."""
+    deadline = _now() + args.timeout.total_seconds()
+    what = f"step {step.value - 1}"  # the last step done
+    shown = None
+    while pending := await _pending_rolls(kube, args, namespace):
+        summary = f"{len(pending)} workload(s) not rolled for {what} yet: {pending[0]}"
+        if _now() > deadline:
+            raise CommandError(
+                f"timed out after {format_duration(args.timeout)}: {summary} (an operator run "
+                f"with --no-workload-rolls rolls nothing: roll them yourself, or drop "
+                f"{RELOAD_ANNOTATION} from them)"
+            )
+        if summary != shown:
+            print(f"waiting: {summary}")
+            shown = summary
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _pending_rolls(kube: Kube, args: argparse.Namespace, namespace: str) -> list[str]:
+    signed = await _signed(kube, args, namespace)
+    scope = _scope(args, namespace)
+    bundles: dict[ObjectKey, Published] = {}
+    if args.cluster_ca:
+        configmaps, _ = await kube.list(configmaps_path(None), CONFIGMAP_SELECTOR)
+        bundles = {object_key(c): published(c) for c in configmaps}
+    concerned = signed.secrets.keys() | bundles.keys()
+    pending: list[str] = []
+    for kind in WorkloadKind:
+        workloads, _ = await kube.list(workloads_path(kind, scope))
+        for workload in workloads:
+            workload_namespace, name = object_key(workload)
+            mounts = mounted(workload)
+            names = {(workload_namespace, n) for n in mounts.secrets | mounts.config_maps}
+            if names & concerned and roll_pending(workload, kind, signed.secrets.get, bundles.get):
+                pending.append(f"{kind.value} {workload_namespace}/{name}")
+    return sorted(pending)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 async def _print_plan(
@@ -307,7 +382,7 @@ async def _print_plan(
         return 0
     for left in steps_left(step):
         print(f"would do step {left.value} of 3: {DOING[left]}")
-    leaves = await _leaves(kube, args, namespace)
+    leaves = (await _signed(kube, args, namespace)).leaves
     problems = _problems(leaves, step, new)
     waiting = f"; first it would wait for {len(problems)}: {problems[0]}" if problems else ""
     print(f"{len(leaves)} certificate(s) signed by {where}{waiting}")

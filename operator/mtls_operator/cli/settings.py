@@ -144,6 +144,13 @@ def _add_workload_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: {_DEFAULT.workload_roll_rate:g})",
     )
     parser.add_argument(
+        "--workload-roll-burst",
+        type=int,
+        metavar="N",
+        help="workloads rolled at once before --workload-roll-rate spaces them out "
+        f"(default: {_DEFAULT.workload_roll_burst})",
+    )
+    parser.add_argument(
         "--workload-roll-window",
         metavar="DURATION",
         help="changes this close together roll a workload once (Go duration; default: "
@@ -189,7 +196,7 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
     Raises ValueError naming the flag."""
     given: dict[str, Any] = {
         "min_duration": _min_duration(args.min_duration),
-        "workers": _workers(args.workers),
+        "workers": _at_least_one("--workers", args.workers),
         "reissue_rate": _positive_rate("--reissue-rate", args.reissue_rate),
         "metrics_port": args.metrics_port,
         "leader_election": args.leader_election,
@@ -200,6 +207,7 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
         "trust_bundle_namespaces": _namespace_selector(args.trust_bundle_namespace_selector),
         "workload_rolls": args.workload_rolls,
         "workload_roll_rate": _positive_rate("--workload-roll-rate", args.workload_roll_rate),
+        "workload_roll_burst": _at_least_one("--workload-roll-burst", args.workload_roll_burst),
         "workload_roll_window": _workload_roll_window(args.workload_roll_window),
     }
     return OperatorConfig(
@@ -237,9 +245,9 @@ def _min_duration(text: str | None) -> datetime.timedelta | None:
     return value
 
 
-def _workers(value: int | None) -> int | None:
+def _at_least_one(flag: str, value: int | None) -> int | None:
     if value is not None and value < 1:
-        raise ValueError(f"--workers {value}: must be at least 1")
+        raise ValueError(f"{flag} {value}: must be at least 1")
     return value
 
 

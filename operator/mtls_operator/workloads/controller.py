@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -38,6 +37,7 @@ from mtls_operator.runtime.kube import ObjectKey
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.scheduler import namespace_of
 from mtls_operator.shared import managed_secrets
+from mtls_operator.workloads.content import mounted_content
 from mtls_operator.workloads.facts import (
     CONFIG_MAPS_INDEX,
     READERS,
@@ -51,15 +51,13 @@ from mtls_operator.workloads.rolls import RollWriter, WorkloadKey
 logger = logging.getLogger(__name__)
 
 NAME = "workloads"
-# Rolls that may go at once before --workload-roll-rate spaces them out:
-# a few renewals due together roll their workloads without delay.
-ROLL_BURST = 5
 
 
 @dataclass(frozen=True)
 class WorkloadSettings:
     rate: float  # rolls per second, operator-wide
     window: datetime.timedelta  # changes this close together roll once
+    burst: int  # rolls that may go at once before the rate spaces them out
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     # Whether ConfigMaps mtls-ca-bundle are published (and so watched) at all.
     trust_bundle_configmaps: bool = False
@@ -90,7 +88,7 @@ class WorkloadController:
             if settings.trust_bundle_configmaps
             else None
         )
-        bucket = TokenBucket(settings.rate, burst=ROLL_BURST, clock=runtime.clock)
+        bucket = TokenBucket(settings.rate, burst=settings.burst, clock=runtime.clock)
         self._turns = Turns(bucket, runtime.clock)
         # Since when what each workload mounts differs from what it records.
         self._differs_since: dict[WorkloadKey, datetime.datetime] = {}
@@ -177,20 +175,15 @@ class WorkloadController:
     def _gather(self, key: WorkloadKey, facts: WorkloadFacts) -> tuple[Mounted, ...] | None:
         """What the pods mount that the operator manages, as it is now; None
         while something they run is missing (its return queues this again)."""
-        found: list[Mounted] = []
-        for name in sorted(facts.mounts.secrets):
-            secret = self._secrets.get((facts.namespace, name))
-            if secret is None:
-                continue  # not the operator's: what changes in it is not its to roll for
-            if secret.leaf is None:
-                return None  # being repaired
-            bundle = secret.trust_bundle_sha256 or ""
-            found.append(Mounted.secret(name, secret.leaf.serial_number, bundle))
-        for name in sorted(facts.mounts.config_maps):
-            configmap = self._bundles.get((facts.namespace, name)) if self._bundles else None
-            if configmap is not None and configmap.managed:
-                fingerprint = hashlib.sha256(configmap.bundle.encode()).hexdigest()
-                found.append(Mounted.trust_bundle(name, fingerprint))
+        bundles = self._bundles
+        found = mounted_content(
+            facts.namespace,
+            facts.mounts,
+            self._secrets.get,
+            bundles.get if bundles is not None else _no_bundle,
+        )
+        if found is None:
+            return None  # a Secret being repaired
         # A Secret or bundle the pods run, still in the template, that is gone
         # (deleted, or no longer the operator's) is nothing to roll to: new
         # pods could not mount it.
@@ -239,6 +232,10 @@ class WorkloadController:
         self._turns.forget(key)
         self._lane.forget(key)
         self._writer.forget(key)
+
+
+def _no_bundle(_: ObjectKey) -> Published | None:
+    return None
 
 
 def _content(secret: SecretFacts | None) -> tuple[str | None, str | None]:

@@ -35,6 +35,7 @@ def test_workloads_are_rolled_by_default_one_a_second_after_five_quiet_seconds()
     config = config_of()
     assert config.workload_rolls
     assert config.workload_roll_rate == 1.0
+    assert config.workload_roll_burst == 5
     assert config.workload_roll_window == datetime.timedelta(seconds=5)
 
 
@@ -54,6 +55,7 @@ def test_workloads_are_rolled_by_default_one_a_second_after_five_quiet_seconds()
         (["--no-workload-rolls"], "workload_rolls", False),
         (["--workload-rolls"], "workload_rolls", True),
         (["--workload-roll-rate", "0.2"], "workload_roll_rate", 0.2),
+        (["--workload-roll-burst", "1"], "workload_roll_burst", 1),
         (["--workload-roll-window", "30s"], "workload_roll_window", 30),
         (["--workload-roll-window", "0s"], "workload_roll_window", 0),
     ],
@@ -77,6 +79,7 @@ def test_a_flag_given_sets_its_field(argv: list[str], field: str, value: object)
         (["--cluster-ca-secret", "ca"], "expected NAMESPACE/NAME"),
         (["--cluster-domain", ""], "--cluster-domain '': must be a DNS name"),
         (["--workload-roll-rate", "0"], "--workload-roll-rate 0.0: must be positive"),
+        (["--workload-roll-burst", "0"], "--workload-roll-burst 0: must be at least 1"),
         (["--workload-roll-rate", "nan"], "--workload-roll-rate nan: must be positive"),
         (["--workload-roll-window=-1s"], "--workload-roll-window '-1s': must not be negative"),
         (["--workload-roll-window", "soon"], "--workload-roll-window: invalid duration 'soon'"),

@@ -297,6 +297,35 @@ def test_rolls_take_turns_operator_wide(world: World) -> None:
     )
 
 
+def test_a_burst_of_one_spaces_every_roll(ecdsa_ca: CertificateAuthority) -> None:
+    world = World(ecdsa_ca, burst=1)
+    names = ["app-0", "app-1", "app-2"]
+    keys = [key(name) for name in names]
+
+    async def scenario() -> None:
+        for name in names:
+            world.issue(f"{name}-tls")
+            await seen(world, name, secrets=[f"{name}-tls"])
+        for name in names:
+            world.issue(f"{name}-tls")
+        await world.run()
+        world.later(5)
+        await world.due(*keys)
+        assert len(world.patches()) == 1
+        start = world.clock.time()
+        due = [world.lane.due_at(k) for k in keys]
+        assert sorted(at for at in due if at is not None) == [start + 1, start + 2]
+        for second in (1, 2):
+            world.later(1)
+            await world.due(*keys)
+            assert len(world.patches()) == 1 + second
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        world.close()
+
+
 def test_a_workload_of_another_namespace_is_never_rolled(world: World) -> None:
     async def scenario() -> None:
         world.issue("web-tls")

@@ -45,7 +45,7 @@ def test_a_renewal_by_the_certificate_controller_rolls_what_mounts_its_secret(
         certificates,
     ):
         workloads = WorkloadController(
-            runtime, WorkloadSettings(rate=1.0, window=datetime.timedelta(seconds=5))
+            runtime, WorkloadSettings(rate=1.0, window=datetime.timedelta(seconds=5), burst=5)
         )
         workloads.follow()
         store = certificates.store

@@ -41,14 +41,14 @@ def key(name: str, kind: WorkloadKind = WorkloadKind.DEPLOYMENT, namespace: str 
 
 
 class World:
-    def __init__(self, ca: CertificateAuthority, *, rate: float = 1.0) -> None:
+    def __init__(self, ca: CertificateAuthority, *, rate: float = 1.0, burst: int = 5) -> None:
         self.ca = ca
         self.kube = FakeKube()
         self.clock = FakeClock(NOW)
         self.metrics = Metrics()
         self.runtime = Runtime(self.kube, self.clock, self.metrics, workers=1, crypto_threads=1)
         self.controller = WorkloadController(
-            self.runtime, WorkloadSettings(rate, WINDOW, trust_bundle_configmaps=True)
+            self.runtime, WorkloadSettings(rate, WINDOW, burst, trust_bundle_configmaps=True)
         )
         self.lane = self.runtime.lane(NAME)
         cache = self.runtime.cache
