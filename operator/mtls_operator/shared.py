@@ -4,7 +4,9 @@ policy's view of namespaces and MtlsPolicies. Made once by the operator."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from mtls_operator.api.managed_secret import MANAGED_SELECTOR, SecretFacts, read_secret
 from mtls_operator.api.paths import secrets_path
@@ -37,3 +39,27 @@ class SharedParts:
     runtime: Runtime
     authorities: AuthorityStore
     tenancy: Tenancy
+
+
+S = TypeVar("S")
+
+
+class SharedController(Generic[S]):
+    """A controller built on the shared parts: it keeps them and its
+    settings `S`, and takes its lane of the work queue under its `name`."""
+
+    name: str
+
+    def __init__(
+        self,
+        shared: SharedParts,
+        settings: S,
+        *,
+        tenant_of: Callable[[Any], Hashable] | None = None,
+        urgent: bool = False,
+    ) -> None:
+        self._runtime = shared.runtime
+        self._authorities = shared.authorities
+        self._tenancy = shared.tenancy
+        self._settings = settings
+        self._lane = shared.runtime.lane(self.name, tenant_of=tenant_of, urgent=urgent)

@@ -37,7 +37,7 @@ from mtls_operator.pki.ca import KeyLoader
 from mtls_operator.runtime.cache import SharedCache, Use
 from mtls_operator.runtime.clock import Clock
 from mtls_operator.runtime.metrics import Metrics
-from mtls_operator.runtime.named_secrets import NamedSecret, WatchQuota, watch_secret
+from mtls_operator.runtime.named_secrets import NamedSecret, WatchQuota, last_use, watch_secret
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +156,16 @@ class AuthorityStore:
         """`key` uses no CA any more (it was deleted)."""
         user = (notify, key)
         self._quota.forget(user)
-        previous = self._used.pop(user, None)
-        if previous is not None:
-            self._drop_user(previous, user)
+        unused = last_use(self._used, self._entries, user)
+        if unused is None:
+            return
+        # Nobody uses that CA any more: stop watching it.
+        ref, entry = unused
+        _stop(entry)
+        self._metrics.set_ca(ref.namespace, ref.name, None)
+        if entry.counted:
+            for waiting, waiting_key in self._quota.give_back(ref.namespace):
+                waiting(waiting_key)
 
     def await_publication(self, ref: CARef) -> None:
         """Someone publishes `ref`'s trust bundle: until it has published the
@@ -213,20 +220,6 @@ class AuthorityStore:
         secret.subscribe(lambda _: self._reload(ref, entry))
         self._reload(ref, entry)
         return entry
-
-    def _drop_user(self, ref: CARef, user: User) -> None:
-        entry = self._entries.get(ref)
-        if entry is None:
-            return
-        entry.users.discard(user)
-        if not entry.users:
-            # Nobody uses that CA any more: stop watching it.
-            del self._entries[ref]
-            _stop(entry)
-            self._metrics.set_ca(ref.namespace, ref.name, None)
-            if entry.counted:
-                for notify, key in self._quota.give_back(ref.namespace):
-                    notify(key)
 
     def _reload(self, ref: CARef, entry: _Entry) -> None:
         entry.changed = True

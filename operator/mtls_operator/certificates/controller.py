@@ -40,7 +40,7 @@ from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import ObjectKey
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.scheduler import namespace_of
-from mtls_operator.shared import SharedParts, managed_secrets
+from mtls_operator.shared import SharedController, SharedParts, managed_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +55,12 @@ class Settings:
     reissue_rate: float = 20.0
 
 
-class CertificateController:
+class CertificateController(SharedController[Settings]):
     name = NAME
 
     def __init__(self, shared: SharedParts, settings: Settings) -> None:
-        runtime = self._runtime = shared.runtime
-        self._authorities, self._tenancy = shared.authorities, shared.tenancy
-        self._settings = settings
-        self._lane = runtime.lane(NAME, tenant_of=namespace_of)  # in turns by namespace
+        super().__init__(shared, settings, tenant_of=namespace_of)  # in turns by namespace
+        runtime = shared.runtime
         cache, namespaces = runtime.cache, settings.namespaces
         self.store = Store(
             cache.group(

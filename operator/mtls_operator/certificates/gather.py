@@ -6,6 +6,8 @@ recorded in the store (or among the foreign Secrets), as a watch would."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.certificates.foreign_secrets import ForeignSecrets
 from mtls_operator.certificates.keystore_passwords import KeystorePasswords
@@ -16,20 +18,13 @@ from mtls_operator.runtime.clock import Clock
 from mtls_operator.tenancy.store import Tenancy
 
 
+@dataclass(frozen=True)
 class Gatherer:
-    def __init__(
-        self,
-        store: Store,
-        foreign: ForeignSecrets,
-        passwords: KeystorePasswords,
-        tenancy: Tenancy,
-        clock: Clock,
-    ) -> None:
-        self._store = store
-        self._foreign = foreign
-        self._passwords = passwords
-        self._tenancy = tenancy
-        self._clock = clock
+    store: Store
+    foreign: ForeignSecrets
+    passwords: KeystorePasswords
+    tenancy: Tenancy
+    clock: Clock
 
     async def gather(
         self,
@@ -41,16 +36,16 @@ class Gatherer:
     ) -> Input:
         """`cluster_ca`: signed by the cluster CA, so judged by the identity
         policy (a namespace's own CA is the namespace's own business)."""
-        secret = self._store.secrets.get(
+        secret = self.store.secrets.get(
             (record.namespace, spec.secret_name)
-        ) or await self._foreign.current(record.namespace, spec.secret_name)
+        ) or await self.foreign.current(record.namespace, spec.secret_name)
         return Input(
             certificate=record.ref,
             spec=spec,
             secret=secret,
             ca=ca,
-            now=self._clock.now(),
-            older_claimant=self._store.older_claimant(record),
-            identity=self._tenancy.rules_for(record.namespace) if cluster_ca else None,
-            keystore_password=await self._passwords.digest(record.namespace, spec, secret),
+            now=self.clock.now(),
+            older_claimant=self.store.older_claimant(record),
+            identity=self.tenancy.rules_for(record.namespace) if cluster_ca else None,
+            keystore_password=await self.passwords.digest(record.namespace, spec, secret),
         )

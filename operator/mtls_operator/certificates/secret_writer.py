@@ -47,20 +47,12 @@ class Written:
     revision: int
 
 
+@dataclass(frozen=True)
 class SecretWriter:
-    def __init__(
-        self,
-        runtime: Runtime,
-        store: Store,
-        foreign: ForeignSecrets,
-        passwords: KeystorePasswords,
-    ) -> None:
-        self._kube = runtime.kube
-        self._passwords = passwords
-        self._compute = runtime.compute
-        self._clock = runtime.clock
-        self._store = store
-        self._foreign = foreign
+    runtime: Runtime
+    store: Store
+    foreign: ForeignSecrets
+    passwords: KeystorePasswords
 
     async def issue(
         self,
@@ -72,8 +64,8 @@ class SecretWriter:
     ) -> Written | None:
         """Generate the key (or keep it), sign `request`, and write the
         Secret; None when a concurrent write won."""
-        now = self._clock.now()
-        password = await self._passwords.password(record.namespace, spec)
+        now = self.runtime.clock.now()
+        password = await self.passwords.password(record.namespace, spec)
         content = await self._sign(
             record, spec, request, ca, password, reuse_key=secret is not None, now=now
         )
@@ -91,11 +83,13 @@ class SecretWriter:
         path = secrets_path(record.namespace)
         if secret is None:
             body = new_secret(record.ref, spec, data, annotations)
-            written = await self._write(record, spec, lambda: self._kube.create(path, body))
+            written = await self._write(record, spec, lambda: self.runtime.kube.create(path, body))
         else:
             patch = secret_patch(secret, record.ref, spec, data=data, record=annotations)
             path = secrets_path(record.namespace, spec.secret_name)
-            written = await self._write(record, spec, lambda: self._kube.merge_patch(path, patch))
+            written = await self._write(
+                record, spec, lambda: self.runtime.kube.merge_patch(path, patch)
+            )
         if written is None:
             return None
         known = KnownKeyPair(
@@ -103,8 +97,8 @@ class SecretWriter:
             data[TLS_KEY],
             issued_leaf_facts(content.issued.certificate, ca.subject, ca.key_identifier),
         )
-        facts = self._store.secrets.wrote(written, read_secret(written, known)) or (
-            self._store.secrets.get((record.namespace, spec.secret_name))
+        facts = self.store.secrets.wrote(written, read_secret(written, known)) or (
+            self.store.secrets.get((record.namespace, spec.secret_name))
         )
         return Written(
             content,
@@ -130,7 +124,7 @@ class SecretWriter:
         previous_key = None
         if reuse_key and spec.private_key.rotation is RotationPolicy.NEVER:
             previous_key = await self._secret_data(record.namespace, spec.secret_name, TLS_KEY)
-        return await self._compute(
+        return await self.runtime.compute(
             lambda: issue_secret_content(
                 spec,
                 ca,
@@ -156,12 +150,12 @@ class SecretWriter:
         data: dict[str, bytes] = {}
         record_password: dict[str, str] = {}
         if rewrite_data:
-            current = await self._kube.get(secrets_path(record.namespace, spec.secret_name))
+            current = await self.runtime.kube.get(secrets_path(record.namespace, spec.secret_name))
             if current is None:
                 return None
-            password = await self._passwords.password(record.namespace, spec)
+            password = await self.passwords.password(record.namespace, spec)
             current_data = decode_data(current.get("data"))
-            data = await self._compute(
+            data = await self.runtime.compute(
                 lambda: repaired_data(spec, ca, current_data, password),
                 quick=_quick(spec, ca),
             )
@@ -171,11 +165,13 @@ class SecretWriter:
         written = await self._write(
             record,
             spec,
-            lambda: self._kube.merge_patch(secrets_path(record.namespace, spec.secret_name), patch),
+            lambda: self.runtime.kube.merge_patch(
+                secrets_path(record.namespace, spec.secret_name), patch
+            ),
         )
         if written is None:
             return None
-        return self._store.secrets.wrote(written) or secret
+        return self.store.secrets.wrote(written) or secret
 
     async def _write(
         self,
@@ -188,11 +184,11 @@ class SecretWriter:
         except ApiError as err:
             if not err.conflict:
                 raise
-        await self._foreign.refresh(record.namespace, spec.secret_name)
+        await self.foreign.refresh(record.namespace, spec.secret_name)
         return None
 
     async def _secret_data(self, namespace: str, name: str, key: str) -> bytes | None:
-        body = await self._kube.get(secrets_path(namespace, name))
+        body = await self.runtime.kube.get(secrets_path(namespace, name))
         return decode_data(body.get("data")).get(key) if body else None
 
 

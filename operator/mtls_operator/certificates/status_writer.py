@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mtls_operator.api.durations import format_duration
@@ -37,21 +38,12 @@ logger = logging.getLogger(__name__)
 _ATTEMPT_REASONS = frozenset({Reason.ISSUANCE_FAILED, Reason.EXPIRED})
 
 
+@dataclass(frozen=True)
 class StatusWriter:
-    def __init__(
-        self,
-        runtime: Runtime,
-        store: Store,
-        lane: Lane[Hashable],
-        on_gone: Callable[[CertificateRecord], None],
-    ) -> None:
-        self._kube = runtime.kube
-        self._events = runtime.events
-        self._metrics = runtime.metrics
-        self._clock = runtime.clock
-        self._store = store
-        self._lane = lane
-        self._on_gone = on_gone
+    runtime: Runtime
+    store: Store
+    lane: Lane[Hashable]
+    on_gone: Callable[[CertificateRecord], None]
 
     async def ready(
         self,
@@ -78,11 +70,11 @@ class StatusWriter:
             renewal=renewal,
             issuer=ca.subject,
             revision=revision,
-            now=self._clock.now(),
+            now=self.runtime.clock.now(),
         )
         await self._patch(record, status)
-        self._lane.schedule(record.key, renewal.timestamp())
-        self._metrics.set_certificate(
+        self.lane.schedule(record.key, renewal.timestamp())
+        self.runtime.metrics.set_certificate(
             record.namespace,
             record.name,
             CertificateGauges(
@@ -95,9 +87,9 @@ class StatusWriter:
     ) -> None:
         """Ready=False (written and announced once per distinct failure),
         and a retry with backoff when `retry`."""
-        secret = self._store.secrets.get((record.namespace, record.secret_name or ""))
+        secret = self.store.secrets.get((record.namespace, record.secret_name or ""))
         leaf = secret.leaf if secret is not None and secret.managed else None
-        now = self._clock.now()
+        now = self.runtime.clock.now()
         if reason == Reason.ISSUANCE_FAILED and leaf is not None and now >= leaf.not_after:
             reason = Reason.EXPIRED
             message = f"the certificate expired at {leaf.not_after.isoformat()}; {message}"
@@ -119,7 +111,7 @@ class StatusWriter:
         if is_new or attempted:
             await self._patch(record, status)
         # The gauges follow the status at once, not after the Event's write.
-        self._metrics.set_certificate(
+        self.runtime.metrics.set_certificate(
             record.namespace,
             record.name,
             CertificateGauges(
@@ -127,11 +119,11 @@ class StatusWriter:
             ),
         )
         if is_new:
-            await self._events.record(record.ref.involved_object(), WARNING, reason, message)
+            await self.runtime.events.record(record.ref.involved_object(), WARNING, reason, message)
         if retry:
-            self._lane.retry(record.key, backoff.RECONCILE)
+            self.lane.retry(record.key, backoff.RECONCILE)
         else:
-            self._lane.cancel(record.key)
+            self.lane.cancel(record.key)
 
     async def cut_to_ca(
         self,
@@ -142,7 +134,7 @@ class StatusWriter:
     ) -> None:
         """A lifetime shorter than asked for, because the CA expires first:
         a Warning event and a metric, since only rotating the CA helps."""
-        self._metrics.observe_cut_to_ca(*ca.key)
+        self.runtime.metrics.observe_cut_to_ca(*ca.key)
         await self.event(
             record,
             WARNING,
@@ -152,19 +144,19 @@ class StatusWriter:
         )
 
     async def event(self, record: CertificateRecord, kind: str, reason: str, message: str) -> None:
-        await self._events.record(record.ref.involved_object(), kind, reason, message)
+        await self.runtime.events.record(record.ref.involved_object(), kind, reason, message)
 
     async def _patch(self, record: CertificateRecord, status: Mapping[str, Any]) -> None:
         if same_status(record.status, status):
             return
         try:
-            written = await self._kube.merge_patch(
+            written = await self.runtime.kube.merge_patch(
                 certificates_path(record.namespace, record.name, "status"), {"status": status}
             )
         except ApiError as err:
             if err.not_found:
                 # Gone before its DELETED event arrived.
-                self._on_gone(record)
+                self.on_gone(record)
                 return
             raise
-        self._store.certificates.wrote(written, after_write(record, written))
+        self.store.certificates.wrote(written, after_write(record, written))

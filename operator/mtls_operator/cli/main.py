@@ -18,7 +18,7 @@ from mtls_operator.cli import run as operator_command
 from mtls_operator.cli import settings as operator_settings
 from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import add_output_argument
-from mtls_operator.cli.parsers import EXIT_USAGE, PROGRAM, add_command, examples
+from mtls_operator.cli.parsers import EXIT_USAGE, PROGRAM, add_command, add_command_group, examples
 from mtls_operator.cli.recipe import RecipeError
 from mtls_operator.pki import PKIError
 from mtls_operator.runtime.api_errors import ApiError
@@ -117,13 +117,12 @@ def _add_cluster_commands(commands: Any) -> None:
 
 
 def _add_policy_commands(commands: Any) -> None:
-    policy = add_command(
+    policy_commands = add_command_group(
         commands,
         "policy",
         "the identity policy, offline",
         examples(f"{PROGRAM} policy check -f cert.yaml --policy-file policies/"),
     )
-    policy_commands = policy.add_subparsers(metavar="COMMAND")
     policy_check_command = add_command(
         policy_commands,
         "check",

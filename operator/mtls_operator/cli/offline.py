@@ -16,7 +16,7 @@ from mtls_operator.cli import ca_rotate
 from mtls_operator.cli import cluster as cluster_cli
 from mtls_operator.cli.errors import CommandError
 from mtls_operator.cli.output import MACHINE_FORMATS, dump
-from mtls_operator.cli.parsers import PROGRAM, add_command, examples
+from mtls_operator.cli.parsers import PROGRAM, add_command, add_command_group, examples
 from mtls_operator.cli.recipe import init_ca, issue_to_files, load_ca_dir, read_passphrase
 from mtls_operator.cli.report import EXIT_CHAIN_INVALID, render_chain_report
 from mtls_operator.pki import (
@@ -47,13 +47,12 @@ def add_commands(commands: Any) -> None:
 
 
 def _add_ca(commands: Any) -> None:
-    ca = add_command(
+    ca_commands = add_command_group(
         commands,
         "ca",
         "manage an offline CA directory",
         examples(f"{PROGRAM} ca init --out ./ca --common-name 'Shop CA'"),
     )
-    ca_commands = ca.add_subparsers(metavar="COMMAND")
     ca_init = add_command(
         ca_commands,
         "init",

@@ -38,6 +38,12 @@ def add_command(
     return parser
 
 
+def add_command_group(commands: Any, name: str, summary: str, epilog: str) -> Any:
+    """A command that only has subcommands: where to add them."""
+    group = add_command(commands, name, summary, epilog)
+    return group.add_subparsers(metavar="COMMAND")
+
+
 def _choose_a_command(parser: argparse.ArgumentParser) -> Any:
     """What runs when `parser`'s command is given without its subcommand."""
 

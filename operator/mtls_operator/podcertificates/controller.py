@@ -33,7 +33,7 @@ from mtls_operator.runtime.cache import Change
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.kube import ObjectKey
 from mtls_operator.runtime.scheduler import namespace_of
-from mtls_operator.shared import SharedParts
+from mtls_operator.shared import SharedController, SharedParts
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +54,14 @@ class PodSignerSettings:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
 
 
-class PodCertificateController:
+class PodCertificateController(SharedController[PodSignerSettings]):
     name = NAME
 
     def __init__(self, shared: SharedParts, settings: PodSignerSettings) -> None:
-        runtime = self._runtime = shared.runtime
-        self._authorities, self._tenancy = shared.authorities, shared.tenancy
-        self._settings = settings
         # Before the certificates (a request is deleted fifteen minutes after
         # it was made), in turns by namespace.
-        self._lane = runtime.lane(NAME, tenant_of=namespace_of, urgent=True)
+        super().__init__(shared, settings, tenant_of=namespace_of, urgent=True)
+        runtime = shared.runtime
         self._directory = Directory(runtime.cache, settings.namespaces)
         self._gatherer = Gatherer(
             runtime.kube,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import TypeVar
 
 from mtls_operator.api.paths import core_path
@@ -21,21 +22,14 @@ from mtls_operator.tenancy.store import Tenancy
 F = TypeVar("F")
 
 
+@dataclass(frozen=True)
 class Gatherer:
-    def __init__(
-        self,
-        kube: Kube,
-        directory: Directory,
-        tenancy: Tenancy,
-        clock: Clock,
-        *,
-        max_duration: datetime.timedelta,
-    ) -> None:
-        self._kube = kube
-        self._directory = directory
-        self._tenancy = tenancy
-        self._clock = clock
-        self._max_duration = max_duration
+    kube: Kube
+    directory: Directory
+    tenancy: Tenancy
+    clock: Clock
+    _: KW_ONLY
+    max_duration: datetime.timedelta
 
     async def gather(self, request: PodCertificateRequest, ca: CertificateAuthority) -> Input:
         """Raises ApiError when the API cannot answer (the request waits).
@@ -50,24 +44,24 @@ class Gatherer:
         claimed_pod = PodFacts(request.pod_uid, request.node_name, request.service_account_name)
         # One after the other: each is a dictionary look-up unless it disagrees.
         pod = await self._confirm(
-            self._directory.pods.get((namespace, request.pod_name)),
+            self.directory.pods.get((namespace, request.pod_name)),
             claimed_pod,
             core_path("pods", namespace, request.pod_name),
             pod_facts,
         )
         node_uid = await self._confirm(
-            self._directory.node_uid(request.node_name),
+            self.directory.node_uid(request.node_name),
             request.node_uid,
             core_path("nodes", None, request.node_name),
             uid_of,
         )
         account_uid = await self._confirm(
-            self._directory.service_accounts.get((namespace, request.service_account_name)),
+            self.directory.service_accounts.get((namespace, request.service_account_name)),
             request.service_account_uid,
             core_path("serviceaccounts", namespace, request.service_account_name),
             uid_of,
         )
-        settings = self._tenancy.settings
+        settings = self.tenancy.settings
         return Input(
             request=request,
             pod=pod,
@@ -76,9 +70,9 @@ class Gatherer:
             public_key=public_key_of_request(request.stub_pkcs10_request),
             ca=ca,
             trust_domain=settings.trust_domain,
-            identity=self._tenancy.rules_for(namespace),
-            max_duration=self._max_duration,
-            now=self._clock.now(),
+            identity=self.tenancy.rules_for(namespace),
+            max_duration=self.max_duration,
+            now=self.clock.now(),
         )
 
     async def _confirm(
@@ -86,5 +80,5 @@ class Gatherer:
     ) -> F | None:
         if known == claimed:
             return known
-        body = await self._kube.get(path, cached=True)
+        body = await self.kube.get(path, cached=True)
         return fact(body) if body is not None else None

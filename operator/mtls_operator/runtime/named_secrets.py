@@ -16,7 +16,7 @@ import functools
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from mtls_operator.api.paths import secrets_path
 from mtls_operator.api.secret_data import decode_data
@@ -24,6 +24,7 @@ from mtls_operator.runtime.cache import Change, SharedCache, Use
 from mtls_operator.runtime.kube import Object, ObjectKey
 
 User = TypeVar("User", bound=Hashable)
+Key = TypeVar("Key", bound=Hashable)
 
 # How long a reader waits for the first read of a Secret just come into use.
 FIRST_READ_TIMEOUT = 10.0
@@ -97,6 +98,31 @@ class WatchQuota(Generic[User]):
         )
 
 
+class _Used(Protocol):
+    """What is watched for as long as anyone uses it."""
+
+    users: set[Any]
+
+
+Used = TypeVar("Used", bound=_Used)
+
+
+def last_use(
+    used: dict[User, Key], entries: dict[Key, Used], user: User
+) -> tuple[Key, Used] | None:
+    """`user` uses nothing any more: what it used, taken out of `entries`
+    when nobody else uses it (its watch is to stop); None while others do."""
+    key = used.pop(user, None)
+    if key is None or key not in entries:
+        return None
+    entry = entries[key]
+    entry.users.discard(user)
+    if entry.users:
+        return None
+    del entries[key]
+    return key, entry
+
+
 @dataclass
 class _Watched(Generic[User]):
     secret: Use[NamedSecret]
@@ -135,9 +161,12 @@ class NamedSecrets(Generic[User]):
 
     def release(self, user: User) -> None:
         self.quota.forget(user)
-        previous = self._used.pop(user, None)
-        if previous is not None:
-            self._drop(previous, user)
+        unused = last_use(self._used, self._watched, user)
+        if unused is not None:
+            secret, watched = unused
+            watched.secret.release()
+            for waiting in self.quota.give_back(secret[0]):
+                self._notify(waiting)
 
     async def data(self, secret: ObjectKey) -> Mapping[str, bytes] | None:
         """The Secret's data as last seen (None: it does not exist, or is not
@@ -162,17 +191,6 @@ class NamedSecrets(Generic[User]):
         if _data(change.old) != _data(change.new):
             for user in list(watched.users):
                 self._notify(user)
-
-    def _drop(self, secret: ObjectKey, user: User) -> None:
-        watched = self._watched.get(secret)
-        if watched is None:
-            return
-        watched.users.discard(user)
-        if not watched.users:
-            del self._watched[secret]
-            watched.secret.release()
-            for waiting in self.quota.give_back(secret[0]):
-                self._notify(waiting)
 
 
 def _data(secret: NamedSecret | None) -> Mapping[str, bytes] | None:

@@ -37,7 +37,7 @@ from mtls_operator.authorities.store import CARef
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.cache import Informer
-from mtls_operator.shared import SharedParts
+from mtls_operator.shared import SharedController, SharedParts
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +56,12 @@ class TrustBundleSettings:
     namespace_selector: LabelSelector | None = None
 
 
-class TrustBundleController:
+class TrustBundleController(SharedController[TrustBundleSettings]):
     name = NAME
 
     def __init__(self, shared: SharedParts, settings: TrustBundleSettings) -> None:
-        runtime = self._runtime = shared.runtime
-        self._authorities, self._tenancy = shared.authorities, shared.tenancy
-        self._settings = settings
-        self._lane = runtime.lane(NAME)
+        super().__init__(shared, settings)
+        runtime = shared.runtime
         self._bundles = runtime.cache.informer(
             "trust-bundles",
             cluster_trust_bundles_path(),
