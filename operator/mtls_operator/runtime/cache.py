@@ -192,16 +192,23 @@ class Informer(Generic[T]):
                 self._listed.add(key)
             self._put(key, obj)
 
-    def end_relist(self) -> None:
+    def end_relist(self, resource_version: str) -> None:
+        """What the list left out is gone, unless what is held of it is
+        newer than the list: written after the list's snapshot (our own
+        write, answered while the list was read out), it still exists, or
+        its deletion comes through the watch that starts from the list."""
         listed, self._listed = self._listed or set(), None
         for key in [key for key in self._items if key not in listed]:
+            held = self._held_version(key)
+            if resource_version and held and newer(held, resource_version):
+                continue
             self._delete(key)
 
-    def replace(self, items: list[Object]) -> None:
+    def replace(self, items: list[Object], resource_version: str = "") -> None:
         """A whole list in one page."""
         self.begin_relist()
         self.add_page(items)
-        self.end_relist()
+        self.end_relist(resource_version)
 
     def _put(
         self, key: ObjectKey, obj: Object, item: T | None = None, *, ours: bool = False
@@ -278,6 +285,8 @@ class _Kept:
     transform: Callable[[Object], Any]
     informer: Informer[Any]
     reflector: Reflector
+    version_of: Callable[[Any], str] | None = None
+    absent_is_empty: bool = False
     # Opened by `named`: how many uses it has, and what stops its reflector.
     # None: kept for the operator's life.
     uses: int | None = None
@@ -368,6 +377,10 @@ class SharedCache:
         scope = _Scope(path, tuple(sorted((params or {}).items())), metadata_only)
         kept = self._kept(scope, transform)
         if kept is not None:
+            if (kept.version_of, kept.absent_is_empty) != (version_of, absent_is_empty):
+                raise ValueError(
+                    f"{scope.path} is already kept with another version_of or absent_is_empty"
+                )
             kept.uses = None  # read for the operator's life from now on
         else:
             kept = self._new(
@@ -421,7 +434,9 @@ class SharedCache:
             metadata_only=scope.metadata_only,
             clock=self._clock,
         )
-        kept = self._informers[scope] = _Kept(transform, informer, informer.reflector)
+        kept = self._informers[scope] = _Kept(
+            transform, informer, informer.reflector, version_of, absent_is_empty
+        )
         return kept
 
     def _release(self, scope: _Scope, kept: _Kept) -> None:

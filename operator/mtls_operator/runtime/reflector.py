@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Protocol
 
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.api_errors import ApiError, Gone
@@ -24,27 +24,21 @@ logger = logging.getLogger(__name__)
 REFUSALS_FOR_A_PROBLEM = 3
 
 
-class EventSink(Protocol):
+class PagedSink(Protocol):
+    """What a reflector feeds: the changes its watch sees, and each
+    (re-)list page by page, so that thousands of objects are never all in
+    memory at once."""
+
     def apply(self, event_type: str, obj: Object) -> None:
         """One change: ADDED, MODIFIED or DELETED."""
-
-
-class Sink(EventSink, Protocol):
-    def replace(self, items: list[Object]) -> None:
-        """The full collection, after a (re-)list: drop what is not in it."""
-
-
-@runtime_checkable
-class PagedSink(EventSink, Protocol):
-    """A sink that takes a (re-)list page by page, so that thousands of
-    objects are never all in memory at once."""
 
     def begin_relist(self) -> None: ...
 
     def add_page(self, items: list[Object]) -> None: ...
 
-    def end_relist(self) -> None:
-        """Drop what no page contained."""
+    def end_relist(self, resource_version: str) -> None:
+        """Drop what no page contained and was not written after the list's
+        `resource_version` ("": drop all of it)."""
 
 
 class Reflector:
@@ -52,9 +46,8 @@ class Reflector:
         self,
         kube: Kube,
         path: str,
-        sink: Sink | PagedSink,
+        sink: PagedSink,
         params: Mapping[str, str] | None = None,
-        on_error: Callable[[str], None] | None = None,
         *,
         absent_is_empty: bool = False,
         metadata_only: bool = False,
@@ -68,7 +61,6 @@ class Reflector:
         self._path = path
         self._params = dict(params or {})
         self._sink = sink
-        self._on_error = on_error
         self._absent_is_empty = absent_is_empty
         self._metadata_only = metadata_only
         self._clock = clock
@@ -144,8 +136,6 @@ class Reflector:
             if problem != self.problem:
                 logger.error("%s", problem)
             self.problem = problem
-        if self._on_error is not None:
-            self._on_error(message)
         await self._clock.sleep(delay)
         return failures + 1
 
@@ -157,22 +147,13 @@ class Reflector:
             self.problem = None
 
     def _empty(self) -> None:
-        if isinstance(self._sink, PagedSink):
-            self._sink.begin_relist()
-            self._sink.end_relist()
-        else:
-            self._sink.replace([])
+        self._sink.begin_relist()
+        self._sink.end_relist("")
 
     async def _relist(self) -> str:
-        if not isinstance(self._sink, PagedSink):
-            items, resource_version = await self._kube.list(
-                self._path, self._params, metadata_only=self._metadata_only
-            )
-            self._sink.replace(items)
-            return resource_version
         pages = self._kube.list_pages(self._path, self._params, metadata_only=self._metadata_only)
         self._sink.begin_relist()
         async for page in pages:
             self._sink.add_page(page)
-        self._sink.end_relist()
+        self._sink.end_relist(pages.resource_version)
         return pages.resource_version

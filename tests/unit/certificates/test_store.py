@@ -604,7 +604,7 @@ def relist(informer: Informer[Any] | None, *pages: list[dict[str, Any]]) -> None
     informer.begin_relist()
     for page in pages:
         informer.add_page(page)
-    informer.end_relist()
+    informer.end_relist("")
 
 
 def test_a_relist_forgets_vanished_secrets_of_its_namespace_only(changes: Recorder) -> None:

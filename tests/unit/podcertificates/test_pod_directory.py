@@ -65,11 +65,11 @@ def test_a_relist_keeps_what_it_lists_and_drops_the_rest() -> None:
     pods = pods_of(new_directory())
     pods.begin_relist()
     pods.add_page([pod("app", "uid-1"), pod("old", "uid-2")])
-    pods.end_relist()
+    pods.end_relist("")
     pods.begin_relist()
     pods.add_page([pod("app", "uid-1")])
     pods.add_page([pod("new", "uid-3", account="")])
-    pods.end_relist()
+    pods.end_relist("")
     assert dict(pods.items()) == {
         ("shop", "app"): PodFacts("uid-1", "node-1", "payments"),
         ("shop", "new"): PodFacts("uid-3", "node-1", "default"),

@@ -48,13 +48,13 @@ def test_a_request_a_relist_no_longer_holds_is_forgotten(ecdsa_ca: CertificateAu
     [requests] = controller.requests
     requests.begin_relist()
     requests.add_page([request("1")])
-    requests.end_relist()
+    requests.end_relist("")
     lane = runtime.lane(controller.name)
     lane.retry(KEY)  # it failed once, and waits to be tried again
     assert lane.due_at(KEY) is not None
 
     requests.begin_relist()
-    requests.end_relist()
+    requests.end_relist("")
     assert lane.due_at(KEY) is None
     asyncio.run(controller.reconcile(KEY))
     assert (kube.reads, kube.writes) == ([], [])

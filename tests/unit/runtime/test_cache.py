@@ -60,18 +60,34 @@ def heard(informer: Informer[Decoded]) -> list[Change[Decoded]]:
 def test_a_relist_tells_of_what_it_no_longer_holds(informer: Informer[Decoded]) -> None:
     informer.begin_relist()
     informer.add_page([body("one", "1"), body("two", "2")])
-    informer.end_relist()
+    informer.end_relist("2")
     changes = heard(informer)
     assert [(c.type, c.key) for c in changes] == [(ADDED, ("a", "one")), (ADDED, ("a", "two"))]
 
     informer.begin_relist()
     informer.add_page([body("two", "2")])
-    informer.end_relist()
+    informer.end_relist("3")
     assert [(c.type, c.key) for c in changes[2:]] == [(DELETED, ("a", "one"))]
     assert changes[2].old is not None
     assert changes[2].old.version == "1"
     assert informer.get(("a", "one")) is None
     assert informer.keys_by("secret", "s") == {("a", "two")}
+
+
+def test_a_relist_keeps_what_was_written_after_its_snapshot(informer: Informer[Decoded]) -> None:
+    """A list read out at version 10 while we created `new` (version 11) and the watch,
+    which would have delivered it, was down: `new` exists, and is kept."""
+    informer.apply(ADDED, body("old", "5"))
+    changes = heard(informer)
+    informer.begin_relist()
+    informer.wrote(body("new", "11"))
+    informer.add_page([])
+    informer.end_relist("10")
+    assert informer.get(("a", "new")) is not None
+    assert [(c.type, c.key) for c in changes[1:]] == [
+        (ADDED, ("a", "new")),
+        (DELETED, ("a", "old")),
+    ]
 
 
 def test_an_object_is_decoded_once_per_version(informer: Informer[Decoded]) -> None:
@@ -80,7 +96,7 @@ def test_an_object_is_decoded_once_per_version(informer: Informer[Decoded]) -> N
     informer.apply(ADDED, body("one", "1"))
     informer.begin_relist()  # a reconnect lists what the watch already delivered
     informer.add_page([body("one", "1")])
-    informer.end_relist()
+    informer.end_relist("1")
     informer.apply(MODIFIED, body("one", "1"))
     assert Decoded.count - before == 1
     assert [c.type for c in changes] == [ADDED]
@@ -134,6 +150,8 @@ def test_one_informer_and_one_watch_per_kind_and_scope() -> None:
     assert watches.names == ["certs", "certs-c", "late"]
     with pytest.raises(ValueError, match="already kept in another form"):
         cache.informer("certs", "/apis/x/v1/things", dict, {"labelSelector": "a=b"})
+    with pytest.raises(ValueError, match="with another version_of or absent_is_empty"):
+        cache.informer("late", "/api/v1/secrets", Decoded, absent_is_empty=True)
 
 
 def test_a_group_is_one_informer_per_namespace_and_the_same_one_asked_again() -> None:

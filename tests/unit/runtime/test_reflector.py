@@ -28,28 +28,45 @@ PATH = "/api/v1/namespaces/shop/secrets"
 class RecordingSink:
     def __init__(self) -> None:
         self.seen: list[tuple[str, ...]] = []
-        # The reflector's problem after each failure.
-        self.problems: list[str | None] = []
+        self._listing: list[str] | None = None
 
-    def replace(self, items: list[Object]) -> None:
-        self.seen.append(("LIST", *(item["metadata"]["name"] for item in items)))
+    def begin_relist(self) -> None:
+        self._listing = []
+
+    def add_page(self, items: list[Object]) -> None:
+        assert self._listing is not None
+        self._listing += [item["metadata"]["name"] for item in items]
+
+    def end_relist(self, resource_version: str) -> None:
+        assert self._listing is not None
+        self.seen.append(("LIST", *self._listing))
+        self._listing = None
 
     def apply(self, event_type: str, obj: Object) -> None:
         self.seen.append((event_type, obj["metadata"]["name"]))
 
 
+class ProblemClock(FakeClock):
+    """Notes the reflector's problem at each wait after a failure."""
+
+    def __init__(self) -> None:
+        super().__init__(NOW)
+        self.reflector: Reflector | None = None
+        self.problems: list[str | None] = []
+
+    async def sleep(self, seconds: float) -> None:
+        if self.reflector is not None:
+            self.problems.append(self.reflector.problem)
+        await super().sleep(seconds)
+
+
 def reflect(
     server: FakeApiServer, *, absent_is_empty: bool = False
-) -> tuple[RecordingSink, FakeClock, Reflector]:
+) -> tuple[RecordingSink, ProblemClock, Reflector]:
     """Run a reflector until the server has nothing scripted left for it."""
-    sink, clock = RecordingSink(), FakeClock(NOW)
-    reflector = Reflector(
-        server.client(clock),
-        PATH,
-        sink,
-        on_error=lambda _: sink.problems.append(reflector.problem),
-        absent_is_empty=absent_is_empty,
-        clock=clock,
+    sink, clock = RecordingSink(), ProblemClock()
+    reflector = clock.reflector = Reflector(
+        server.client(clock), PATH, sink, absent_is_empty=absent_is_empty, clock=clock
     )
 
     async def scenario() -> None:
@@ -177,8 +194,8 @@ def test_a_refusal_that_lasts_is_a_problem_until_a_list_works() -> None:
 
     sink, clock, reflector = reflect(server)
 
-    assert sink.problems[:2] == [None, None], "an API server still starting"
-    assert str(sink.problems[2]).startswith(f"cannot watch {PATH} (403 Forbidden: Forbidden)")
+    assert clock.problems[:2] == [None, None], "an API server still starting"
+    assert str(clock.problems[2]).startswith(f"cannot watch {PATH} (403 Forbidden: Forbidden)")
     assert sink.seen == [("LIST",)]
     assert reflector.problem is None
     assert clock.slept == list(backoff.WATCH[:3])

@@ -8,7 +8,7 @@ import datetime
 from functools import partial
 from typing import Any
 
-from mtls_operator.api.managed_secret import MANAGED_SELECTOR, read_secret
+from mtls_operator.api.managed_secret import read_secret
 from mtls_operator.api.paths import events_path, secrets_path
 from mtls_operator.api.resources import CertificateRef
 from mtls_operator.api.trust_bundles import (
@@ -24,6 +24,7 @@ from mtls_operator.runtime.cache import InformerGroup
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kube import Object
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.shared import managed_secrets
 from mtls_operator.workloads.controller import NAME, WorkloadController, WorkloadSettings
 from mtls_operator.workloads.facts import READERS, WorkloadFacts
 
@@ -53,7 +54,7 @@ class World:
         self.lane = self.runtime.lane(NAME)
         cache = self.runtime.cache
         # The informers the controller was given, asked for as any controller asks.
-        self.secrets = cache.group("secrets", secrets_path, read_secret, (), MANAGED_SELECTOR)
+        self.secrets = managed_secrets(cache, ())
         self.bundles = cache.informer(
             "trust-bundle-configmaps", configmaps_path(None), published, CONFIGMAP_SELECTOR
         )
