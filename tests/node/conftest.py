@@ -23,12 +23,9 @@ import localnode
 from images import built_tarballs, node_bin_dir
 from localcluster import REPO_ROOT, Kubectl, LocalCluster, control_plane_bin_dir, remove_data
 from localnode import NodeSpec
-from node.operator_pods import wait_operator_ready
+from node.operator_pods import OVERLAY, wait_operator_ready
 
 NODE_TESTS = Path(__file__).resolve().parent
-
-
-OVERLAY = REPO_ROOT / "deploy" / "overlays" / "local"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,11 +10,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from localcluster import Kubectl
+from localcluster import REPO_ROOT, Kubectl
 from recipe_checks import openssl_verify
 from support.cluster import mount, wait_for
 
 OPERATOR_NAMESPACE = "mtls-operator"
+# What the node tests install: deploy/ with the image built here.
+OVERLAY = REPO_ROOT / "deploy" / "overlays" / "local"
 SELECTOR = "app.kubernetes.io/name=mtls-operator,app.kubernetes.io/component=controller"
 LEASE = "mtls-operator"
 METRICS_PORT = 8080
