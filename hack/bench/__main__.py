@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bench import default, pods, policy, rotation, scale, storm
+from bench import default, pods, policy, rolls, rotation, scale, storm
 from bench.doc_tables import publish
 from bench.figures import Figures
 from bench.results import report
@@ -28,6 +28,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace, Figures], Coroutine[Any, Any,
     "rotation": rotation.run,
     "pods": pods.run,
     "policy": policy.run,
+    "rolls": rolls.run,
 }
 
 
@@ -57,6 +58,7 @@ def arguments() -> argparse.ArgumentParser:
     storm.add_arguments(parser)
     rotation.add_arguments(parser)
     policy.add_arguments(parser)
+    rolls.add_arguments(parser)
     return parser
 
 
