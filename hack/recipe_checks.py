@@ -47,10 +47,20 @@ def openssl(
 
 
 def openssl_verify(
-    ca_file: Path, certificate: Path, untrusted: Path | None = None
+    ca_file: Path, certificate: Path, untrusted: Path | None = None, crl: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """`openssl verify`; with `crl`, the leaf is also checked against that CRL."""
     extra = ["-untrusted", str(untrusted)] if untrusted else []
+    extra += ["-crl_check", "-CRLfile", str(crl)] if crl else []
     return openssl("verify", "-CAfile", str(ca_file), *extra, str(certificate), check=False)
+
+
+def openssl_crl_verify(ca_file: Path, crl: Path) -> subprocess.CompletedProcess[str]:
+    """`openssl crl -verify`: the CRL's signature checked with the CA's key.
+    OpenSSL 3.0 exits 0 even on a bad signature: read stderr, "verify OK"."""
+    return openssl(
+        "crl", "-in", str(crl), "-verify", "-CAfile", str(ca_file), "-noout", check=False
+    )
 
 
 def openssl_purposes(certificate: Path) -> dict[str, bool]:
@@ -66,9 +76,19 @@ def openssl_purposes(certificate: Path) -> dict[str, bool]:
 
 def pkilint(certificate_pem: Path) -> list[str]:
     """pkilint RFC 5280 findings of WARNING or worse, one per line."""
-    linter = Path(sys.executable).parent / "lint_pkix_cert"
+    return _lint("lint_pkix_cert", str(certificate_pem))
+
+
+def pkilint_crl(crl: Path) -> list[str]:
+    """pkilint's RFC 5280 CRL profile (PKIX, a CRL rather than an ARL):
+    findings of WARNING or worse, one per line."""
+    return _lint("lint_crl", "-t", "CRL", "-p", "PKIX", str(crl))
+
+
+def _lint(linter: str, *args: str) -> list[str]:
+    command = Path(sys.executable).parent / linter
     result = subprocess.run(
-        [str(linter), "lint", "-s", "WARNING", str(certificate_pem)],
+        [str(command), "lint", "-s", "WARNING", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -76,7 +96,7 @@ def pkilint(certificate_pem: Path) -> list[str]:
     )
     # The exit status is the number of findings; a crash shows on stderr.
     if result.stderr.strip():
-        raise RuntimeError(f"lint_pkix_cert failed: {result.stderr.strip()}")
+        raise RuntimeError(f"{linter} failed: {result.stderr.strip()}")
     return [
         line.strip()
         for line in result.stdout.splitlines()
@@ -100,10 +120,12 @@ def mtls_handshake(
     client_key: Path,
     client_trusts: Path,
     hostname: str = "localhost",
+    server_crl: Path | None = None,
 ) -> Handshake:
     """The recipe's check: `openssl s_server -Verify 1` and `openssl s_client`
     with client certificates. Succeeds only when the server received the
-    client's message over a connection both sides verified."""
+    client's message over a connection both sides verified. With
+    `server_crl`, the server also refuses a client certificate it revokes."""
     message = f"mtls-handshake-{time.monotonic_ns()}"
     binary = _openssl_binary()
     server = subprocess.Popen(
@@ -123,6 +145,7 @@ def mtls_handshake(
             "-Verify",
             "1",
             "-verify_return_error",
+            *(["-CRL", str(server_crl), "-crl_check"] if server_crl else []),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

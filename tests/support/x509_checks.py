@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.oid import CRLEntryExtensionOID, ExtendedKeyUsageOID, ExtensionOID
 
 from mtls_operator.pki import Usage
+
+from support import der
 
 _EKUS = {
     Usage.SERVER: [ExtendedKeyUsageOID.SERVER_AUTH],
@@ -97,3 +99,40 @@ def alt_names(certificate: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return [f"{type(n).__name__}:{n.value}" for n in san]
+
+
+def assert_is_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> None:
+    """An RFC 5280 v2 CRL of `issuer`: signed by it, named after it, with
+    exactly a non-critical CRL Number and a non-critical Authority Key
+    Identifier holding the issuer's subject key identifier."""
+    assert _crl_version(crl) == 1  # v2
+    assert crl.issuer == issuer.subject
+    assert crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    assert crl.next_update_utc is not None
+    assert crl.last_update_utc < crl.next_update_utc
+    assert [e.oid for e in crl.extensions] == [
+        ExtensionOID.CRL_NUMBER,
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+    ]
+    assert not any(e.critical for e in crl.extensions)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value
+    assert 0 <= number.crl_number < 2**159
+    aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    issuer_ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == issuer_ski.digest
+    assert aki.authority_cert_issuer is None
+    assert aki.authority_cert_serial_number is None
+    serials = [entry.serial_number for entry in crl]
+    assert serials == sorted(set(serials))
+    for entry in crl:
+        assert [e.oid for e in entry.extensions] in ([], [CRLEntryExtensionOID.CRL_REASON])
+        assert not any(e.critical for e in entry.extensions)
+
+
+def _crl_version(crl: x509.CertificateRevocationList) -> int:
+    """The TBSCertList's version, which `cryptography` does not expose: the
+    INTEGER it starts with, absent in a v1 CRL."""
+    _, tbs, _ = der.split_first(crl.tbs_certlist_bytes)
+    tag, version, _ = der.split_first(tbs)
+    assert tag == der.INTEGER, "version is absent (a v1 CRL)"
+    return int.from_bytes(version, "big")

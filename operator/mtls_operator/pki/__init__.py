@@ -1,4 +1,4 @@
-"""The PKI core: keys, CAs, leaf profiles and inspection.
+"""The PKI core: keys, CAs, leaf profiles, revocation lists and inspection.
 
 Pure functions over `cryptography` objects: no Kubernetes, no I/O, and the
 current time is always an argument.
@@ -12,10 +12,20 @@ from mtls_operator.pki.certs import (
     load_certificates,
     serial_hex,
 )
+from mtls_operator.pki.crl import (
+    CRLFacts,
+    Revocation,
+    RevocationReason,
+    crl_facts,
+    crl_to_pem,
+    live,
+    sign_crl,
+)
 from mtls_operator.pki.errors import (
     CAError,
     CAProblem,
     CertificateLoadError,
+    CRLLoadError,
     KeyLoadError,
     PKIError,
 )
@@ -47,6 +57,8 @@ from mtls_operator.pki.leaf import (
 __all__ = [
     "CAError",
     "CAProblem",
+    "CRLFacts",
+    "CRLLoadError",
     "CertificateAuthority",
     "CertificateLoadError",
     "CertificateReport",
@@ -61,19 +73,25 @@ __all__ = [
     "PKIError",
     "PrivateKey",
     "PublicKey",
+    "Revocation",
+    "RevocationReason",
     "SubjectAltNames",
     "Usage",
     "certificates_to_pem",
     "chain_problem",
     "create_root_ca",
+    "crl_facts",
+    "crl_to_pem",
     "fingerprint_sha256",
     "inspect_certificate",
     "inspect_chain",
     "is_encrypted_pem",
     "issue_leaf",
+    "live",
     "load_ca",
     "load_certificates",
     "load_private_key",
     "private_key_to_pem",
     "serial_hex",
+    "sign_crl",
 ]

@@ -17,6 +17,10 @@ class CertificateLoadError(PKIError):
     """Certificate data could not be read as PEM or DER X.509."""
 
 
+class CRLLoadError(PKIError):
+    """CRL data could not be read as a PEM or DER CRL of the kind this project signs."""
+
+
 class CAProblem(enum.Enum):
     """Why a CA cannot sign, so that callers can report it precisely."""
 
