@@ -20,7 +20,16 @@ WITH_TABLES = [document for document, names in SHOWN.items() if names]
 
 def test_the_readme_and_the_design_show_bench_tables() -> None:
     names = {name for found in SHOWN.values() for name in found}
-    assert {"default", "scale", "storm", "rotation", "policy", "rolls", "clients", "profile"} <= names
+    assert {
+        "default",
+        "scale",
+        "storm",
+        "rotation",
+        "policy",
+        "rolls",
+        "clients",
+        "profile",
+    } <= names
 
 
 @pytest.mark.parametrize(

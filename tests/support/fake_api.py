@@ -97,16 +97,21 @@ class FakeKube(Kube):
         self, path: str, params: Mapping[str, str] | None = None, *, metadata_only: bool = False
     ) -> tuple[list[Object], str]:
         """The objects of collection `path`, narrowed by a field selector on
-        the name; any other selector is refused rather than ignored."""
+        the name and a label selector of `key=value` terms; any other
+        selector is refused rather than ignored."""
         selectors = dict(params or {})
         name = selectors.pop("fieldSelector", "metadata.name=").removeprefix("metadata.name=")
-        if selectors or "=" in name:
-            raise NotImplementedError(f"FakeKube lists by name only, not by {params}")
+        labels = dict(
+            term.split("=", 1) for term in selectors.pop("labelSelector", "").split(",") if term
+        )
+        if selectors or "=" in name or any("!" in key for key in labels):
+            raise NotImplementedError(f"FakeKube lists by name and label only, not by {params}")
         items = [
             copy.deepcopy(stored)
             for stored_path, stored in self.objects.items()
             if stored_path.rpartition("/")[0] == path
             and (not name or stored_path.rpartition("/")[2] == name)
+            and labels.items() <= (stored["metadata"].get("labels") or {}).items()
         ]
         return items, str(next(self._versions))
 

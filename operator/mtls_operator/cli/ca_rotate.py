@@ -352,11 +352,11 @@ async def _wait_for_rolls(kube: Kube, args: argparse.Namespace, namespace: str, 
 async def _pending_rolls(kube: Kube, args: argparse.Namespace, namespace: str) -> list[str]:
     signed = await _signed(kube, args, namespace)
     scope = _scope(args, namespace)
-    bundles: dict[ObjectKey, Published] = {}
-    if args.cluster_ca:
-        configmaps, _ = await kube.list(configmaps_path(None), CONFIGMAP_SELECTOR)
-        bundles = {object_key(c): published(c) for c in configmaps}
-    concerned = signed.secrets.keys() | bundles.keys()
+    # Every trust bundle is part of what a workload's pods should run, as
+    # the operator sums it up; only a cluster CA's rotation changes them.
+    configmaps, _ = await kube.list(configmaps_path(scope), CONFIGMAP_SELECTOR)
+    bundles: dict[ObjectKey, Published] = {object_key(c): published(c) for c in configmaps}
+    concerned = signed.secrets.keys() | (bundles.keys() if args.cluster_ca else set())
     pending: list[str] = []
     for kind in WorkloadKind:
         workloads, _ = await kube.list(workloads_path(kind, scope))
