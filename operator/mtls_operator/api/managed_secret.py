@@ -148,13 +148,25 @@ def read_secret(body: Mapping[str, Any], known: KnownKeyPair | None = None) -> S
         labels=kept_mapping(metadata.get("labels")),
         annotations=kept_mapping(metadata.get("annotations")),
         owner_references=tuple(kept_mapping(ref) for ref in metadata.get("ownerReferences") or []),
-        data_keys=frozenset(data),
+        data_keys=_data_keys(data),
         secret_type=body.get("type", ""),
         problem=problem,
         key_matches=key_matches,
         leaf=leaf,
-        trust_bundle_sha256=hashlib.sha256(bundle).hexdigest() if bundle else None,
+        trust_bundle_sha256=kept(hashlib.sha256(bundle).hexdigest()) if bundle else None,
     )
+
+
+# The sets of data keys made only of those the operator writes, one of each:
+# there are few (one per choice of output formats), and every Secret has one.
+_SHARED_DATA_KEYS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _data_keys(data: Mapping[str, bytes]) -> frozenset[str]:
+    keys = frozenset(data)
+    if keys <= MANAGED_DATA_KEYS:
+        return _SHARED_DATA_KEYS.setdefault(keys, keys)
+    return keys
 
 
 def _examine_key_pair(data: Mapping[str, bytes]) -> tuple[str | None, LeafFacts | None, bool]:

@@ -84,7 +84,8 @@ def certificate_record(body: Mapping[str, Any]) -> CertificateRecord:
         name=metadata.get("name", ""),
         uid=kept(metadata.get("uid", "")),
         generation=int(metadata.get("generation") or 0),
-        created=metadata.get("creationTimestamp", ""),
+        # A burst creates thousands in the same second.
+        created=kept(metadata.get("creationTimestamp", "")),
         resource_version=metadata.get("resourceVersion", ""),
         spec=kept_mapping(body.get("spec")),
         status=kept_mapping(body.get("status")),
@@ -291,6 +292,10 @@ def after_write(previous: CertificateRecord, body: Mapping[str, Any]) -> Certifi
     record = certificate_record(body)
     if (previous.uid, previous.generation) == (record.uid, record.generation):
         record._parsed = previous._parsed
+    if previous.name == record.name:
+        # The cache keeps the key it was first given, which holds the
+        # previous record's copy of the name: one copy, not two.
+        record.name = previous.name
     return record
 
 

@@ -138,9 +138,8 @@ class Informer(Generic[T]):
         if held is None:
             return
         amended = change(held)
-        self._unindex(key, held)
         self._items[key] = amended
-        self._index(key, amended)
+        self._reindex(key, held, amended)
 
     def removed(self, key: ObjectKey) -> None:
         """Deleted by us: gone at once; its watch event then finds nothing."""
@@ -219,11 +218,10 @@ class Informer(Generic[T]):
             return None
         old = self._items.get(key)
         new = self._transform(obj) if item is None else item
-        self._unindex(key, old)
         self._items[key] = new
         if self._version_of is None:
             self._versions[key] = version
-        self._index(key, new)
+        self._reindex(key, old, new)
         self._tell(Change(ADDED if old is None else MODIFIED, key, old, new, ours))
         return new
 
@@ -238,25 +236,27 @@ class Informer(Generic[T]):
         self._versions.pop(key, None)
         if old is None:
             return
-        self._unindex(key, old)
+        self._reindex(key, old, None)
         self._tell(Change(DELETED, key, old, None))
 
-    def _index(self, key: ObjectKey, item: T) -> None:
-        for name, values in self._index_functions.items():
-            for value in values(item):
-                self._indexes[name][value].add(key)
-
-    def _unindex(self, key: ObjectKey, item: T | None) -> None:
-        if item is None:
-            return
+    def _reindex(self, key: ObjectKey, old: T | None, new: T | None) -> None:
+        """`key` moves from the index values of `old` to those of `new`. A
+        value both give is left alone: its set keeps the key it holds, the
+        one `_items` holds too, rather than the equal tuple of each event,
+        so that every object is kept under one key however often it
+        changes."""
         for name, values in self._index_functions.items():
             index = self._indexes[name]
-            for value in values(item):
+            before = set(values(old)) if old is not None else set()
+            after = set(values(new)) if new is not None else set()
+            for value in before - after:
                 keys = index.get(value)
                 if keys is not None:
                     keys.discard(key)
                     if not keys:
                         del index[value]
+            for value in after - before:
+                index[value].add(key)
 
     def _tell(self, change: Change[T]) -> None:
         for handler in self._subscribers:

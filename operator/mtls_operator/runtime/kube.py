@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -50,7 +51,13 @@ class Stalled(Exception):
 
 def object_key(body: Mapping[str, Any]) -> ObjectKey:
     metadata = body.get("metadata") or {}
-    return (metadata.get("namespace", ""), metadata.get("name", ""))
+    namespace = metadata.get("namespace", "")
+    # Keys outlive the bodies they are read from (in the cache, its indexes
+    # and the work queue): one copy of each namespace's name, not one per
+    # object, where objects are counted in ten thousands.
+    if type(namespace) is str:
+        namespace = sys.intern(namespace)
+    return (namespace, metadata.get("name", ""))
 
 
 class Pages:

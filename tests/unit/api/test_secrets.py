@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -68,6 +69,19 @@ def pem_body_lines(pem: bytes) -> list[str]:
 
 
 # --- read_secret ---
+
+
+def test_secrets_with_the_same_data_keys_and_ca_share_them(body: dict[str, Any]) -> None:
+    first, second = (read_secret(json.loads(json.dumps(body))) for _ in range(2))
+    assert first.data_keys is second.data_keys
+    assert first.trust_bundle_sha256 is second.trust_bundle_sha256
+
+
+def test_data_keys_of_someone_else_are_not_shared(body: dict[str, Any]) -> None:
+    foreign = with_data(body, {"app.conf": b"x"})
+    first, second = read_secret(foreign), read_secret(foreign)
+    assert first.data_keys == second.data_keys == {"tls.crt", "tls.key", "ca.crt", "app.conf"}
+    assert first.data_keys is not second.data_keys
 
 
 def test_read_secret_of_a_good_secret(body: dict[str, Any], ecdsa_ca: CertificateAuthority) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -241,6 +242,18 @@ def test_the_spec_parsed_is_kept_through_our_own_status_writes() -> None:
     )
     assert changed_meanwhile.parsed_spec(MIN_DURATION) is not parsed
     assert changed_meanwhile.parsed_spec(MIN_DURATION).request.alt_names.dns_names == ("payments",)
+
+
+def test_a_record_after_our_write_shares_the_strings_of_the_one_it_replaces() -> None:
+    # Each decoded body has its own copy of every string.
+    first, written = (
+        json.loads(json.dumps(certificate("payments", rv=rv, generation=1))) for rv in "12"
+    )
+    assert first["metadata"]["name"] is not written["metadata"]["name"]
+    previous = certificate_record(first)
+    record = after_write(previous, written)
+    assert record.name is previous.name
+    assert record.created is previous.created
 
 
 def test_our_own_status_write_wakes_no_one_unless_it_shows_a_change_of_someone_else(

@@ -4,6 +4,7 @@ through every change, and subscribers told of what a re-list no longer holds."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -117,6 +118,27 @@ def test_indexes_follow_every_change(informer: Informer[Decoded]) -> None:
     assert informer.keys_by("secret", "x") == {("b", "three")}
     assert informer.keys_by("secret", "y") == {("a", "one")}
     assert informer.keys_by("secret", "z") == set()
+
+
+def test_an_object_is_held_under_one_key_however_often_it_changes(
+    informer: Informer[Decoded],
+) -> None:
+    informer.apply(ADDED, body("one", "1", target="x"))
+    (held,) = informer
+    informer.apply(MODIFIED, body("one", "2", target="x"))
+    informer.wrote(body("one", "3", target="x"))
+    (indexed,) = informer.keys_by("secret", "x")
+    assert indexed is held
+
+
+def test_keys_share_one_copy_of_each_namespace(informer: Informer[Decoded]) -> None:
+    # Each decoded body has its own copy of the namespace's name.
+    first, second = (json.loads(json.dumps(body(name, "1", namespace="shop"))) for name in "ab")
+    assert first["metadata"]["namespace"] is not second["metadata"]["namespace"]
+    informer.apply(ADDED, first)
+    informer.apply(ADDED, second)
+    (namespace_1, _), (namespace_2, _) = sorted(informer)
+    assert namespace_1 is namespace_2
 
 
 def test_an_index_declared_late_covers_what_is_held() -> None:
