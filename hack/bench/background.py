@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from mtls_operator.runtime.kube import Kube
 
 
 class Background(ABC):
@@ -21,3 +25,20 @@ class Background(ABC):
 
     @abstractmethod
     async def _run(self) -> None: ...
+
+
+async def follow(kube: Kube, path: str, note: Callable[[dict[str, Any]], None]) -> None:
+    """Every object of `path` to `note`, listed then watched, until cancelled:
+    listed again whenever the watch fails, so that nothing is missed."""
+    items, version = await kube.list(path)
+    for item in items:
+        note(item)
+    while True:
+        try:
+            async for _, obj in kube.watch(path, version):
+                version = obj.get("metadata", {}).get("resourceVersion", version)
+                note(obj)
+        except Exception:  # reconnect on any stream failure
+            items, version = await kube.list(path)
+            for item in items:
+                note(item)

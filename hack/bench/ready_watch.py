@@ -12,7 +12,7 @@ from mtls_operator.api.resources import certificates_path
 from mtls_operator.api.status import ready_condition
 from mtls_operator.runtime.kube import Kube
 
-from bench.background import Background
+from bench.background import Background, follow
 
 
 def is_ready(status: Mapping[str, Any]) -> bool:
@@ -55,19 +55,7 @@ class ReadyWatch(Background):
         return names <= self.ready_at.keys()
 
     async def _run(self) -> None:
-        path = certificates_path(self.namespace)
-        items, version = await self.kube.list(path)
-        for item in items:
-            self._note(item)
-        while True:
-            try:
-                async for _, obj in self.kube.watch(path, version):
-                    version = obj.get("metadata", {}).get("resourceVersion", version)
-                    self._note(obj)
-            except Exception:  # reconnect on any stream failure
-                items, version = await self.kube.list(path)
-                for item in items:
-                    self._note(item)
+        await follow(self.kube, certificates_path(self.namespace), self._note)
 
     def _note(self, obj: dict[str, Any]) -> None:
         name = obj.get("metadata", {}).get("name")

@@ -32,7 +32,7 @@ from mtls_operator.policy.renewal import renewal_request
 from mtls_operator.runtime.kube import Kube
 from mtls_operator.workloads.rolls import ROLLED_A_WORKLOAD, ROLLED_FOR_CERTIFICATE
 
-from bench.background import Background
+from bench.background import Background, follow
 from bench.figures import Figures
 from bench.metrics import operator_counter
 from bench.parallel import in_parallel
@@ -107,18 +107,7 @@ class Rolls(Background):
         self._digests: dict[str, str | None] = {}
 
     async def _run(self) -> None:
-        items, version = await self.kube.list(DEPLOYMENTS)
-        for item in items:
-            self._note(item)
-        while True:
-            try:
-                async for _, obj in self.kube.watch(DEPLOYMENTS, version):
-                    version = obj.get("metadata", {}).get("resourceVersion", version)
-                    self._note(obj)
-            except Exception:  # reconnect on any stream failure
-                items, version = await self.kube.list(DEPLOYMENTS)
-                for item in items:
-                    self._note(item)
+        await follow(self.kube, DEPLOYMENTS, self._note)
 
     def _note(self, obj: dict[str, Any]) -> None:
         metadata = obj.get("metadata") or {}

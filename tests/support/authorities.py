@@ -23,17 +23,24 @@ from support.clock import NOW
 DEFAULT_KEY = KeySpec()
 # As `mtls-operator ca init` does, so that a CA made `now` already signs at `now`.
 CLOCK_SKEW_BACKDATE = datetime.timedelta(minutes=5)
-CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=False,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
+
+
+def ca_key_usage(*, crl_sign: bool = True) -> x509.KeyUsage:
+    """A CA's keyUsage: it signs certificates, and CRLs unless told not to."""
+    return x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+CA_KEY_USAGE = ca_key_usage()
 
 
 def _name(common_name: str) -> x509.Name:

@@ -81,6 +81,16 @@ class CertificateAuthority:
             return x509.SubjectKeyIdentifier.from_public_key(self.private_key.public_key()).digest
         return ski.value.digest
 
+    @property
+    def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        """The extension that names this CA by its key in what it signs
+        (leaves and CRLs): the key identifier alone, no issuer and serial."""
+        return x509.AuthorityKeyIdentifier(
+            key_identifier=self.key_identifier,
+            authority_cert_issuer=None,
+            authority_cert_serial_number=None,
+        )
+
     @cached_property
     def subject(self) -> str:
         return self.certificate.subject.rfc4514_string()

@@ -118,14 +118,7 @@ def sign_crl(
         .last_update(this_update)
         .next_update(next_update)
         .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier(
-                key_identifier=ca.key_identifier,
-                authority_cert_issuer=None,
-                authority_cert_serial_number=None,
-            ),
-            critical=False,
-        )
+        .add_extension(ca.authority_key_identifier, critical=False)
     )
     for revocation in entries:
         builder = builder.add_revoked_certificate(_entry(revocation))

@@ -170,14 +170,7 @@ def issue_leaf(
         .add_extension(_leaf_key_usage(is_rsa), critical=True)
         .add_extension(x509.ExtendedKeyUsage(request.usage.extended_key_usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier(
-                key_identifier=ca.key_identifier,
-                authority_cert_issuer=None,
-                authority_cert_serial_number=None,
-            ),
-            critical=False,
-        )
+        .add_extension(ca.authority_key_identifier, critical=False)
     )
     if not alt_names.is_empty():
         # RFC 5280 4.2.1.6: the SAN must be critical when the subject is empty.

@@ -31,7 +31,12 @@ from mtls_operator.pki.certs import certificates_to_pem
 from mtls_operator.pki.crl import MAX_TWENTY_OCTETS
 from mtls_operator.pki.keys import private_key_to_pem
 
-from support.authorities import intermediate_authority, make_ca, plain_certificate
+from support.authorities import (
+    ca_key_usage,
+    intermediate_authority,
+    make_ca,
+    plain_certificate,
+)
 from support.clock import NOW
 from support.der import SEQUENCE, encode, split_first
 from support.x509_checks import assert_is_crl
@@ -248,17 +253,7 @@ def test_a_ca_without_crl_sign_is_refused() -> None:
         NOW,
         ca=True,
         common_name="No CRLs CA",
-        key_usage=x509.KeyUsage(
-            digital_signature=False,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=True,
-            crl_sign=False,
-            encipher_only=False,
-            decipher_only=False,
-        ),
+        key_usage=ca_key_usage(crl_sign=False),
     )
     ca = load_ca(certificates_to_pem([certificate]), private_key_to_pem(key), NOW)
     with pytest.raises(CAError) as raised:

@@ -268,60 +268,41 @@ def test_a_workload_that_rolls_waits_for_its_rollout_to_end(world: World) -> Non
     assert restarted_for(world.stored("web")) == digest([mounted_secret(world, "web-tls")])
 
 
-def test_rolls_take_turns_operator_wide(world: World) -> None:
-    names = [f"app-{index}" for index in range(8)]
+async def rolls_in_turns(world: World, count: int, burst: int) -> None:
+    """`count` workloads, each renewed once at the same moment: `burst` of them are rolled
+    when the window closes, then one a second (the rate)."""
+    names = [f"app-{index}" for index in range(count)]
     keys = [key(name) for name in names]
-
-    async def scenario() -> None:
-        for name in names:
-            world.issue(f"{name}-tls")
-            await seen(world, name, secrets=[f"{name}-tls"])
-        for name in names:
-            world.issue(f"{name}-tls")
-        await world.run()
-        world.later(5)
+    for name in names:
+        world.issue(f"{name}-tls")
+        await seen(world, name, secrets=[f"{name}-tls"])
+    for name in names:
+        world.issue(f"{name}-tls")
+    await world.run()
+    world.later(5)
+    await world.due(*keys)
+    assert len(world.patches()) == burst
+    start = world.clock.time()
+    due = [world.lane.due_at(k) for k in keys]
+    later = range(1, count - burst + 1)
+    assert sorted(at for at in due if at is not None) == [start + second for second in later]
+    for second in later:
+        world.later(1)
         await world.due(*keys)
-        # A burst of 5, then one a second.
-        assert len(world.patches()) == 5
-        start = world.clock.time()
-        due = [world.lane.due_at(k) for k in keys]
-        assert sorted(at for at in due if at is not None) == [start + 1, start + 2, start + 3]
-        for second in (1, 2, 3):
-            world.later(1)
-            await world.due(*keys)
-            assert len(world.patches()) == 5 + second
-
-    asyncio.run(scenario())
+        assert len(world.patches()) == burst + second
     assert sorted(world.patches()) == sorted(
         workloads_path(WorkloadKind.DEPLOYMENT, NAMESPACE, name) for name in names
     )
 
 
+def test_rolls_take_turns_operator_wide(world: World) -> None:
+    asyncio.run(rolls_in_turns(world, count=8, burst=5))
+
+
 def test_a_burst_of_one_spaces_every_roll(ecdsa_ca: CertificateAuthority) -> None:
     world = World(ecdsa_ca, burst=1)
-    names = ["app-0", "app-1", "app-2"]
-    keys = [key(name) for name in names]
-
-    async def scenario() -> None:
-        for name in names:
-            world.issue(f"{name}-tls")
-            await seen(world, name, secrets=[f"{name}-tls"])
-        for name in names:
-            world.issue(f"{name}-tls")
-        await world.run()
-        world.later(5)
-        await world.due(*keys)
-        assert len(world.patches()) == 1
-        start = world.clock.time()
-        due = [world.lane.due_at(k) for k in keys]
-        assert sorted(at for at in due if at is not None) == [start + 1, start + 2]
-        for second in (1, 2):
-            world.later(1)
-            await world.due(*keys)
-            assert len(world.patches()) == 1 + second
-
     try:
-        asyncio.run(scenario())
+        asyncio.run(rolls_in_turns(world, count=3, burst=1))
     finally:
         world.close()
 
