@@ -53,7 +53,7 @@ from mtls_operator.pki import (
     is_encrypted_pem,
     load_certificates,
 )
-from mtls_operator.runtime.kube import Kube, ObjectKey, object_key
+from mtls_operator.runtime.kube import Kube, Object, ObjectKey, object_key
 from mtls_operator.workloads.content import roll_pending
 from mtls_operator.workloads.mounts import mounted
 
@@ -257,11 +257,19 @@ async def _wait_for_pod_certificates(
 @dataclass(frozen=True)
 class _Signed:
     """The certificates the CA signs, with their Secrets' tls.crt and
-    ca.crt, and the facts of those Secrets: one list of certificates and
-    one of the operator's Secrets, however many there are."""
+    ca.crt; the keys of those Secrets; and every managed Secret of the
+    scope as listed: one list of certificates and one of the operator's
+    Secrets, however many there are."""
 
     leaves: list[Leaf]
-    secrets: dict[ObjectKey, SecretFacts]
+    secret_keys: set[ObjectKey]
+    managed: dict[ObjectKey, Object]
+
+    def secret_facts(self, key: ObjectKey) -> SecretFacts | None:
+        """A managed Secret as the operator reads it: read only for the
+        workloads a rotation waits on, not for every Secret of every poll."""
+        body = self.managed.get(key)
+        return read_secret(body) if body is not None else None
 
 
 async def _signed(kube: Kube, args: argparse.Namespace, namespace: str) -> _Signed:
@@ -270,7 +278,7 @@ async def _signed(kube: Kube, args: argparse.Namespace, namespace: str) -> _Sign
     secrets, _ = await kube.list(secrets_path(scope), MANAGED_SELECTOR)
     bodies = {object_key(s): s for s in secrets}
     leaves: list[Leaf] = []
-    facts: dict[ObjectKey, SecretFacts] = {}
+    keys: set[ObjectKey] = set()
     for item in items:
         spec, metadata = item.get("spec") or {}, item.get("metadata") or {}
         ca_name = spec.get("caSecretName")
@@ -287,9 +295,8 @@ async def _signed(kube: Kube, args: argparse.Namespace, namespace: str) -> _Sign
                 bundle=tuple(load_certificates(data[CA_CRT])) if data.get(CA_CRT) else (),
             )
         )
-        if key in bodies:
-            facts[key] = read_secret(bodies[key])
-    return _Signed(leaves, facts)
+        keys.add(key)
+    return _Signed(leaves, keys, bodies)
 
 
 def _scope(args: argparse.Namespace, namespace: str) -> str | None:
@@ -356,7 +363,10 @@ async def _pending_rolls(kube: Kube, args: argparse.Namespace, namespace: str) -
     # the operator sums it up; only a cluster CA's rotation changes them.
     configmaps, _ = await kube.list(configmaps_path(scope), CONFIGMAP_SELECTOR)
     bundles: dict[ObjectKey, Published] = {object_key(c): published(c) for c in configmaps}
-    concerned = signed.secrets.keys() | (bundles.keys() if args.cluster_ca else set())
+    # What the pods should run counts every managed Secret they mount, of
+    # whichever CA; only the CA's own leaves (and, for a cluster CA, the
+    # bundles) make a workload one the rotation waits on.
+    concerned = signed.secret_keys | (bundles.keys() if args.cluster_ca else set())
     pending: list[str] = []
     for kind in WorkloadKind:
         workloads, _ = await kube.list(workloads_path(kind, scope))
@@ -364,7 +374,7 @@ async def _pending_rolls(kube: Kube, args: argparse.Namespace, namespace: str) -
             workload_namespace, name = object_key(workload)
             mounts = mounted(workload)
             names = {(workload_namespace, n) for n in mounts.secrets | mounts.config_maps}
-            if names & concerned and roll_pending(workload, kind, signed.secrets.get, bundles.get):
+            if names & concerned and roll_pending(workload, kind, signed.secret_facts, bundles.get):
                 pending.append(f"{kind.value} {workload_namespace}/{name}")
     return sorted(pending)
 

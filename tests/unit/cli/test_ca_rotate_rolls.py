@@ -29,33 +29,39 @@ BUNDLE = "-----BEGIN CERTIFICATE-----\nMII...\n-----END CERTIFICATE-----\n"
 
 
 def scene(ca: CertificateAuthority, *, recorded: str | None) -> FakeKube:
-    """web-tls, signed by the namespace's CA, and the cluster's trust bundle, both mounted
-    by the Deployment web, which records `recorded` ("current": what they hold now)."""
+    """web-tls, signed by the namespace's CA, api-tls, signed by the cluster CA, and the
+    cluster's trust bundle, all mounted by the Deployment web, which records `recorded`
+    ("current": what they hold now)."""
     kube = FakeKube()
-    spec = {"secretName": "web-tls", "usage": "server", "caSecretName": CA_SECRET}
-    kube.put(
-        certificates_path(NAMESPACE, "web"),
-        {"metadata": {"name": "web", "namespace": NAMESPACE}, "spec": spec},
-    )
-    secret = secret_body(certificate_spec(secretName="web-tls"), ca)
-    secret["metadata"]["namespace"] = NAMESPACE
-    kube.put(secrets_path(NAMESPACE, "web-tls"), secret)
+    secrets = {}
+    for name, ca_secret in (("web", CA_SECRET), ("api", None)):
+        spec = {"secretName": f"{name}-tls", "usage": "server", "caSecretName": ca_secret}
+        kube.put(
+            certificates_path(NAMESPACE, name),
+            {"metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec},
+        )
+        secret = secret_body(certificate_spec(secretName=f"{name}-tls"), ca)
+        secret["metadata"]["namespace"] = NAMESPACE
+        secrets[f"{name}-tls"] = read_secret(
+            kube.put(secrets_path(NAMESPACE, f"{name}-tls"), secret)
+        )
     labels = {MANAGED_BY_LABEL: MANAGER}
     configmap = {
         "metadata": {"name": CONFIGMAP_NAME, "namespace": NAMESPACE, "labels": labels},
         "data": {BUNDLE_KEY: BUNDLE},
     }
     kube.put(f"{configmaps_path(NAMESPACE)}/{CONFIGMAP_NAME}", configmap)
-    leaf = read_secret(secret)
-    assert leaf.leaf is not None
-    current = digest(
-        [
-            Mounted.secret("web-tls", leaf.leaf.serial_number, leaf.trust_bundle_sha256 or ""),
-            Mounted.trust_bundle(CONFIGMAP_NAME, hashlib.sha256(BUNDLE.encode()).hexdigest()),
-        ]
-    )
+    mounted = [Mounted.trust_bundle(CONFIGMAP_NAME, hashlib.sha256(BUNDLE.encode()).hexdigest())]
+    for name, facts in secrets.items():
+        assert facts.leaf is not None
+        mounted.append(
+            Mounted.secret(name, facts.leaf.serial_number, facts.trust_bundle_sha256 or "")
+        )
+    current = digest(mounted)
     body: dict[str, Any] = rolled_out(
-        workload_body("web", namespace=NAMESPACE, secrets=["web-tls"], config_maps=[CONFIGMAP_NAME])
+        workload_body(
+            "web", namespace=NAMESPACE, secrets=list(secrets), config_maps=[CONFIGMAP_NAME]
+        )
     )
     digests = {"current": current, "stale": "0" * len(current)}
     if recorded is not None:
@@ -67,7 +73,7 @@ def scene(ca: CertificateAuthority, *, recorded: str | None) -> FakeKube:
 @pytest.mark.parametrize(
     ("recorded", "pending"),
     [
-        pytest.param("current", [], id="rolled for the Secret and the bundle it mounts"),
+        pytest.param("current", [], id="rolled for the Secrets and the bundle it mounts"),
         pytest.param("stale", [f"Deployment {NAMESPACE}/web"], id="not rolled yet"),
         pytest.param(None, [], id="never recorded: nothing to wait for"),
     ],
