@@ -12,12 +12,15 @@ from mtls_operator.api.mtls_policy import LabelSelector
 from mtls_operator.authorities.bootstrap import ensure_cluster_ca
 from mtls_operator.authorities.store import AuthorityStore, CARef
 from mtls_operator.certificates.controller import CertificateController, Settings
+from mtls_operator.crls.controller import CRLController, CRLSignerSettings
 from mtls_operator.mtlspolicies.controller import PolicyController
 from mtls_operator.podcertificates.controller import (
     DEFAULT_SIGNER_NAME,
     PodCertificateController,
     PodSignerSettings,
 )
+from mtls_operator.policy.crl import DEFAULT_CRL, CRLSettings
+from mtls_operator.revocations.store import Revocations
 from mtls_operator.runtime.clock import Clock, SystemClock
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.kopf_lifecycle import build_registry
@@ -66,6 +69,7 @@ class OperatorConfig:
     # renewals due together roll their workloads without delay.
     workload_roll_burst: int = 5
     workload_roll_window: datetime.timedelta = datetime.timedelta(seconds=5)
+    crl: CRLSettings = DEFAULT_CRL
 
 
 class Operator:
@@ -79,7 +83,14 @@ class Operator:
         self.authorities = AuthorityStore(self.runtime.cache, clock, metrics)
         self.tenancy = Tenancy(self.runtime, config.identity)
         self.policies = PolicyController(self.runtime, self.tenancy)
-        shared = SharedParts(self.runtime, self.authorities, self.tenancy)
+        # CA Secrets are where certificates are, and the cluster CA's namespace.
+        ca_namespaces = (
+            tuple(sorted({*config.namespaces, config.cluster_ca.namespace}))
+            if config.namespaces
+            else ()
+        )
+        self.revocations = Revocations(self.runtime.cache, self.runtime.kube, ca_namespaces)
+        shared = SharedParts(self.runtime, self.authorities, self.tenancy, self.revocations)
         self.certificates = CertificateController(
             shared,
             Settings(
@@ -89,6 +100,27 @@ class Operator:
                 reissue_rate=config.reissue_rate,
             ),
         )
+        self._add_publishers(shared)
+        self.runtime.add(self.policies)
+        self.runtime.add(self.certificates)
+        if config.workload_rolls:
+            # Off, no workload is watched: the apps/v1 reads and patches need not be granted.
+            self.runtime.add(
+                WorkloadController(
+                    self.runtime,
+                    WorkloadSettings(
+                        rate=config.workload_roll_rate,
+                        burst=config.workload_roll_burst,
+                        window=config.workload_roll_window,
+                        namespaces=config.namespaces,
+                        trust_bundle_configmaps=config.trust_bundle_namespaces is not None,
+                    ),
+                )
+            )
+
+    def _add_publishers(self, shared: SharedParts) -> None:
+        """The trust bundles, the pod signer and the CRLs: before the certificates."""
+        config = self.config
         signers = (CLUSTER_CA_SIGNER, *([config.pod_signer_name] if config.pod_signer else []))
         # First: its start-up confirms what is published before any leaf is signed.
         self.runtime.add(
@@ -109,22 +141,7 @@ class Operator:
                     ),
                 )
             )
-        self.runtime.add(self.policies)
-        self.runtime.add(self.certificates)
-        if config.workload_rolls:
-            # Off, no workload is watched: the apps/v1 reads and patches need not be granted.
-            self.runtime.add(
-                WorkloadController(
-                    self.runtime,
-                    WorkloadSettings(
-                        rate=config.workload_roll_rate,
-                        burst=config.workload_roll_burst,
-                        window=config.workload_roll_window,
-                        namespaces=config.namespaces,
-                        trust_bundle_configmaps=config.trust_bundle_namespaces is not None,
-                    ),
-                )
-            )
+        self.runtime.add(CRLController(shared, CRLSignerSettings(config.cluster_ca, config.crl)))
 
     def registry(self) -> kopf.OperatorRegistry:
         return build_registry(login=self._login, start=self.start, stop=self.stop)

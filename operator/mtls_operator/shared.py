@@ -1,6 +1,7 @@
 """What the controllers that sign and publish share: the runtime (API
-client, cache, work queue, clock, metrics), the CAs, and the identity
-policy's view of namespaces and MtlsPolicies. Made once by the operator."""
+client, cache, work queue, clock, metrics), the CAs and their revocations,
+and the identity policy's view of namespaces and MtlsPolicies. Made once
+by the operator."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from mtls_operator.api.managed_secret import MANAGED_SELECTOR, SecretFacts, read_secret
 from mtls_operator.api.paths import secrets_path
 from mtls_operator.authorities.store import AuthorityStore
+from mtls_operator.revocations.store import Revocations
 from mtls_operator.runtime.cache import InformerGroup, SharedCache
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.tenancy.store import Tenancy
@@ -39,6 +41,7 @@ class SharedParts:
     runtime: Runtime
     authorities: AuthorityStore
     tenancy: Tenancy
+    revocations: Revocations
 
 
 S = TypeVar("S")
@@ -61,5 +64,6 @@ class SharedController(Generic[S]):
         self._runtime = shared.runtime
         self._authorities = shared.authorities
         self._tenancy = shared.tenancy
+        self._revocations = shared.revocations
         self._settings = settings
         self._lane = shared.runtime.lane(self.name, tenant_of=tenant_of, urgent=urgent)

@@ -16,6 +16,7 @@ from typing import Any
 from mtls_operator.authorities.store import AuthorityStore, CAMissing, CARef, CAState
 from mtls_operator.certificates.controller import CertificateController, Settings
 from mtls_operator.policy.identity import IdentityMode
+from mtls_operator.revocations.store import Revocations
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.cache import InformerGroup, SharedCache
 from mtls_operator.runtime.core import Runtime
@@ -265,7 +266,7 @@ def certificate_controller(
     tenancy.namespace_informer.replace(list(namespaces))
     tenancy.policy_informer.replace(list(policies))
     controller = CertificateController(
-        SharedParts(runtime, FixedCAs(cas), tenancy),
+        SharedParts(runtime, FixedCAs(cas), tenancy, Revocations(runtime.cache, runtime.kube, ())),
         Settings(CLUSTER_CA, min_duration, reissue_rate=reissue_rate),
     )
     controller.store.follow()  # what `start` does once the Secrets are listed

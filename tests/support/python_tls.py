@@ -13,9 +13,12 @@ GREETING = b"hello over mTLS"
 TIMEOUT_SECONDS = 15
 
 
-def server_verdict(scene: RevocationScene, client: LeafFiles) -> str | None:
+def server_verdict(
+    scene: RevocationScene, client: LeafFiles, hostname: str = "localhost"
+) -> str | None:
     """Why the server refused `client` (OpenSSL's verify message), or None
-    when it completed the handshake and read the client's greeting."""
+    when it completed the handshake and read the client's greeting. The
+    client expects the server's certificate to name `hostname`."""
     server_socket, client_socket = socket.socketpair()
     with server_socket, client_socket, ThreadPoolExecutor(max_workers=1) as pool:
         for end in (server_socket, client_socket):
@@ -23,7 +26,7 @@ def server_verdict(scene: RevocationScene, client: LeafFiles) -> str | None:
         verdict = pool.submit(_serve_once, _server_context(scene), server_socket)
         try:
             with _client_context(scene, client).wrap_socket(
-                client_socket, server_hostname="localhost"
+                client_socket, server_hostname=hostname
             ) as tls:
                 tls.sendall(GREETING)
                 tls.recv(16)

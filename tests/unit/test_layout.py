@@ -16,8 +16,16 @@ MAX_CLASS_LINES = 250
 MAX_FUNCTION_LINES = 60
 
 # What each part may import (besides itself). Lower parts never import
-# higher ones; controllers share only authorities, policy and runtime.
-CONTROLLERS = {"certificates", "mtlspolicies", "podcertificates", "trustbundles", "workloads"}
+# higher ones; controllers share only authorities, revocations, policy
+# and runtime.
+CONTROLLERS = {
+    "certificates",
+    "crls",
+    "mtlspolicies",
+    "podcertificates",
+    "trustbundles",
+    "workloads",
+}
 LOWER = {
     "pki": set(),
     "api": {"pki"},
@@ -25,15 +33,16 @@ LOWER = {
     "runtime": {"api"},
     "authorities": {"runtime", "api", "pki"},
     "tenancy": {"runtime", "policy", "api", "pki"},
+    "revocations": {"authorities", "runtime", "api", "pki"},
     "convert": {"api", "pki"},
 }
 # What the controllers that sign and publish are given, made once by the app.
-SHARED = {"shared": {"authorities", "tenancy", "runtime", "api"}}
+SHARED = {"shared": {"authorities", "revocations", "tenancy", "runtime", "api"}}
 ALLOWED = {
     **LOWER,
     **SHARED,
     **{
-        c: {"shared", "authorities", "tenancy", "policy", "runtime", "api", "pki"}
+        c: {"shared", "authorities", "revocations", "tenancy", "policy", "runtime", "api", "pki"}
         for c in CONTROLLERS
     },
     "app": {*LOWER, *SHARED, *CONTROLLERS},

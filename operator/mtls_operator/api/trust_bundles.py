@@ -1,11 +1,12 @@
 """The trust bundles the operator publishes (ClusterTrustBundles, ConfigMaps
-`mtls-ca-bundle`), and what is read back of them: by their publisher, and
+`mtls-ca-bundle` with the cluster CA's CRL), and what is read back of them: by their publisher, and
 by the workload controller, which rolls the workloads that mount a
 ConfigMap whose bundle changed. Both read the ConfigMaps through one
 informer, so the selector and the form they are kept in are spelled here."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from mtls_operator.api.paths import core_path
 
 CONFIGMAP_NAME = "mtls-ca-bundle"
 BUNDLE_KEY = "ca.crt"
+# The cluster CA's CRL (PEM), beside its roots, in the ConfigMaps.
+CRL_KEY = "ca.crl"
 # By name, not by label: an unmanaged ConfigMap of that name must be seen
 # too, to be left alone.
 CONFIGMAP_SELECTOR = {"fieldSelector": f"metadata.name={CONFIGMAP_NAME}"}
@@ -36,6 +39,15 @@ class Published:
     managed: bool
     bundle: str
     signer_name: str = ""  # a ClusterTrustBundle's
+    crl: str = ""  # a ConfigMap's
+
+    @property
+    def content_digest(self) -> str:
+        """What pods mounting it get, as one digest. A bundle without a CRL
+        is digested as before CRLs were published beside it, so that an
+        upgrade rolls nothing that mounts one."""
+        content = self.bundle + self.crl if self.crl else self.bundle
+        return hashlib.sha256(content.encode()).hexdigest()
 
 
 def published(body: Mapping[str, Any]) -> Published:
@@ -48,6 +60,7 @@ def published(body: Mapping[str, Any]) -> Published:
         managed=labels.get(MANAGED_BY_LABEL) == MANAGER,
         bundle=str(spec.get("trustBundle") or data.get(BUNDLE_KEY) or ""),
         signer_name=str(spec.get("signerName") or ""),
+        crl=str(data.get(CRL_KEY) or ""),
     )
 
 
@@ -64,10 +77,16 @@ def trust_bundle_body(name: str, signer_name: str, bundle: str) -> dict[str, Any
     }
 
 
-def configmap_body(namespace: str, bundle: str) -> dict[str, Any]:
+def configmap_data(bundle: str, crl: str) -> dict[str, str | None]:
+    """The ConfigMap's data, as a merge patch writes it (no CRL: none kept)."""
+    return {BUNDLE_KEY: bundle, CRL_KEY: crl or None}
+
+
+def configmap_body(namespace: str, bundle: str, crl: str = "") -> dict[str, Any]:
+    data = {key: value for key, value in configmap_data(bundle, crl).items() if value}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": CONFIGMAP_NAME, "namespace": namespace, "labels": _labels()},
-        "data": {BUNDLE_KEY: bundle},
+        "data": data,
     }

@@ -19,6 +19,7 @@ from mtls_operator.authorities.store import CAMissing, CARef, CAUnusable
 from mtls_operator.certificates.foreign_secrets import ForeignSecrets
 from mtls_operator.certificates.gather import Gatherer
 from mtls_operator.certificates.keystore_passwords import KeystorePasswords
+from mtls_operator.certificates.revoke_requests import RevokeRequests
 from mtls_operator.certificates.secret_writer import SecretWriter
 from mtls_operator.certificates.spec_secrets import SpecSecrets
 from mtls_operator.certificates.status_writer import StatusWriter
@@ -30,7 +31,12 @@ from mtls_operator.certificates.store import (
 )
 from mtls_operator.pki import CAProblem, CertificateAuthority, PKIError
 from mtls_operator.policy import certificate as policy
-from mtls_operator.policy.certificate import RATE_LIMITED_TRIGGERS, RENEWAL_TRIGGERS, Drift
+from mtls_operator.policy.certificate import (
+    NEW_KEY_TRIGGERS,
+    RATE_LIMITED_TRIGGERS,
+    RENEWAL_TRIGGERS,
+    Drift,
+)
 from mtls_operator.policy.identity import issued_request
 from mtls_operator.policy.violation import Violation
 from mtls_operator.runtime import backoff
@@ -77,12 +83,20 @@ class CertificateController(SharedController[Settings]):
         self._passwords = KeystorePasswords(runtime.cache, self._lane.add)
         self._named = SpecSecrets(shared.authorities, self._passwords, self._lane.add)
         self._gatherer = Gatherer(
-            self.store, self._foreign, self._passwords, shared.tenancy, runtime.clock
+            self.store,
+            self._foreign,
+            self._passwords,
+            shared.tenancy,
+            shared.revocations,
+            runtime.clock,
         )
+        # A revocation recorded: re-issue the certificate it was asked for.
+        shared.revocations.on_recorded(self._lane.add)
         # A policy or a namespace's labels changed: judge its certificates again.
         shared.tenancy.on_namespace_change(self._namespace_changed)
         self._secrets = SecretWriter(runtime, self.store, self._foreign, self._passwords)
         self._status = StatusWriter(runtime, self.store, self._lane, on_gone=self._gone)
+        self._revoke_requests = RevokeRequests(shared.revocations, self._status, runtime.clock)
         # A burst of one: re-issuances are spread evenly, so that no stretch
         # of time sees more than --reissue-rate per second.
         bucket = TokenBucket(settings.reissue_rate, burst=1, clock=runtime.clock)
@@ -143,8 +157,10 @@ class CertificateController(SharedController[Settings]):
             # Its labels decide what policies grant it: never judged without.
             self._lane.schedule(record.key, self._runtime.clock.time() + backoff.UNSEEN_NAMESPACE)
             return
-        given = await self._gatherer.gather(record, spec, ca, cluster_ca=cluster_ca)
+        given = await self._gatherer.gather(record, spec, ca_ref, ca, cluster_ca=cluster_ca)
         match policy.decide(given):
+            case policy.Revoke(request, leaf):
+                await self._revoke_requests.record(record, ca_ref, request, leaf)
             case policy.Blocked(violation):
                 await self._status.failed(
                     record, violation.reason, violation.message, retry=violation.retry
@@ -180,7 +196,10 @@ class CertificateController(SharedController[Settings]):
         started = self._runtime.clock.monotonic()
         try:
             request = issued_request(spec.request, given.identity)
-            written = await self._secrets.issue(record, spec, request, ca, given.secret)
+            new_key = trigger.reason in NEW_KEY_TRIGGERS
+            written = await self._secrets.issue(
+                record, spec, request, ca, given.secret, new_key=new_key
+            )
         except Exception:
             self._observe("failure", trigger, started)
             raise

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mtls_operator.api.revocations import (
+    RevocationRequestError,
+    RevokeRequest,
+    revoke_request,
+)
 from mtls_operator.api.spec import CertificateSpec
+from mtls_operator.authorities.store import CARef
 from mtls_operator.certificates.foreign_secrets import ForeignSecrets
 from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.store import CertificateRecord, Store
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.policy.certificate import Input
+from mtls_operator.revocations.store import Revocations
 from mtls_operator.runtime.clock import Clock
 from mtls_operator.tenancy.store import Tenancy
 
@@ -24,12 +31,14 @@ class Gatherer:
     foreign: ForeignSecrets
     passwords: KeystorePasswords
     tenancy: Tenancy
+    revocations: Revocations
     clock: Clock
 
     async def gather(
         self,
         record: CertificateRecord,
         spec: CertificateSpec,
+        ca_ref: CARef,
         ca: CertificateAuthority,
         *,
         cluster_ca: bool,
@@ -39,6 +48,10 @@ class Gatherer:
         secret = self.store.secrets.get(
             (record.namespace, spec.secret_name)
         ) or await self.foreign.current(record.namespace, spec.secret_name)
+        revoke = _revoke_asked(record)
+        recorded = isinstance(revoke, RevokeRequest) and self.revocations.holds(
+            ca_ref, revoke.serial_number
+        )
         return Input(
             certificate=record.ref,
             spec=spec,
@@ -48,4 +61,13 @@ class Gatherer:
             older_claimant=self.store.older_claimant(record),
             identity=self.tenancy.rules_for(record.namespace) if cluster_ca else None,
             keystore_password=await self.passwords.digest(record.namespace, spec, secret),
+            revoke=revoke,
+            revocation_recorded=recorded,
         )
+
+
+def _revoke_asked(record: CertificateRecord) -> RevokeRequest | RevocationRequestError | None:
+    try:
+        return revoke_request(record.annotations)
+    except RevocationRequestError as err:
+        return err

@@ -61,13 +61,16 @@ class SecretWriter:
         request: LeafRequest,
         ca: CertificateAuthority,
         secret: SecretFacts | None,
+        *,
+        new_key: bool = False,
     ) -> Written | None:
-        """Generate the key (or keep it), sign `request`, and write the
-        Secret; None when a concurrent write won."""
+        """Generate the key (or keep it, unless `new_key`), sign `request`,
+        and write the Secret; None when a concurrent write won."""
         now = self.runtime.clock.now()
         password = await self.passwords.password(record.namespace, spec)
+        reuse_key = secret is not None and not new_key
         content = await self._sign(
-            record, spec, request, ca, password, reuse_key=secret is not None, now=now
+            record, spec, request, ca, password, reuse_key=reuse_key, now=now
         )
         revision = max(secret.revision if secret else 0, record.status_revision) + 1
         annotations = issuance_record(

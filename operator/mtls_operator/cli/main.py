@@ -13,7 +13,7 @@ from typing import Any
 
 from mtls_operator import __version__
 from mtls_operator.cli import cluster as cluster_cli
-from mtls_operator.cli import completion, convert, offline, policy_check
+from mtls_operator.cli import completion, convert, offline, policy_check, revoke
 from mtls_operator.cli import run as operator_command
 from mtls_operator.cli import settings as operator_settings
 from mtls_operator.cli.errors import CommandError
@@ -112,6 +112,7 @@ def _add_cluster_commands(commands: Any) -> None:
     renew.add_argument("--all", action="store_true", help="every certificate in the namespace(s)")
     cluster_cli.add_cluster_arguments(renew, all_allowed=True)
     renew.set_defaults(command=cluster_cli.renew)
+    revoke.add_revoke_command(commands)
 
     _add_policy_commands(commands)
 

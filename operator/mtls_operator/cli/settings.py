@@ -15,6 +15,7 @@ from mtls_operator.api.mtls_policy import LabelSelector, parse_selector_string
 from mtls_operator.app import DEFAULT_NAMESPACE, OperatorConfig
 from mtls_operator.authorities.store import CARef
 from mtls_operator.pki.names import is_dns_name
+from mtls_operator.policy.crl import CRLSettings
 from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.tenancy.store import IdentitySettings
 
@@ -51,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_identity_arguments(parser)
     _add_pod_certificate_arguments(parser)
     _add_workload_arguments(parser)
+    _add_crl_arguments(parser)
     parser.add_argument(
         "--log-format",
         choices=["text", "json"],
@@ -158,6 +160,22 @@ def _add_workload_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_crl_arguments(parser: argparse.ArgumentParser) -> None:
+    """Each CA's certificate revocation list (docs/revocation.md)."""
+    parser.add_argument(
+        "--crl-validity",
+        metavar="DURATION",
+        help="how long a signed CRL is valid, thisUpdate to nextUpdate (Go duration; "
+        f"default: {format_duration(_DEFAULT.crl.validity)})",
+    )
+    parser.add_argument(
+        "--crl-refresh-before",
+        metavar="DURATION",
+        help="sign a CRL again this long before its nextUpdate (Go duration; default: "
+        f"{format_duration(_DEFAULT.crl.refresh_before)})",
+    )
+
+
 def _add_identity_arguments(parser: argparse.ArgumentParser) -> None:
     """The identity policy (docs/identity-policy.md)."""
     parser.add_argument(
@@ -209,10 +227,11 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
         "workload_roll_rate": _positive_rate("--workload-roll-rate", args.workload_roll_rate),
         "workload_roll_burst": _at_least_one("--workload-roll-burst", args.workload_roll_burst),
         "workload_roll_window": _workload_roll_window(args.workload_roll_window),
+        "crl": _crl_settings(args.crl_validity, args.crl_refresh_before),
     }
     return OperatorConfig(
         namespaces=tuple(args.namespaces),
-        cluster_ca=_cluster_ca(args.cluster_ca_secret),
+        cluster_ca=cluster_ca_ref(args.cluster_ca_secret, "--cluster-ca-secret"),
         bootstrap_ca=args.bootstrap_ca,
         lease_namespace=args.lease_namespace or operator_namespace(),
         identity=_identity_settings(args),
@@ -220,12 +239,13 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
     )
 
 
-def _cluster_ca(text: str | None) -> CARef:
+def cluster_ca_ref(text: str | None, flag: str) -> CARef:
+    """NAMESPACE/NAME, or the default cluster CA Secret when `text` is empty."""
     if not text:
         return CARef(operator_namespace(), DEFAULT_CA_SECRET_NAME)
     namespace, slash, name = text.partition("/")
     if not slash or not namespace or not name:
-        raise ValueError(f"--cluster-ca-secret {text!r}: expected NAMESPACE/NAME")
+        raise ValueError(f"{flag} {text!r}: expected NAMESPACE/NAME")
     return CARef(namespace, name)
 
 
@@ -264,6 +284,24 @@ def _workload_roll_window(text: str | None) -> datetime.timedelta | None:
     if value < datetime.timedelta(0):
         raise ValueError(f"--workload-roll-window {text!r}: must not be negative")
     return value
+
+
+def _crl_settings(validity: str | None, refresh_before: str | None) -> CRLSettings | None:
+    if validity is None and refresh_before is None:
+        return None
+    defaults = _DEFAULT.crl
+    given = {
+        "validity": defaults.validity
+        if validity is None
+        else _flag_duration("--crl-validity", validity),
+        "refresh_before": defaults.refresh_before
+        if refresh_before is None
+        else _flag_duration("--crl-refresh-before", refresh_before),
+    }
+    try:
+        return CRLSettings(**given)
+    except ValueError as err:
+        raise ValueError(f"--crl-validity/--crl-refresh-before: {err}") from None
 
 
 def _signer_name(text: str | None) -> str | None:

@@ -141,6 +141,8 @@ class CRLFacts:
     next_update: datetime.datetime
     # Ascending.
     serial_numbers: tuple[int, ...]
+    # The signing key's identifier: which CA key signed it.
+    authority_key_id: bytes | None = None
 
 
 def crl_facts(data: bytes) -> CRLFacts:
@@ -154,11 +156,17 @@ def crl_facts(data: bytes) -> CRLFacts:
     next_update = crl.next_update_utc
     if next_update is None:
         raise CRLLoadError("the CRL has no nextUpdate")
+    try:
+        aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        authority_key_id = aki.key_identifier
+    except x509.ExtensionNotFound:
+        authority_key_id = None
     return CRLFacts(
         number=number,
         this_update=crl.last_update_utc,
         next_update=next_update,
         serial_numbers=tuple(sorted(entry.serial_number for entry in crl)),
+        authority_key_id=authority_key_id,
     )
 
 

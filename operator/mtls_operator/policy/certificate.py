@@ -22,10 +22,12 @@ from mtls_operator.api.managed_secret import (
     SPEC_HASH_ANNOTATION,
     TEMPLATE_ANNOTATIONS_ANNOTATION,
     TEMPLATE_LABELS_ANNOTATION,
+    LeafFacts,
     SecretFacts,
 )
 from mtls_operator.api.outputs import MANAGED_DATA_KEYS, TLS_CRT, TLS_KEY
 from mtls_operator.api.resources import CertificateRef
+from mtls_operator.api.revocations import RevocationRequestError, RevokeRequest
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.api.status import Reason
 from mtls_operator.pki import CertificateAuthority
@@ -45,9 +47,14 @@ class Trigger(enum.StrEnum):
     EXPIRED = "Expired"
     RENEWAL_DUE = "RenewalDue"
     MANUAL_RENEWAL = "ManualRenewal"
+    # The certificate the Secret holds is revoked: a new key, at once.
+    REVOKED = "Revoked"
 
 
 RENEWAL_TRIGGERS = frozenset({Trigger.EXPIRED, Trigger.RENEWAL_DUE, Trigger.MANUAL_RENEWAL})
+# Issuances whose new certificate must not keep the old key, whatever
+# rotationPolicy says: the key is what was stolen.
+NEW_KEY_TRIGGERS = frozenset({Trigger.REVOKED})
 # Re-issuances that may wait their turn: a CA swap or a wave of renewals
 # must not rewrite thousands of Secrets in the same second. (An expired
 # certificate never waits.)
@@ -83,12 +90,42 @@ class Input:
     # The digest the keystores would record for the current password
     # (keystore_password_digest); None when there is none to compare.
     keystore_password: str | None = None
+    # What the revoke-serial annotation asks, and whether the CA's
+    # revocations record already holds that serial.
+    revoke: RevokeRequest | RevocationRequestError | None = None
+    revocation_recorded: bool = False
 
 
 Check = Callable[[Input], Violation | None]
 
 
+@dataclass(frozen=True)
+class Revoke:
+    """Record the revocation of the held certificate first; the next look
+    re-issues it."""
+
+    request: RevokeRequest
+    leaf: LeafFacts
+
+
+def held_revocation(given: Input) -> Revoke | None:
+    """The revocation asked for, if it is of the certificate the Secret
+    holds: the one serial a tenant may name, what was issued to it."""
+    leaf = given.secret.leaf if given.secret is not None and given.secret.managed else None
+    if not isinstance(given.revoke, RevokeRequest) or leaf is None:
+        return None
+    if int(leaf.serial_number, 16) != given.revoke.serial_number:
+        return None
+    return Revoke(given.revoke, leaf)
+
+
 # --- Blocking checks: issuance is impossible until something changes. ---
+
+
+def revoke_request_readable(given: Input) -> Violation | None:
+    if not isinstance(given.revoke, RevocationRequestError):
+        return None
+    return Violation(Reason.INVALID_SPEC, str(given.revoke))
 
 
 def identity_allowed(given: Input) -> Violation | None:
@@ -155,6 +192,7 @@ def ca_expired(given: Input) -> Violation | None:
 
 
 BLOCKING_CHECKS: tuple[Check, ...] = (
+    revoke_request_readable,
     identity_allowed,
     older_claimant,
     unmanaged_secret,
@@ -185,6 +223,18 @@ def key_mismatch(given: Input) -> Violation | None:
         return None
     return Violation(
         Trigger.KEY_MISMATCH, f"{TLS_KEY} does not belong to the certificate in {TLS_CRT}"
+    )
+
+
+def revoked(given: Input) -> Violation | None:
+    """The held certificate is revoked (and recorded: re-issuing before
+    would lose the only note of which serial to list)."""
+    asked = held_revocation(given)
+    if asked is None or not given.revocation_recorded:
+        return None
+    return Violation(
+        Trigger.REVOKED,
+        f"certificate {asked.leaf.serial_number} was revoked ({asked.request.reason.value})",
     )
 
 
@@ -240,6 +290,7 @@ ISSUANCE_CHECKS: tuple[Check, ...] = (
     secret_missing,
     secret_invalid,
     key_mismatch,
+    revoked,
     issuer_changed,
     spec_changed,
     expired,
@@ -338,10 +389,15 @@ class UpToDate:
     secret: SecretFacts
 
 
-Decision = Blocked | Issue | Repair | UpToDate
+Decision = Blocked | Revoke | Issue | Repair | UpToDate
 
 
 def decide(given: Input) -> Decision:
+    asked = held_revocation(given)
+    if asked is not None and not given.revocation_recorded:
+        # Before any blocker: a certificate the policy no longer allows
+        # may still be revoked (only its re-issuance is refused).
+        return asked
     blocker = first_violation(BLOCKING_CHECKS, given)
     if blocker is not None:
         return Blocked(blocker)

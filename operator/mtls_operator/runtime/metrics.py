@@ -42,6 +42,14 @@ class CertificateGauges:
     ready: bool
 
 
+@dataclass(frozen=True)
+class CRLGauges:
+    this_update: float
+    next_update: float
+    # Entries the CRL lists, by reason code name.
+    revoked: tuple[tuple[str, int], ...]
+
+
 class _StateCollector(Collector):
     """The per-certificate and per-CA gauges, and leadership, at scrape time."""
 
@@ -82,6 +90,7 @@ class _StateCollector(Collector):
         for (namespace, name), not_after in sorted(metrics.cas.items()):
             cas.add_metric([namespace, name], not_after)
         yield cas
+        yield from _crl_metrics(metrics.crls)
         if metrics.leader is not None:
             yield GaugeMetricFamily(
                 f"{PREFIX}_leader",
@@ -98,6 +107,7 @@ class Metrics:
         self.registry.register(_BuildInfo())
         self.certificates: dict[tuple[str, str], CertificateGauges] = {}
         self.cas: dict[tuple[str, str], float] = {}
+        self.crls: dict[tuple[str, str], CRLGauges] = {}
         self.leader: bool | None = None  # None: leader election is off
         self.registry.register(_StateCollector(self))
         self._issuances = self._counter(
@@ -164,10 +174,18 @@ class Metrics:
         else:
             self.cas[(namespace, name)] = not_after
 
+    def set_crl(self, namespace: str, name: str, gauges: CRLGauges | None) -> None:
+        """The CRL of the CA `namespace/name` as last signed or read."""
+        if gauges is None:
+            self.crls.pop((namespace, name), None)
+        else:
+            self.crls[(namespace, name)] = gauges
+
     def forget_work(self) -> None:
-        """A replica that no longer leads reports no certificates or CAs."""
+        """A replica that no longer leads reports no certificates, CAs or CRLs."""
         self.certificates.clear()
         self.cas.clear()
+        self.crls.clear()
 
     def observe_issuance(self, result: str, trigger: str, seconds: float) -> None:
         self._issuances.labels(result, trigger).inc()
@@ -192,6 +210,31 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _crl_metrics(crls: dict[tuple[str, str], CRLGauges]) -> Iterator[Metric]:
+    labels = ["namespace", "secret"]
+    this_update = GaugeMetricFamily(
+        f"{PREFIX}_crl_this_update_timestamp_seconds",
+        "thisUpdate of the CA's current CRL (when it was signed), as a Unix timestamp.",
+        labels=labels,
+    )
+    next_update = GaugeMetricFamily(
+        f"{PREFIX}_crl_next_update_timestamp_seconds",
+        "nextUpdate of the CA's current CRL, after which relying parties refuse it.",
+        labels=labels,
+    )
+    revoked = GaugeMetricFamily(
+        f"{PREFIX}_revoked_certificates",
+        "Revoked certificates the CA's current CRL lists, by reason.",
+        labels=[*labels, "reason"],
+    )
+    for (namespace, name), gauges in sorted(crls.items()):
+        this_update.add_metric([namespace, name], gauges.this_update)
+        next_update.add_metric([namespace, name], gauges.next_update)
+        for reason, count in gauges.revoked:
+            revoked.add_metric([namespace, name, reason], count)
+    yield from (this_update, next_update, revoked)
 
 
 class _BuildInfo(Collector):

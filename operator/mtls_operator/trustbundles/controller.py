@@ -5,9 +5,9 @@ leaf Secrets) published where clients read it.
 - One ClusterTrustBundle per signer, for pods' `clusterTrustBundle`
   projected volumes: `mtls.dev/cluster-ca` (MtlsCertificates) and the pod
   signer's name.
-- A ConfigMap `mtls-ca-bundle` (key `ca.crt`) in every namespace the
-  `--trust-bundle-namespace-selector` selects, for tools that read
-  ConfigMaps. A ConfigMap of that name the operator does not manage is
+- A ConfigMap `mtls-ca-bundle` (key `ca.crt`, and the cluster CA's CRL as
+  `ca.crl`) in every namespace the `--trust-bundle-namespace-selector`
+  selects, for tools that read ConfigMaps. A ConfigMap of that name the operator does not manage is
   never touched.
 
 A bundle is published before any leaf is signed with it (the CA store's
@@ -24,11 +24,11 @@ from mtls_operator.api.managed_secret import MANAGED_SELECTOR
 from mtls_operator.api.mtls_policy import LabelSelector
 from mtls_operator.api.pod_certificates import cluster_trust_bundles_path, trust_bundle_name
 from mtls_operator.api.trust_bundles import (
-    BUNDLE_KEY,
     CONFIGMAP_NAME,
     CONFIGMAP_SELECTOR,
     Published,
     configmap_body,
+    configmap_data,
     configmaps_path,
     published,
     trust_bundle_body,
@@ -79,6 +79,7 @@ class TrustBundleController(SharedController[TrustBundleSettings]):
             )
             self._configmaps.subscribe(lambda change: self._lane.add(("ConfigMap", change.key[0])))
         shared.tenancy.on_labels_change(lambda namespace: self._lane.add(("ConfigMap", namespace)))
+        shared.revocations.on_change(self._crl_changed)
 
     def keys(self) -> list[Key]:
         keys: list[Key] = [("ClusterTrustBundle", s) for s in self._settings.signer_names]
@@ -91,6 +92,7 @@ class TrustBundleController(SharedController[TrustBundleSettings]):
     async def start(self) -> None:
         self._authorities.use(self._settings.cluster_ca, self._ca_changed, NAME)
         await self._bundles.synced()
+        await self._revocations.synced()  # the CRL published beside the roots
         if self._configmaps is not None:
             await self._configmaps.synced()
         if self._bundles.absent:
@@ -182,9 +184,10 @@ class TrustBundleController(SharedController[TrustBundleSettings]):
                 configmaps.removed(key)
             return
         bundle = ca.trust_bundle_pem.decode()
-        if _holds(current, bundle):
+        crl = self._revocations.crl_pem(self._settings.cluster_ca)
+        if _holds(current, bundle, crl):
             return
-        body = configmap_body(namespace, bundle)
+        body = configmap_body(namespace, bundle, crl)
         if current is None:
             try:
                 written = await kube.create(configmaps_path(namespace), body)
@@ -195,7 +198,7 @@ class TrustBundleController(SharedController[TrustBundleSettings]):
         else:
             patch = {
                 "metadata": {"resourceVersion": current.resource_version},
-                "data": {BUNDLE_KEY: bundle},
+                "data": configmap_data(bundle, crl),
             }
             written = await kube.merge_patch(configmaps_path(namespace, CONFIGMAP_NAME), patch)
         configmaps.wrote(written)
@@ -204,6 +207,13 @@ class TrustBundleController(SharedController[TrustBundleSettings]):
         for key in self.keys():
             self._lane.add(key)
 
+    def _crl_changed(self, ca: CARef) -> None:
+        if ca != self._settings.cluster_ca:
+            return  # a namespace CA's CRL is read from its own record
+        for key in self.keys():
+            if key[0] == "ConfigMap":
+                self._lane.add(key)
 
-def _holds(current: Published | None, bundle: str) -> bool:
-    return current is not None and current.bundle == bundle
+
+def _holds(current: Published | None, bundle: str, crl: str = "") -> bool:
+    return current is not None and current.bundle == bundle and current.crl == crl

@@ -6,7 +6,6 @@ roll is done."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,8 +44,7 @@ def mounted_content(
     for name in sorted(mounts.config_maps):
         configmap = bundle_of((namespace, name))
         if configmap is not None and configmap.managed:
-            fingerprint = hashlib.sha256(configmap.bundle.encode()).hexdigest()
-            found.append(Mounted.trust_bundle(name, fingerprint))
+            found.append(Mounted.trust_bundle(name, configmap.content_digest))
     return tuple(found)
 
 

@@ -23,6 +23,7 @@ from mtls_operator.podcertificates.controller import (
     PodSignerSettings,
 )
 from mtls_operator.policy.identity import IdentityMode
+from mtls_operator.revocations.store import Revocations
 from mtls_operator.runtime import backoff
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
@@ -132,7 +133,12 @@ def test_a_pod_request_from_a_namespace_not_seen_yet_waits_for_it(
     runtime.executor.shutdown()
     tenancy = Tenancy(runtime, IdentitySettings(IdentityMode.NAMESPACE))
     signer = PodCertificateController(
-        SharedParts(runtime, FixedCAs({CLUSTER_CA: ecdsa_ca}), tenancy),
+        SharedParts(
+            runtime,
+            FixedCAs({CLUSTER_CA: ecdsa_ca}),
+            tenancy,
+            Revocations(runtime.cache, runtime.kube, ()),
+        ),
         PodSignerSettings(CLUSTER_CA),
     )
     request = {

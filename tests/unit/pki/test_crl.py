@@ -320,7 +320,11 @@ def test_facts_read_back_what_was_signed(ecdsa_ca: CertificateAuthority) -> None
         next_update=NOW + td(hours=6),
     )
     expected = CRLFacts(
-        number=12, this_update=NOW, next_update=NOW + td(hours=6), serial_numbers=(3, 0xBEEF)
+        number=12,
+        this_update=NOW,
+        next_update=NOW + td(hours=6),
+        serial_numbers=(3, 0xBEEF),
+        authority_key_id=ecdsa_ca.key_identifier,
     )
     assert crl_facts(der) == expected
     pem = crl_to_pem(der)

@@ -13,6 +13,7 @@ from mtls_operator.podcertificates.controller import (
     PodSignerSettings,
 )
 from mtls_operator.policy.identity import IdentityMode
+from mtls_operator.revocations.store import Revocations
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.shared import SharedParts
@@ -38,7 +39,13 @@ def signer(ca: CertificateAuthority) -> tuple[PodCertificateController, FakeKube
     runtime.executor.shutdown()
     tenancy = Tenancy(runtime, IdentitySettings(IdentityMode.NAMESPACE))
     controller = PodCertificateController(
-        SharedParts(runtime, FixedCAs({CLUSTER_CA: ca}), tenancy), PodSignerSettings(CLUSTER_CA)
+        SharedParts(
+            runtime,
+            FixedCAs({CLUSTER_CA: ca}),
+            tenancy,
+            Revocations(runtime.cache, runtime.kube, ()),
+        ),
+        PodSignerSettings(CLUSTER_CA),
     )
     return controller, kube, runtime
 

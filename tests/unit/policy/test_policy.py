@@ -19,9 +19,10 @@ from mtls_operator.api.managed_secret import (
     read_secret,
 )
 from mtls_operator.api.resources import CertificateRef
+from mtls_operator.api.revocations import RevocationRequestError, RevokeRequest
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.api.status import Reason
-from mtls_operator.pki import CertificateAuthority, KeySpec
+from mtls_operator.pki import CertificateAuthority, KeySpec, RevocationReason
 from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.policy import certificate as policy
 from mtls_operator.policy import renewal
@@ -463,6 +464,7 @@ def test_triggers_are_checked_in_the_order_of_the_specification() -> None:
         "secret_missing",
         "secret_invalid",
         "key_mismatch",
+        "revoked",
         "issuer_changed",
         "spec_changed",
         "expired",
@@ -470,6 +472,7 @@ def test_triggers_are_checked_in_the_order_of_the_specification() -> None:
         "manual_renewal",
     ]
     assert [check.__name__ for check in policy.BLOCKING_CHECKS] == [
+        "revoke_request_readable",
         "identity_allowed",
         "older_claimant",
         "unmanaged_secret",
@@ -509,10 +512,32 @@ def outcome(decision: policy.Decision) -> tuple[str, str]:
             return ("Repair", ",".join(items))
         case policy.UpToDate():
             return ("UpToDate", "")
+        case policy.Revoke(request, leaf):
+            assert int(leaf.serial_number, 16) == request.serial_number
+            return ("Revoke", request.reason.value)
 
 
 def unmanaged(body: Mapping[str, Any]) -> dict[str, Any]:
     return with_metadata(body, labels={MANAGED_BY_LABEL: None})
+
+
+def revoking(
+    given: policy.Input, body: Mapping[str, Any], *, recorded: bool = False, offset: int = 0
+) -> policy.Input:
+    """`given` with a revocation asked of the serial `body` holds (plus `offset`)."""
+    leaf = read_secret(body).leaf
+    assert leaf is not None
+    request = RevokeRequest(int(leaf.serial_number, 16) + offset, RevocationReason.KEY_COMPROMISE)
+    return replace(given, revoke=request, revocation_recorded=recorded)
+
+
+def revoking_held(
+    given: Callable[[Mapping[str, Any]], policy.Input],
+    body: Mapping[str, Any],
+    *,
+    recorded: bool,
+) -> policy.Input:
+    return revoking(given(body), body, recorded=recorded)
 
 
 LATER = requesting(REQUEST)
@@ -607,6 +632,34 @@ DECIDE_CASES: list[tuple[str, Case, tuple[str, str]]] = [
         "expired-ca-beats-missing-secret",
         lambda w: w.given(None, ca=short_lived_ca(), now=NOW + td(days=2)),
         ("Blocked", Reason.CA_INVALID),
+    ),
+    (
+        "revoking-the-held-certificate-beats-every-blocker",
+        lambda w: revoking(w.given(w.body, older_claimant="a"), w.body),
+        ("Revoke", "keyCompromise"),
+    ),
+    (
+        "a-recorded-revocation-issues-before-the-issuer-changed",
+        lambda w: revoking_held(w.given, w.issued_by(w.other_ca), recorded=True),
+        ("Issue", policy.Trigger.REVOKED),
+    ),
+    (
+        "a-recorded-revocation-is-not-issued-against-the-policy",
+        lambda w: revoking(w.given(w.body, older_claimant="a"), w.body, recorded=True),
+        ("Blocked", Reason.SECRET_CONFLICT),
+    ),
+    (
+        "a-serial-the-secret-does-not-hold-changes-nothing",
+        lambda w: revoking(w.given(w.body), w.body, offset=1),
+        ("UpToDate", ""),
+    ),
+    (
+        "a-malformed-revocation-blocks-before-the-identity",
+        lambda w: replace(
+            w.given(w.body, older_claimant="a"),
+            revoke=RevocationRequestError("mtls.dev/revoke-serial 'x' is not hexadecimal"),
+        ),
+        ("Blocked", Reason.INVALID_SPEC),
     ),
 ]
 

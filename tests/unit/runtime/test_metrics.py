@@ -3,7 +3,12 @@ parser): one prefix, every family declared with its help, the values set."""
 
 from __future__ import annotations
 
-from mtls_operator.runtime.metrics import DURATION_BUCKETS, CertificateGauges, Metrics
+from mtls_operator.runtime.metrics import (
+    DURATION_BUCKETS,
+    CertificateGauges,
+    CRLGauges,
+    Metrics,
+)
 
 from support.scrape import families, value
 
@@ -20,6 +25,9 @@ FAMILIES = {
     "mtls_operator_pod_certificate_requests": "counter",
     "mtls_operator_pod_certificate_signing_duration_seconds": "histogram",
     "mtls_operator_workload_rolls": "counter",
+    "mtls_operator_crl_this_update_timestamp_seconds": "gauge",
+    "mtls_operator_crl_next_update_timestamp_seconds": "gauge",
+    "mtls_operator_revoked_certificates": "gauge",
 }
 
 
@@ -145,3 +153,18 @@ def test_pod_certificate_requests_and_certificates_cut_to_their_ca() -> None:
     assert value(scraped, f"{signing}_sum") == 0.02
     cut = "mtls_operator_issuances_cut_to_ca_total"
     assert value(scraped, cut, namespace="mtls-operator", secret="ca") == 1.0
+
+
+def test_crl_gauges_by_ca_and_reason_until_forgotten() -> None:
+    metrics = Metrics()
+    revoked = (("keyCompromise", 2), ("superseded", 1))
+    metrics.set_crl("mtls-operator", "mtls-operator-ca", CRLGauges(100.0, 700.0, revoked))
+    scraped = text(metrics)
+    ca = {"namespace": "mtls-operator", "secret": "mtls-operator-ca"}
+    assert value(scraped, "mtls_operator_crl_this_update_timestamp_seconds", **ca) == 100.0
+    assert value(scraped, "mtls_operator_crl_next_update_timestamp_seconds", **ca) == 700.0
+    name = "mtls_operator_revoked_certificates"
+    assert value(scraped, name, reason="keyCompromise", **ca) == 2
+    assert value(scraped, name, reason="superseded", **ca) == 1
+    metrics.set_crl("mtls-operator", "mtls-operator-ca", None)
+    assert value(text(metrics), name, reason="keyCompromise", **ca) is None

@@ -11,6 +11,7 @@ import pytest
 from mtls_operator.api.trust_bundles import published
 from mtls_operator.authorities.store import CARef
 from mtls_operator.pki import CertificateAuthority
+from mtls_operator.revocations.store import Revocations
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.shared import SharedParts
@@ -42,7 +43,8 @@ def world(
     authorities.await_publication(CA)
     tenancy = Tenancy(runtime, IdentitySettings())
     controller = TrustBundleController(
-        SharedParts(runtime, authorities, tenancy), TrustBundleSettings(CA, SIGNERS)
+        SharedParts(runtime, authorities, tenancy, Revocations(runtime.cache, runtime.kube, ())),
+        TrustBundleSettings(CA, SIGNERS),
     )
     yield kube, runtime, controller, authorities
     runtime.executor.shutdown()
