@@ -70,6 +70,10 @@ class OperatorConfig:
     workload_roll_burst: int = 5
     workload_roll_window: datetime.timedelta = datetime.timedelta(seconds=5)
     crl: CRLSettings = DEFAULT_CRL
+    # The operator's URL as relying parties reach it (its metrics Service):
+    # new leaves name <crl_url>/crl/<CA namespace>/<CA Secret>.crl as their
+    # CRL Distribution Point. None: no distribution point.
+    crl_url: str | None = None
 
 
 class Operator:
@@ -98,6 +102,7 @@ class Operator:
                 min_duration=config.min_duration,
                 namespaces=config.namespaces,
                 reissue_rate=config.reissue_rate,
+                crl_url=config.crl_url,
             ),
         )
         self._add_publishers(shared)
@@ -138,6 +143,7 @@ class Operator:
                         signer_name=config.pod_signer_name,
                         max_duration=config.pod_certificate_max_duration,
                         namespaces=config.namespaces,
+                        crl_url=config.crl_url,
                     ),
                 )
             )

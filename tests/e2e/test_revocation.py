@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,14 @@ from e2e.tenants import Tenants, noisy_and_neighbour
 from e2e.test_renewal import run_cli
 from localcluster import Kubectl
 from operator_process import OperatorProcess
-from recipe_checks import mtls_handshake, openssl_crl_verify, openssl_verify, pkilint_crl
+from recipe_checks import (
+    mtls_handshake,
+    openssl,
+    openssl_crl_verify,
+    openssl_verify,
+    pkilint,
+    pkilint_crl,
+)
 from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
@@ -87,6 +98,13 @@ def leaf_files(directory: Path, name: str, data: dict[str, bytes]) -> LeafFiles:
     key_file.touch(mode=0o600)
     key_file.write_bytes(data["tls.key"])
     return LeafFiles(certificate_file, key_file, serial_of(data["tls.crt"]))
+
+
+def openssl_verify_downloading(ca_file: Path, leaf: Path) -> subprocess.CompletedProcess[str]:
+    """`openssl verify` that fetches the CRL from the leaf's distribution point."""
+    return openssl(
+        "verify", "-crl_download", "-crl_check", "-CAfile", str(ca_file), str(leaf), check=False
+    )
 
 
 @pytest.fixture
@@ -288,3 +306,78 @@ def test_a_malformed_revoke_annotation_is_refused_naming_it(
     message = wait_for(ready_message, what="Ready=False for the malformed annotation")
     assert message == (f"{REVOKE_SERIAL_ANNOTATION} 'not-hex' is not a hexadecimal serial number")
     assert secret_data(kube_api, namespace, "typo-tls")["tls.crt"]  # kept as it is
+
+
+@pytest.fixture
+def distributing_operator(
+    operator_process: OperatorProcess, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """The session's operator with a CRL Distribution Point naming its own
+    endpoint (the session one is stopped meanwhile: one leader per CA)."""
+    operator_process.stop()
+    process = OperatorProcess(
+        operator_process.kubeconfig, tmp_path / "operator.log", operator_process.extra_args
+    )
+    process.extra_args = [
+        *operator_process.extra_args,
+        "--no-leader-election",
+        "--crl-url",
+        f"http://127.0.0.1:{process.metrics_port}/",
+    ]
+    process.start()
+    yield process
+    process.stop()
+
+
+def test_leaves_name_the_endpoint_that_serves_their_crl(
+    distributing_operator: OperatorProcess,
+    kube_api: client.ApiClient,
+    kubectl: Kubectl,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    create_certificate(kube_api, namespace, certificate("kiosk", "client", commonName="kiosk"))
+    wait_ready(kube_api, namespace, "kiosk")
+    data = secret_data(kube_api, namespace, "kiosk-tls")
+    leaf = x509.load_pem_x509_certificate(data["tls.crt"])
+    [point] = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    url = (
+        f"http://127.0.0.1:{distributing_operator.metrics_port}"
+        f"/crl/{OPERATOR_NAMESPACE}/{CLUSTER_CA_SECRET}.crl"
+    )
+    assert [name.value for name in point.full_name or ()] == [url]
+    files = tmp_path / "files"
+    files.mkdir()
+    ca_file, leaf_file = files / "ca.crt", files / "leaf.crt"
+    ca_file.write_bytes(data["ca.crt"])
+    leaf_file.write_bytes(data["tls.crt"])
+    assert pkilint(leaf_file) == []
+
+    # What the endpoint serves is the CRL of the record, DER and PEM.
+    # The URL is the test's own http:// one (hence the S310 waivers).
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.headers["Content-Type"] == "application/pkix-crl"
+        served = x509.load_der_x509_crl(response.read())
+    pem_url = url.removesuffix(".crl") + ".pem"
+    with urllib.request.urlopen(pem_url, timeout=10) as response:  # noqa: S310
+        assert x509.load_pem_x509_crl(response.read()) == served
+    ca = x509.load_pem_x509_certificate(data["ca.crt"])
+    assert served.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(url.replace(CLUSTER_CA_SECRET, "no-such-ca"), timeout=10)  # noqa: S310
+    missing.value.close()
+    assert missing.value.code == HTTPStatus.NOT_FOUND
+
+    # OpenSSL fetches the list from the leaf's distribution point by itself.
+    assert openssl_verify_downloading(ca_file, leaf_file).returncode == 0
+    revoked = run_cli(
+        distributing_operator.kubeconfig, "revoke", "kiosk", "-n", namespace,
+        "--reason", "keyCompromise",
+    )  # fmt: skip
+    assert revoked.returncode == 0, revoked.stderr
+
+    def refused() -> str | None:
+        verdict = openssl_verify_downloading(ca_file, leaf_file)
+        return verdict.stdout + verdict.stderr if verdict.returncode != 0 else None
+
+    assert "certificate revoked" in wait_for(refused, what="the served CRL to revoke it")

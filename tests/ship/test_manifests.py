@@ -29,6 +29,8 @@ OPERATOR_RULES = {
     ("mtls.dev", "mtlscertificates/status", ()): {"patch"},
     ("", "secrets", ()): {"get", "list", "watch", "create", "patch"},
     ("", "events", ()): {"create"},
+    # Each CA's revocations record; never deleted.
+    ("", "configmaps", ()): {"get", "list", "watch", "create", "patch"},
 }
 POLICY_RULES = {
     ("mtls.dev", "mtlspolicies", ()): {"get", "list", "watch"},

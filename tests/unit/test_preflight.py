@@ -44,8 +44,10 @@ def test_cluster_wide_every_call_is_asked_for_cluster_wide() -> None:
     assert {"list mtlscertificates.mtls.dev", "patch secrets", "watch namespaces"} <= permissions
     assert "sign signers.certificates.k8s.io mtls.dev/pod-identity" in permissions
     assert "update leases.coordination.k8s.io mtls-operator in mtls-operator" in permissions
-    # ConfigMaps only with a trust bundle namespace selector.
-    assert not any("configmaps" in p for p in permissions)
+    # ConfigMaps: the CAs' revocation records everywhere; bundles (which
+    # the operator deletes) only with a trust bundle namespace selector.
+    assert {"get configmaps", "patch configmaps"} <= permissions
+    assert "delete configmaps" not in permissions
 
 
 def test_served_namespaces_and_the_ca_namespace_are_asked_for_one_by_one() -> None:
@@ -54,6 +56,8 @@ def test_served_namespaces_and_the_ca_namespace_are_asked_for_one_by_one() -> No
         assert f"create secrets in {namespace}" in permissions
     assert "create secrets" not in permissions
     assert "delete configmaps" in permissions
+    for namespace in ("shop", "demo", "ops"):
+        assert f"patch configmaps in {namespace}" in permissions
 
 
 def test_the_names_the_flags_give_replace_the_installed_ones() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
@@ -53,6 +53,14 @@ def store_name(ca_secret_name: str) -> str:
             f"ConfigMap {name!r} (at most {_MAX_NAME} characters)"
         )
     return name
+
+
+def crl_distribution_point(base_url: str | None, ca_namespace: str, ca_name: str) -> str | None:
+    """Where the operator serves a CA's CRL (DER) under `--crl-url`; None
+    without one."""
+    if base_url is None:
+        return None
+    return f"{base_url.rstrip('/')}/crl/{ca_namespace}/{ca_name}.crl"
 
 
 def parse_serial(text: str, field: str = "serial") -> int:
@@ -119,6 +127,9 @@ class RevocationStore:
     managed: bool
     entries: Mapping[int, StoredRevocation]
     crl_pem: str
+    # The data key each entry is under (a hand-written one may differ from
+    # entry_key's spelling), to remove it when the entry goes.
+    entry_keys: Mapping[int, str] = field(default_factory=dict)
     # Entries that could not be read: one line each, naming the key.
     problems: tuple[str, ...] = ()
 
@@ -147,6 +158,7 @@ def read_store(body: Mapping[str, Any]) -> RevocationStore:
     labels = metadata.get("labels") or {}
     data = body.get("data") or {}
     entries: dict[int, StoredRevocation] = {}
+    keys: dict[int, str] = {}
     problems = []
     for key, value in data.items():
         if not key.startswith(ENTRY_PREFIX):
@@ -157,6 +169,7 @@ def read_store(body: Mapping[str, Any]) -> RevocationStore:
             problems.append(f"{key}: {err}")
             continue
         entries[entry.revocation.serial_number] = entry
+        keys[entry.revocation.serial_number] = key
     return RevocationStore(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),
@@ -164,6 +177,7 @@ def read_store(body: Mapping[str, Any]) -> RevocationStore:
         managed=labels.get(MANAGED_BY_LABEL) == MANAGER,
         entries=entries,
         crl_pem=str(data.get(CRL_KEY) or ""),
+        entry_keys=keys,
         problems=tuple(problems),
     )
 
@@ -173,14 +187,18 @@ def _read_entry(key: str, text: str) -> StoredRevocation:
     value = json.loads(text)
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
-    revoked_at = parse_timestamp(value.get("revokedAt"))
-    not_after = parse_timestamp(value.get("notAfter"))
+    revoked_at = _timestamp(value.get("revokedAt"))
+    not_after = _timestamp(value.get("notAfter"))
     if revoked_at is None or not_after is None:
         raise ValueError("revokedAt and notAfter must be RFC 3339 times")
     reason = parse_reason(value.get("reason"))
     return StoredRevocation(
         Revocation(serial, revoked_at, reason, not_after), str(value.get("certificate") or "")
     )
+
+
+def _timestamp(value: object) -> datetime.datetime | None:
+    return parse_timestamp(value) if isinstance(value, str) else None
 
 
 def store_labels() -> dict[str, str]:

@@ -40,12 +40,19 @@ def issue_secret_content(
     request: LeafRequest | None = None,
     previous_key_pem: bytes | None = None,
     pkcs12_password: bytes | None = None,
+    crl_distribution_point: str | None = None,
 ) -> SecretContent:
     """Sign a new certificate for `request` (default: the spec's). With
     rotationPolicy Never the previous key is kept when it still has the
     algorithm and size the spec asks for."""
     key = _reusable_key(spec, previous_key_pem) or spec.private_key.key.generate()
-    issued = issue_leaf(ca, request or spec.request, key.public_key(), now)
+    issued = issue_leaf(
+        ca,
+        request or spec.request,
+        key.public_key(),
+        now,
+        crl_distribution_point=crl_distribution_point,
+    )
     data = {
         TLS_CRT: issued.chain_pem,
         TLS_KEY: private_key_to_pem(key, spec.private_key.encoding),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mtls_operator.api.managed_secret import SecretFacts
 from mtls_operator.api.resources import certificates_path
+from mtls_operator.api.revocations import crl_distribution_point
 from mtls_operator.api.spec import CertificateSpec, InvalidSpec
 from mtls_operator.api.status import Reason, ready_condition
 from mtls_operator.authorities.store import CAMissing, CARef, CAUnusable
@@ -20,7 +21,7 @@ from mtls_operator.certificates.foreign_secrets import ForeignSecrets
 from mtls_operator.certificates.gather import Gatherer
 from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.revoke_requests import RevokeRequests
-from mtls_operator.certificates.secret_writer import SecretWriter
+from mtls_operator.certificates.secret_writer import SecretWriter, Written
 from mtls_operator.certificates.spec_secrets import SpecSecrets
 from mtls_operator.certificates.status_writer import StatusWriter
 from mtls_operator.certificates.store import (
@@ -59,6 +60,8 @@ class Settings:
     min_duration: datetime.timedelta
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     reissue_rate: float = 20.0
+    # --crl-url: the base of the CRL Distribution Point new leaves carry.
+    crl_url: str | None = None
 
 
 class CertificateController(SharedController[Settings]):
@@ -82,14 +85,7 @@ class CertificateController(SharedController[Settings]):
         self._foreign = ForeignSecrets(runtime.kube, self.store)
         self._passwords = KeystorePasswords(runtime.cache, self._lane.add)
         self._named = SpecSecrets(shared.authorities, self._passwords, self._lane.add)
-        self._gatherer = Gatherer(
-            self.store,
-            self._foreign,
-            self._passwords,
-            shared.tenancy,
-            shared.revocations,
-            runtime.clock,
-        )
+        self._gatherer = Gatherer(self.store, self._foreign, self._passwords, shared)
         # A revocation recorded: re-issue the certificate it was asked for.
         shared.revocations.on_recorded(self._lane.add)
         # A policy or a namespace's labels changed: judge its certificates again.
@@ -195,11 +191,7 @@ class CertificateController(SharedController[Settings]):
             self._turns.forget(record.key)
         started = self._runtime.clock.monotonic()
         try:
-            request = issued_request(spec.request, given.identity)
-            new_key = trigger.reason in NEW_KEY_TRIGGERS
-            written = await self._secrets.issue(
-                record, spec, request, ca, given.secret, new_key=new_key
-            )
+            written = await self._write_secret(record, spec, ca, given, trigger)
         except Exception:
             self._observe("failure", trigger, started)
             raise
@@ -234,6 +226,26 @@ class CertificateController(SharedController[Settings]):
             )
         await self._status.event(
             record, NORMAL, reason, f"{message}; trigger {trigger.reason}: {trigger.message}"
+        )
+
+    async def _write_secret(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        ca: CertificateAuthority,
+        given: policy.Input,
+        trigger: Violation,
+    ) -> Written | None:
+        return await self._secrets.issue(
+            record,
+            spec,
+            issued_request(spec.request, given.identity),
+            ca,
+            given.secret,
+            new_key=trigger.reason in NEW_KEY_TRIGGERS,
+            crl_distribution_point=crl_distribution_point(
+                self._settings.crl_url, *self._ca_ref(record, spec).key
+            ),
         )
 
     async def _repair(

@@ -20,9 +20,7 @@ from mtls_operator.certificates.keystore_passwords import KeystorePasswords
 from mtls_operator.certificates.store import CertificateRecord, Store
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.policy.certificate import Input
-from mtls_operator.revocations.store import Revocations
-from mtls_operator.runtime.clock import Clock
-from mtls_operator.tenancy.store import Tenancy
+from mtls_operator.shared import SharedParts
 
 
 @dataclass(frozen=True)
@@ -30,9 +28,8 @@ class Gatherer:
     store: Store
     foreign: ForeignSecrets
     passwords: KeystorePasswords
-    tenancy: Tenancy
-    revocations: Revocations
-    clock: Clock
+    # The identity policy's view, the CAs' revocations, the clock.
+    shared: SharedParts
 
     async def gather(
         self,
@@ -49,7 +46,7 @@ class Gatherer:
             (record.namespace, spec.secret_name)
         ) or await self.foreign.current(record.namespace, spec.secret_name)
         revoke = _revoke_asked(record)
-        recorded = isinstance(revoke, RevokeRequest) and self.revocations.holds(
+        recorded = isinstance(revoke, RevokeRequest) and self.shared.revocations.holds(
             ca_ref, revoke.serial_number
         )
         return Input(
@@ -57,9 +54,9 @@ class Gatherer:
             spec=spec,
             secret=secret,
             ca=ca,
-            now=self.clock.now(),
+            now=self.shared.runtime.clock.now(),
             older_claimant=self.store.older_claimant(record),
-            identity=self.tenancy.rules_for(record.namespace) if cluster_ca else None,
+            identity=self.shared.tenancy.rules_for(record.namespace) if cluster_ca else None,
             keystore_password=await self.passwords.digest(record.namespace, spec, secret),
             revoke=revoke,
             revocation_recorded=recorded,

@@ -6,7 +6,7 @@ resourceVersion it was computed from, so a concurrent change makes it fail
 from __future__ import annotations
 
 import datetime
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from mtls_operator.api.managed_secret import (
@@ -63,6 +63,7 @@ class SecretWriter:
         secret: SecretFacts | None,
         *,
         new_key: bool = False,
+        crl_distribution_point: str | None = None,
     ) -> Written | None:
         """Generate the key (or keep it, unless `new_key`), sign `request`,
         and write the Secret; None when a concurrent write won."""
@@ -70,7 +71,14 @@ class SecretWriter:
         password = await self.passwords.password(record.namespace, spec)
         reuse_key = secret is not None and not new_key
         content = await self._sign(
-            record, spec, request, ca, password, reuse_key=reuse_key, now=now
+            record,
+            spec,
+            request,
+            ca,
+            password,
+            reuse_key=reuse_key,
+            now=now,
+            crl_distribution_point=crl_distribution_point,
         )
         revision = max(secret.revision if secret else 0, record.status_revision) + 1
         annotations = issuance_record(
@@ -83,16 +91,7 @@ class SecretWriter:
         )
         annotations.update(_password_record(annotations[SERIAL_ANNOTATION], password))
         data = content.data
-        path = secrets_path(record.namespace)
-        if secret is None:
-            body = new_secret(record.ref, spec, data, annotations)
-            written = await self._write(record, spec, lambda: self.runtime.kube.create(path, body))
-        else:
-            patch = secret_patch(secret, record.ref, spec, data=data, record=annotations)
-            path = secrets_path(record.namespace, spec.secret_name)
-            written = await self._write(
-                record, spec, lambda: self.runtime.kube.merge_patch(path, patch)
-            )
+        written = await self._create_or_patch(record, spec, secret, data, annotations)
         if written is None:
             return None
         known = KnownKeyPair(
@@ -111,6 +110,22 @@ class SecretWriter:
             revision=revision,
         )
 
+    async def _create_or_patch(
+        self,
+        record: CertificateRecord,
+        spec: CertificateSpec,
+        secret: SecretFacts | None,
+        data: Mapping[str, bytes],
+        annotations: dict[str, str],
+    ) -> Object | None:
+        if secret is None:
+            body = new_secret(record.ref, spec, data, annotations)
+            path = secrets_path(record.namespace)
+            return await self._write(record, spec, lambda: self.runtime.kube.create(path, body))
+        patch = secret_patch(secret, record.ref, spec, data=data, record=annotations)
+        path = secrets_path(record.namespace, spec.secret_name)
+        return await self._write(record, spec, lambda: self.runtime.kube.merge_patch(path, patch))
+
     async def _sign(
         self,
         record: CertificateRecord,
@@ -121,6 +136,7 @@ class SecretWriter:
         *,
         reuse_key: bool,
         now: datetime.datetime,
+        crl_distribution_point: str | None,
     ) -> SecretContent:
         """In a worker thread unless quick: RSA key generation takes up to
         seconds, and keystores derive keys from their passwords."""
@@ -135,6 +151,7 @@ class SecretWriter:
                 request=request,
                 previous_key_pem=previous_key,
                 pkcs12_password=password,
+                crl_distribution_point=crl_distribution_point,
             ),
             quick=_quick(spec, ca),
         )

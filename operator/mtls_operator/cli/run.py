@@ -17,6 +17,7 @@ from mtls_operator.cli.settings import config_from_arguments
 from mtls_operator.policy.identity import IdentityMode
 from mtls_operator.runtime.clock import SystemClock
 from mtls_operator.runtime.collector import tune_collector
+from mtls_operator.runtime.crl_endpoint import CRLReader
 from mtls_operator.runtime.endpoints import start_endpoints
 from mtls_operator.runtime.kube import Kube
 from mtls_operator.runtime.leader import LeaseElection
@@ -64,7 +65,9 @@ async def _serve(config: OperatorConfig) -> int:
         metrics = Metrics()
         terms = Terms()
         endpoints = (
-            await start_endpoints(config.metrics_port, metrics, terms.healthy, terms.problems)
+            await start_endpoints(
+                config.metrics_port, metrics, terms.healthy, terms.problems, CRLReader(kube)
+            )
             if config.metrics_port
             else None
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,14 @@ def _add_crl_arguments(parser: argparse.ArgumentParser) -> None:
         help="sign a CRL again this long before its nextUpdate (Go duration; default: "
         f"{format_duration(_DEFAULT.crl.refresh_before)})",
     )
+    parser.add_argument(
+        "--crl-url",
+        metavar="URL",
+        help="the operator's http:// URL as clients reach it (such as "
+        "http://mtls-operator-metrics.mtls-operator.svc:8080): new certificates name "
+        "URL/crl/<CA namespace>/<CA Secret>.crl as their CRL Distribution Point "
+        "(default: none)",
+    )
 
 
 def _add_identity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -228,6 +237,7 @@ def config_from_arguments(args: argparse.Namespace) -> OperatorConfig:
         "workload_roll_burst": _at_least_one("--workload-roll-burst", args.workload_roll_burst),
         "workload_roll_window": _workload_roll_window(args.workload_roll_window),
         "crl": _crl_settings(args.crl_validity, args.crl_refresh_before),
+        "crl_url": _crl_url(args.crl_url),
     }
     return OperatorConfig(
         namespaces=tuple(args.namespaces),
@@ -284,6 +294,17 @@ def _workload_roll_window(text: str | None) -> datetime.timedelta | None:
     if value < datetime.timedelta(0):
         raise ValueError(f"--workload-roll-window {text!r}: must not be negative")
     return value
+
+
+def _crl_url(text: str | None) -> str | None:
+    if text is None:
+        return None
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme != "http" or not parsed.hostname or parsed.query or parsed.fragment:
+        # RFC 5280 4.2.1.13: fetched over plain HTTP (a CRL is signed, and
+        # checking an https server's certificate could need that very CRL).
+        raise ValueError(f"--crl-url {text!r}: expected an http:// URL with a host")
+    return text.rstrip("/")
 
 
 def _crl_settings(validity: str | None, refresh_before: str | None) -> CRLSettings | None:

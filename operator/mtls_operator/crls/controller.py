@@ -70,12 +70,18 @@ class CRLController(SharedController[CRLSignerSettings]):
         if store is None:
             await self._revocations.create(ref)
             return  # its watch event queues it again
+        for problem in store.problems:
+            logger.warning(
+                "ConfigMap %s/%s: %s (entry ignored)", ref.namespace, store.name, problem
+            )
         given = CRLInput(ca, store, _facts(store), self._runtime.clock.now(), self._settings.crl)
         trigger = crl_due(given)
         if trigger is not None:
             signed = await self._sign(store, given)
             if signed is None:
-                self._lane.add(ref)  # the record changed meanwhile: sign what it holds now
+                # The record changed meanwhile: sign what it holds once its
+                # watch brings it (that event queues it at once).
+                self._lane.retry(ref)
                 return
             logger.info("signed CRL %d of CA %s: %s", signed.number, ref, trigger.message)
             given = CRLInput(ca, store, signed, given.now, self._settings.crl)

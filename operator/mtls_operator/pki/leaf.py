@@ -145,10 +145,13 @@ def issue_leaf(
     now: datetime.datetime,
     *,
     backdate: datetime.timedelta = CLOCK_SKEW_BACKDATE,
+    crl_distribution_point: str | None = None,
 ) -> IssuedCertificate:
     """Sign `public_key` for `request` with `ca`, the recipe's extension file
     plus: keyEncipherment only for RSA keys, a random 159-bit serial,
-    notBefore backdated for clock skew, notAfter no later than the CA's."""
+    notBefore backdated for clock skew, notAfter no later than the CA's;
+    with `crl_distribution_point`, the URL relying parties fetch the CA's
+    CRL from."""
     alt_names = request.effective_alt_names()
     if request.subject == DistinguishedName() and alt_names.is_empty():
         raise ValueError(
@@ -178,5 +181,13 @@ def issue_leaf(
             x509.SubjectAlternativeName(alt_names.general_names()),
             critical=len(subject) == 0,
         )
+    if crl_distribution_point is not None:
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_distribution_point)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
+        )
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     certificate = builder.sign(ca.private_key, signature_hash(ca.private_key))
     return IssuedCertificate(certificate, ca.intermediates, clamped)

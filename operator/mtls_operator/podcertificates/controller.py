@@ -21,6 +21,7 @@ from mtls_operator.api.pod_certificates import (
     read_request,
     refused_status,
 )
+from mtls_operator.api.revocations import crl_distribution_point
 from mtls_operator.api.timestamps import parse_timestamp
 from mtls_operator.authorities.store import CARef
 from mtls_operator.pki import CertificateAuthority, PKIError, issue_leaf
@@ -52,6 +53,8 @@ class PodSignerSettings:
     signer_name: str = DEFAULT_SIGNER_NAME
     max_duration: datetime.timedelta = datetime.timedelta(hours=24)
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    # --crl-url: the base of the CRL Distribution Point pod certificates carry.
+    crl_url: str | None = None
 
 
 class PodCertificateController(SharedController[PodSignerSettings]):
@@ -151,9 +154,15 @@ class PodCertificateController(SharedController[PodSignerSettings]):
             logger.info("%s %s/%s: %s", outcome.lower(), *key, reason)
 
     async def _sign(self, ca: CertificateAuthority, sign: pod_request.Sign) -> dict[str, Any]:
+        point = crl_distribution_point(self._settings.crl_url, *self._settings.cluster_ca.key)
         issued = await self._runtime.compute(
             lambda: issue_leaf(
-                ca, sign.request, sign.public_key, sign.now, backdate=sign.now - sign.not_before
+                ca,
+                sign.request,
+                sign.public_key,
+                sign.now,
+                backdate=sign.now - sign.not_before,
+                crl_distribution_point=point,
             ),
             quick=ca.quick,
         )

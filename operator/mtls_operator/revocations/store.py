@@ -112,7 +112,7 @@ class Revocations:
         record is still as read (None when it changed meanwhile: a new
         entry must not be lost to a CRL signed without it)."""
         data: dict[str, str | None] = {CRL_KEY: crl_pem}
-        data.update({entry_key(serial): None for serial in dropped})
+        data.update({store.entry_keys.get(serial, entry_key(serial)): None for serial in dropped})
         patch = {"metadata": {"resourceVersion": store.resource_version}, "data": data}
         try:
             written = await self._kube.merge_patch(
@@ -132,9 +132,11 @@ class Revocations:
                 configmaps_path(ca.namespace), store_body(ca.namespace, name, {})
             )
         except ApiError as err:
-            if err.conflict:
-                return  # made meanwhile (or someone else's: never touched)
-            raise
+            if not err.conflict:
+                raise
+            # Made meanwhile (its watch event follows), or someone else's.
+            _require_ours(await self._kube.get(configmaps_path(ca.namespace, name)) or {}, ca)
+            return
         self.stores.wrote(written)
 
     def _items(self) -> list[tuple[tuple[str, str], RevocationStore]]:
@@ -159,8 +161,7 @@ async def add_revocation(kube: Kube, ca: CARef, entry: StoredRevocation) -> Obje
                 raise
             current = await kube.get(path) or {}
     _require_ours(current, ca)
-    existing = ((current.get("data") or {}).get(key)) if current else None
-    if existing is not None:
+    if read_store(current).holds(entry.revocation.serial_number):
         return current  # recorded before: the first revocation time stands
     return await kube.merge_patch(path, {"data": {key: value}})
 
