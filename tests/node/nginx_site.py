@@ -43,22 +43,27 @@ UID = 65532
 PRE_STOP_SECONDS = 5
 CONF_DIR = "/etc/nginx-mtls"
 NGINX = ["/usr/sbin/nginx", "-e", "stderr", "-c", f"{CONF_DIR}/nginx.conf", "-g", "daemon off;"]
+# Where a pod that checks the CRL mounts the ConfigMap mtls-ca-bundle (ca.crt, ca.crl).
+BUNDLE_DIR = "/etc/bundle"
 
 
-def nginx_deployment(namespace: str, name: str, *, follows: bool) -> dict[str, Any]:
+def nginx_deployment(
+    namespace: str, name: str, *, follows: bool, bundle: bool = False
+) -> dict[str, Any]:
     """Two nginx pods serving the Secret `<name>-tls`, replaced one at a time, each Ready
-    (its readiness probe) before an old one goes."""
-    pod = sleeper_pod(
-        namespace,
-        name,
-        {"tls": "/etc/tls", "conf": CONF_DIR},
-        [
-            {"name": "tls", "secret": {"secretName": f"{name}-tls", "defaultMode": 0o400}},
-            {"name": "conf", "configMap": {"name": "nginx-conf"}},
-            {"name": "tmp", "emptyDir": {}},
-            {"name": "var-lib-nginx", "emptyDir": {}},
-        ],
-    )
+    (its readiness probe) before an old one goes; with `bundle`, the trust bundle
+    ConfigMap mounted at BUNDLE_DIR too."""
+    mounts = {"tls": "/etc/tls", "conf": CONF_DIR}
+    volumes: list[dict[str, Any]] = [
+        {"name": "tls", "secret": {"secretName": f"{name}-tls", "defaultMode": 0o400}},
+        {"name": "conf", "configMap": {"name": "nginx-conf"}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "var-lib-nginx", "emptyDir": {}},
+    ]
+    if bundle:
+        mounts["bundle"] = BUNDLE_DIR
+        volumes.append({"name": "bundle", "configMap": {"name": "mtls-ca-bundle"}})
+    pod = sleeper_pod(namespace, name, mounts, volumes)
     spec = pod["spec"]
     spec["securityContext"]["fsGroup"] = UID
     [container] = spec["containers"]
@@ -308,22 +313,31 @@ def open_site(
     followers: Sequence[str],
     others: Sequence[str],
     caller_certificate: dict[str, Any],
+    nginx_conf: str | None = None,
+    bundle: bool = False,
 ) -> Site:
     """nginx Deployments serving the Secrets `<name>-tls` (issued before: a workload
     recorded before its Secret existed would be rolled once when the Secret appears,
     docs/workloads.md), the followers asking to be rolled; a Service each, and the caller
-    with its certificate. Returns once every nginx pod answered the caller and the operator
-    recorded each follower."""
+    with its certificate. `nginx_conf`: the servers' configuration (default: nginx.conf
+    here); `bundle`: they mount the trust bundle ConfigMap (nginx_deployment). Returns
+    once every nginx pod answered the caller and the operator recorded each follower."""
     kubectl("apply", "-f", "-", input=json.dumps(caller_certificate))
     kubectl("wait", "-n", namespace, "--for=condition=Ready", f"mtlscertificate/{CALLER}")
-    for configmap, key, source in [
-        ("nginx-conf", "nginx.conf", HERE / "nginx.conf"),
-        (CALLER, "caller.py", HERE / "nginx_caller.py"),
+    conf = nginx_conf if nginx_conf is not None else (HERE / "nginx.conf").read_text()
+    for configmap, key, text in [
+        ("nginx-conf", "nginx.conf", conf),
+        (CALLER, "caller.py", (HERE / "nginx_caller.py").read_text()),
     ]:
-        kubectl("create", "configmap", configmap, "-n", namespace, f"--from-file={key}={source}")
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "data": {key: text}}
+        body["metadata"] = {"name": configmap, "namespace": namespace}
+        kubectl("apply", "-f", "-", input=json.dumps(body))
     servers = [*followers, *others]
     objects = [
-        *(nginx_deployment(namespace, name, follows=name in followers) for name in servers),
+        *(
+            nginx_deployment(namespace, name, follows=name in followers, bundle=bundle)
+            for name in servers
+        ),
         *(service(namespace, name) for name in servers),
         *caller_objects(namespace, servers),
     ]
