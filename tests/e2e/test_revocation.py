@@ -55,6 +55,7 @@ from support.cluster import (
 )
 from support.python_tls import server_verdict
 from support.revocation_scene import LeafFiles, RevocationScene
+from support.scrape import total
 
 RECORD = f"{CLUSTER_CA_SECRET}-revocations"
 
@@ -381,3 +382,73 @@ def test_leaves_name_the_endpoint_that_serves_their_crl(
         return verdict.stdout + verdict.stderr if verdict.returncode != 0 else None
 
     assert "certificate revoked" in wait_for(refused, what="the served CRL to revoke it")
+
+
+def crl_served_by(replica: OperatorProcess) -> str:
+    """The cluster CA's CRL as `replica`'s endpoint serves it (PEM)."""
+    url = (
+        f"http://127.0.0.1:{replica.metrics_port}/crl/{OPERATOR_NAMESPACE}/{CLUSTER_CA_SECRET}.pem"
+    )
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def test_a_failover_keeps_every_revocation_and_the_standby_serves_them(
+    operator_process: OperatorProcess,
+    kube_api: client.ApiClient,
+    kubectl: Kubectl,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    operator_process.stop()  # the two replicas below are the only operators
+    replicas = [
+        OperatorProcess(
+            operator_process.kubeconfig, tmp_path / f"replica-{i}.log", operator_process.extra_args
+        )
+        for i in range(2)
+    ]
+    try:
+        for replica in replicas:
+            replica.start()
+        leader = wait_for(
+            lambda: next(
+                (r for r in replicas if total(r.metrics(), "mtls_operator_leader") == 1.0), None
+            ),
+            what="a leader",
+        )
+        standby = next(r for r in replicas if r is not leader)
+        serials = {}
+        for name in ("first", "second"):
+            create_certificate(kube_api, namespace, certificate(name, "client", commonName=name))
+            wait_ready(kube_api, namespace, name)
+            serials[name] = serial_of(secret_data(kube_api, namespace, f"{name}-tls")["tls.crt"])
+        revoked = run_cli(leader.kubeconfig, "revoke", "first", "-n", namespace)
+        assert revoked.returncode == 0, revoked.stderr
+        # The standby does no work, but it answers for the CRL the leader signed.
+        wait_for(
+            lambda: listing(crl_served_by(standby), serials["first"]),
+            what="the standby serving the CRL that lists the first",
+        )
+        number_before = crl_number(record_data(kubectl)[CRL_KEY])
+
+        leader.kill()
+        wait_for(
+            lambda: total(standby.metrics(), "mtls_operator_leader") == 1.0 or None,
+            what="the standby to take the Lease",
+        )
+        revoked = run_cli(standby.kubeconfig, "revoke", "second", "-n", namespace)
+        assert revoked.returncode == 0, revoked.stderr
+        crl_pem = wait_for(
+            lambda: listing(record_data(kubectl).get(CRL_KEY, ""), serials["second"]),
+            what="the new leader's CRL listing the second",
+        )
+    finally:
+        for replica in replicas:
+            replica.stop()
+    assert set(serials.values()) <= set(listed(crl_pem))
+    assert crl_number(crl_pem) > number_before
+
+
+def crl_number(crl_pem: str) -> int:
+    crl = x509.load_pem_x509_crl(crl_pem.encode())
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number

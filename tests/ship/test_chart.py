@@ -62,6 +62,11 @@ EVERYTHING = {
     "podSigner": {"signerName": "example.com/pods"},
     "trustBundles": {"namespaceSelector": "mtls.dev/bundle=true"},
     "workloadRolls": {"enabled": True, "rate": 0.2, "burst": 2, "window": "30s"},
+    "crl": {
+        "validity": "72h",
+        "refreshBefore": "24h",
+        "url": "http://mtls-operator-metrics.mtls-operator.svc:9090",
+    },
     "metrics": {
         "port": 9090,
         "serviceMonitor": {"enabled": True, "interval": "1m", "labels": {"team": "pki"}},
@@ -232,6 +237,8 @@ def test_default_values_are_the_operators_defaults_plus_deploys_flags(
     assert config.workload_roll_rate == OperatorConfig.workload_roll_rate
     assert config.workload_roll_burst == OperatorConfig.workload_roll_burst
     assert config.workload_roll_window == OperatorConfig.workload_roll_window
+    assert config.crl == OperatorConfig.crl
+    assert config.crl_url is None
     assert config.metrics_port == 8080
 
 
@@ -253,6 +260,9 @@ def test_every_value_reaches_the_operator_and_its_objects(
     assert config.workload_roll_rate == 0.2
     assert config.workload_roll_burst == 2
     assert config.workload_roll_window == datetime.timedelta(seconds=30)
+    assert config.crl.validity == datetime.timedelta(hours=72)
+    assert config.crl.refresh_before == datetime.timedelta(hours=24)
+    assert config.crl_url == "http://mtls-operator-metrics.mtls-operator.svc:9090"
     assert config.metrics_port == 9090
 
     deployment = find(objects, "Deployment", "mtls-operator", "mtls-operator")
@@ -423,6 +433,14 @@ BAD_VALUES = [
     pytest.param({"workloadRolls": {"rate": 0}}, "/workloadRolls/rate", id="roll-rate"),
     pytest.param({"workloadRolls": {"burst": 0}}, "/workloadRolls/burst", id="roll-burst"),
     pytest.param({"workloadRolls": {"window": "5"}}, "/workloadRolls/window", id="roll-window"),
+    pytest.param({"crl": {"validity": "7d"}}, "/crl/validity", id="crl-validity"),
+    pytest.param({"crl": {"refreshBefore": "2"}}, "/crl/refreshBefore", id="crl-refresh-before"),
+    pytest.param(
+        {"crl": {"url": "https://mtls-operator-metrics.mtls-operator.svc:8080"}},
+        "/crl/url",
+        id="crl-url-https",
+    ),
+    pytest.param({"crl": {"url": "http://host/crl?x=1"}}, "/crl/url", id="crl-url-query"),
     pytest.param({"podSigner": {"signerName": "pods"}}, "/podSigner/signerName", id="signer"),
     pytest.param(
         {"podSigner": {"signerName": "kubernetes.io/pods"}},

@@ -109,6 +109,20 @@ left out, so that the default render equals deploy/'s.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- with .Values.crl }}
+{{- if ne .validity "168h" }}
+- --crl-validity
+- {{ .validity | quote }}
+{{- end }}
+{{- if ne .refreshBefore "48h" }}
+- --crl-refresh-before
+- {{ .refreshBefore | quote }}
+{{- end }}
+{{- with .url }}
+- --crl-url
+- {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- if not .Values.metrics.enabled }}
 - --metrics-port
 - "0"
