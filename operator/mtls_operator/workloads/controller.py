@@ -129,8 +129,8 @@ class WorkloadController:
 
     def _bundle_changed(self, change: Change[Published]) -> None:
         old, new = change.old, change.new
-        if new is None or (old is not None and old.bundle == new.bundle):
-            return
+        if new is None or (old is not None and old.content_digest == new.content_digest):
+            return  # what the pods would mount is the same (roots and CRL)
         self._queue_mounting(CONFIG_MAPS_INDEX, change.key)
 
     def _queue_mounting(self, index: str, key: ObjectKey) -> None:

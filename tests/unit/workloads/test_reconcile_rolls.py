@@ -360,6 +360,25 @@ def test_a_new_trust_bundle_in_the_configmap_rolls_what_mounts_it(world: World) 
     assert message == "rolled for ConfigMap mtls-ca-bundle (a new trust bundle)"
 
 
+def test_a_new_crl_beside_the_same_roots_rolls_what_mounts_it(world: World) -> None:
+    """nginx reads ssl_crl only at start-up: a revocation reaches it by a roll."""
+
+    async def scenario() -> None:
+        world.publish_bundle("root one", crl="crl 1")
+        await seen(world, config_maps=["mtls-ca-bundle", "settings"])
+        world.publish_bundle("root one", crl="crl 2")
+        assert await world.run() == [WEB]
+        world.later(5)
+        await world.due(WEB)
+
+    asyncio.run(scenario())
+    assert world.patches() == [WEB_PATH]
+    fingerprint = hashlib.sha256(b"root onecrl 2").hexdigest()
+    assert restarted_for(world.stored("web")) == digest(
+        [Mounted.trust_bundle("mtls-ca-bundle", fingerprint)]
+    )
+
+
 def test_a_workload_changed_meanwhile_is_read_again_not_rolled_blind(world: World) -> None:
     async def scenario() -> None:
         world.issue("web-tls")

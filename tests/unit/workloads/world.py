@@ -103,8 +103,8 @@ class World:
         assert informer is not None
         informer.apply("DELETED", self.kube.objects.pop(secrets_path(namespace, secret)))
 
-    def publish_bundle(self, bundle: str, namespace: str = NAMESPACE) -> None:
-        body = configmap_body(namespace, bundle)
+    def publish_bundle(self, bundle: str, namespace: str = NAMESPACE, crl: str = "") -> None:
+        body = configmap_body(namespace, bundle, crl)
         self.bundles.apply(
             "MODIFIED", self.kube.put(configmaps_path(namespace, CONFIGMAP_NAME), body)
         )
