@@ -10,7 +10,6 @@ operator and the command write an entry the same way.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,8 +31,6 @@ from mtls_operator.authorities.store import CARef
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.cache import Change, InformerGroup, SharedCache
 from mtls_operator.runtime.kube import Kube
-
-logger = logging.getLogger(__name__)
 
 Object = dict[str, Any]
 
