@@ -13,6 +13,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mtls_operator.api.durations import format_duration
 from mtls_operator.api.revocations import RevocationStore
 from mtls_operator.pki import CertificateAuthority
 from mtls_operator.pki.crl import CRLFacts, Revocation, live
@@ -38,11 +39,13 @@ class CRLSettings:
 
     def __post_init__(self) -> None:
         if self.validity <= datetime.timedelta(0):
-            raise ValueError(f"CRL validity must be positive, not {self.validity}")
+            raise ValueError(
+                f"the CRL validity must be positive, not {format_duration(self.validity)}"
+            )
         if not datetime.timedelta(0) < self.refresh_before < self.validity:
             raise ValueError(
-                f"CRL refresh time {self.refresh_before} must be positive and shorter than "
-                f"its validity {self.validity}"
+                f"the CRL refresh time {format_duration(self.refresh_before)} must be positive "
+                f"and shorter than its validity {format_duration(self.validity)}"
             )
 
 

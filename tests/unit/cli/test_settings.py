@@ -12,6 +12,7 @@ import pytest
 from mtls_operator.app import OperatorConfig
 from mtls_operator.authorities.store import CARef
 from mtls_operator.cli import settings
+from mtls_operator.policy.crl import CRLSettings
 
 
 def config_of(*argv: str) -> OperatorConfig:
@@ -29,6 +30,9 @@ def test_without_flags_every_setting_is_the_configs_default() -> None:
     assert config_of() == OperatorConfig(
         namespaces=(), cluster_ca=CARef("ops", "mtls-operator-ca"), lease_namespace="ops"
     )
+
+
+HOUR = datetime.timedelta(hours=1)
 
 
 def test_workloads_are_rolled_by_default_one_a_second_after_five_quiet_seconds() -> None:
@@ -58,6 +62,9 @@ def test_workloads_are_rolled_by_default_one_a_second_after_five_quiet_seconds()
         (["--workload-roll-burst", "1"], "workload_roll_burst", 1),
         (["--workload-roll-window", "30s"], "workload_roll_window", 30),
         (["--workload-roll-window", "0s"], "workload_roll_window", 0),
+        (["--crl-url", "http://ops.svc:8080/"], "crl_url", "http://ops.svc:8080"),
+        (["--crl-validity", "72h"], "crl", CRLSettings(HOUR * 72, HOUR * 48)),
+        (["--crl-refresh-before", "1h"], "crl", CRLSettings(HOUR * 168, HOUR)),
     ],
 )
 def test_a_flag_given_sets_its_field(argv: list[str], field: str, value: object) -> None:
@@ -83,6 +90,14 @@ def test_a_flag_given_sets_its_field(argv: list[str], field: str, value: object)
         (["--workload-roll-rate", "nan"], "--workload-roll-rate nan: must be positive"),
         (["--workload-roll-window=-1s"], "--workload-roll-window '-1s': must not be negative"),
         (["--workload-roll-window", "soon"], "--workload-roll-window: invalid duration 'soon'"),
+        (["--crl-url", "https://ops.svc"], "--crl-url 'https://ops.svc': expected an http:// URL"),
+        (["--crl-url", "http:///crl"], "--crl-url 'http:///crl': expected an http:// URL"),
+        (["--crl-validity", "soon"], "--crl-validity: invalid duration 'soon'"),
+        (
+            ["--crl-validity", "24h"],
+            "--crl-validity/--crl-refresh-before: the CRL refresh time 48h must be positive "
+            "and shorter than its validity 24h",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_with_the_flags_name(argv: list[str], message: str) -> None:

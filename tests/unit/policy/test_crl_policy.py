@@ -390,32 +390,29 @@ def test_at_the_next_look_the_crl_is_due(world: World) -> None:
 @pytest.mark.parametrize(
     ("validity", "refresh_before", "message"),
     [
-        pytest.param(td(0), td(days=2), "CRL validity must be positive, not 0:00:00", id="zero"),
+        pytest.param(td(0), td(days=2), "the CRL validity must be positive, not 0s", id="zero"),
         pytest.param(
             td(days=-1),
             td(hours=1),
-            "CRL validity must be positive, not -1 day, 0:00:00",
+            "the CRL validity must be positive, not -24h",
             id="negative",
         ),
         pytest.param(
             td(days=7),
             td(days=7),
-            "CRL refresh time 7 days, 0:00:00 must be positive and shorter than its "
-            "validity 7 days, 0:00:00",
+            "the CRL refresh time 168h must be positive and shorter than its validity 168h",
             id="refresh-equals-validity",
         ),
         pytest.param(
             td(days=1),
             td(days=2),
-            "CRL refresh time 2 days, 0:00:00 must be positive and shorter than its "
-            "validity 1 day, 0:00:00",
+            "the CRL refresh time 48h must be positive and shorter than its validity 24h",
             id="refresh-longer-than-validity",
         ),
         pytest.param(
             td(days=7),
             td(0),
-            "CRL refresh time 0:00:00 must be positive and shorter than its "
-            "validity 7 days, 0:00:00",
+            "the CRL refresh time 0s must be positive and shorter than its validity 168h",
             id="refresh-zero",
         ),
     ],
