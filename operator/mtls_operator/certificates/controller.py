@@ -191,7 +191,8 @@ class CertificateController(SharedController[Settings]):
             self._turns.forget(record.key)
         started = self._runtime.clock.monotonic()
         try:
-            written = await self._write_secret(record, spec, ca, given, trigger)
+            new_key = trigger.reason in NEW_KEY_TRIGGERS
+            written = await self._write_secret(record, spec, ca, given, new_key=new_key)
         except Exception:
             self._observe("failure", trigger, started)
             raise
@@ -234,15 +235,17 @@ class CertificateController(SharedController[Settings]):
         spec: CertificateSpec,
         ca: CertificateAuthority,
         given: policy.Input,
-        trigger: Violation,
+        *,
+        new_key: bool,
     ) -> Written | None:
+        """What the identity policy grants, signed; never the old key when `new_key`."""
         return await self._secrets.issue(
             record,
             spec,
             issued_request(spec.request, given.identity),
             ca,
             given.secret,
-            new_key=trigger.reason in NEW_KEY_TRIGGERS,
+            new_key=new_key,
             crl_distribution_point=crl_distribution_point(
                 self._settings.crl_url, *self._ca_ref(record, spec).key
             ),
