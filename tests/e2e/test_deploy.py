@@ -279,6 +279,8 @@ CAN: list[tuple[str, ...]] = [
     ("create", "secrets"),
     ("patch", "secrets"),
     ("create", "events"),
+    # The CAs' revocation records (docs/revocation.md).
+    *((verb, "configmaps") for verb in ("get", "list", "watch", "create", "patch")),
     *(
         (verb, f"{plural}.apps")
         for plural in ("deployments", "statefulsets", "daemonsets")
@@ -290,7 +292,6 @@ CANNOT: list[tuple[str, ...]] = [
     ("update", "secrets"),
     ("deletecollection", "secrets"),
     ("update", "configmaps"),
-    ("get", "configmaps"),
     ("create", "pods"),
     ("delete", "pods"),
     ("patch", "pods"),
