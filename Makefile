@@ -92,9 +92,10 @@ cluster-down: $(INSTALLED)
 clean:
 	rm -rf $(VENV) .venv-ship .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-# `make bench SCENARIO=scale` (or storm, rotation, pods, policy, rolls, all): one
-# scenario; figures printed, written to .bench/<scenario>.json and published
-# to docs/bench/, from which the README's and docs' tables are rendered.
+# `make bench SCENARIO=scale` (or storm, rotation, pods, policy, rolls,
+# revocations, all): one scenario; figures printed, written to
+# .bench/<scenario>.json and published to docs/bench/, from which the
+# README's and docs' tables are rendered.
 SCENARIO ?= default
 bench: $(INSTALLED) control-plane
 	@PYTHONPATH=hack $(BIN)/python -m bench --scenario $(SCENARIO) --publish

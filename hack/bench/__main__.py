@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bench import default, pods, policy, rolls, rotation, scale, storm
+from bench import default, pods, policy, revocations, rolls, rotation, scale, storm
 from bench.doc_tables import publish
 from bench.figures import Figures
 from bench.results import report
@@ -29,6 +29,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace, Figures], Coroutine[Any, Any,
     "pods": pods.run,
     "policy": policy.run,
     "rolls": rolls.run,
+    "revocations": revocations.run,
 }
 
 
@@ -59,6 +60,7 @@ def arguments() -> argparse.ArgumentParser:
     rotation.add_arguments(parser)
     policy.add_arguments(parser)
     rolls.add_arguments(parser)
+    revocations.add_arguments(parser)
     return parser
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,14 +28,8 @@ def api_writes(kubectl: Kubectl, resources: frozenset[str] = ISSUANCE_RESOURCES)
 
 def writes_in(metrics_text: str, resources: frozenset[str]) -> int:
     """The write requests for `resources` in the API server's metrics text."""
-    total = 0
-    for line in metrics_text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in resources:
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+    counts = requests_in(metrics_text)
+    return sum(counts.writes(resource) for resource in resources)
 
 
 def operator_counter(operator: OperatorProcess, name: str, **labels: str) -> float:
@@ -48,3 +44,67 @@ def operator_counter(operator: OperatorProcess, name: str, **labels: str) -> flo
 
 def ready_gauges(operator: OperatorProcess) -> int:
     return int(operator_counter(operator, "mtls_operator_certificate_ready"))
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    """The API server's requests by verb, resource, subresource and code,
+    as its counter had them (or what two readings differ by)."""
+
+    counts: Counter[tuple[str, str, str, str]]
+
+    def __sub__(self, before: RequestCounts) -> RequestCounts:
+        return RequestCounts(self.counts - before.counts)
+
+    def writes(self, resource: str, subresource: str | None = None) -> int:
+        """Write requests for `resource` (and `subresource`, "" for the
+        object itself; None for any), whatever they were answered."""
+        return sum(
+            n
+            for (verb, res, sub, _), n in self.counts.items()
+            if verb in WRITE_VERBS and res == resource and subresource in (None, sub)
+        )
+
+    def refused(self, resource: str) -> Counter[str]:
+        """Write requests for `resource` answered with an error, by code."""
+        found: Counter[str] = Counter()
+        for (verb, res, _, code), n in self.counts.items():
+            if verb in WRITE_VERBS and res == resource and not code.startswith("2"):
+                found[code] += n
+        return found
+
+    def reads(self, resource: str) -> int:
+        """GETs of single objects (lists and watches left out)."""
+        return sum(
+            n for (verb, res, _, _), n in self.counts.items() if verb == "GET" and res == resource
+        )
+
+    def writes_by_resource(self) -> Counter[str]:
+        """Every write request by resource, lease renewals left out (per time,
+        not per anything measured)."""
+        found: Counter[str] = Counter()
+        for (verb, resource, _, _), n in self.counts.items():
+            if verb in WRITE_VERBS and resource != "leases":
+                found[resource] += n
+        return found
+
+
+def api_requests(kubectl: Kubectl) -> RequestCounts:
+    """Every client's requests the API server has answered, from its own counter."""
+    return requests_in(kubectl("get", "--raw", "/metrics", timeout=120).stdout)
+
+
+def requests_in(metrics_text: str) -> RequestCounts:
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for line in metrics_text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        key = (
+            labels.get("verb", ""),
+            labels.get("resource", ""),
+            labels.get("subresource", ""),
+            labels.get("code", ""),
+        )
+        counts[key] += int(float(line.rsplit(" ", 1)[1]))
+    return RequestCounts(counts)

@@ -27,6 +27,7 @@ def test_the_readme_and_the_design_show_bench_tables() -> None:
         "rotation",
         "policy",
         "rolls",
+        "revocations",
         "clients",
         "profile",
     } <= names
