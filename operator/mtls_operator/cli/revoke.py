@@ -40,7 +40,7 @@ from mtls_operator.cli.parsers import add_command, examples
 from mtls_operator.cli.settings import cluster_ca_ref
 from mtls_operator.pki import CertificateLoadError, RevocationReason, load_certificates
 from mtls_operator.pki.certs import not_after
-from mtls_operator.revocations.store import ForeignStoreError, add_revocation
+from mtls_operator.revocations.store import ForeignStoreError, add_revocations
 from mtls_operator.runtime.kube import Kube
 
 DEFAULT_TIMEOUT = "60s"
@@ -159,7 +159,7 @@ async def _by_serial(kube: Kube, args: argparse.Namespace) -> int:
     expires = await _not_after(kube, ca, args.not_after)
     entry = revoked_now(serial, reason, expires, datetime.datetime.now(datetime.UTC))
     try:
-        await add_revocation(kube, ca, entry)
+        await add_revocations(kube, ca, [entry])
     except ForeignStoreError as err:
         raise CommandError(str(err)) from None
     print(

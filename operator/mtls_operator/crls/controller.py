@@ -108,7 +108,7 @@ class CRLController(SharedController[CRLSignerSettings]):
         kept = {r.serial_number for r in listed}
         dropped = tuple(sorted(serial for serial in store.entries if serial not in kept))
         written = await self._revocations.write_crl(store, crl_to_pem(der).decode(), dropped)
-        return crl_facts(der) if written is not None else None
+        return crl_facts(der) if written else None
 
     def _report(self, ref: CARef, given: CRLInput) -> None:
         if given.current is None:

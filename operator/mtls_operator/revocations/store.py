@@ -4,18 +4,25 @@ recorded), the CRL controller signs what is recorded, and the trust-bundle
 publisher copies the signed CRLs next to the roots. One informer of the
 records' ConfigMaps (by label) feeds them all.
 
-`add_revocation` is also what `mtls-operator revoke --serial` calls: the
+`add_revocations` is also what `mtls-operator revoke --serial` calls: the
 operator and the command write an entry the same way.
+
+Every write of the record rewrites it whole (its entries and its CRL), and
+writes of one object do not run in parallel in the API server: revocations
+asked for together are written in one patch (while one patch is on its way,
+the next ones gather), so that a burst costs a few writes, not one each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
 from mtls_operator.api.revocations import (
     CRL_KEY,
+    ENTRY_PREFIX,
     STORE_SELECTOR,
     STORE_SUFFIX,
     RevocationStore,
@@ -51,6 +58,9 @@ class Revocations:
     def __init__(self, cache: SharedCache, kube: Kube, namespaces: tuple[str, ...]) -> None:
         """`namespaces`: where CA Secrets may be (empty: all)."""
         self._kube = kube
+        # Entries waiting for the next patch of their CA's record, and who waits for each.
+        self._pending: dict[CARef, list[tuple[StoredRevocation, asyncio.Future[None]]]] = {}
+        self._writers: dict[CARef, asyncio.Task[None]] = {}
         self.stores: InformerGroup[RevocationStore] = cache.group(
             "revocations",
             configmaps_path,
@@ -78,8 +88,13 @@ class Revocations:
         """The CAs that have a record."""
         return sorted(ca_of_store(store) for _, store in self._items())
 
-    def on_change(self, notify: Callable[[CARef], None]) -> None:
+    def on_change(self, notify: Callable[[CARef], None], *, crl_only: bool = False) -> None:
+        """`notify(ca)` when a CA's record changes (`crl_only`: when its CRL does)."""
+
         def changed(change: Change[RevocationStore]) -> None:
+            old, new = change.old, change.new
+            if crl_only and old is not None and new is not None and old.crl_pem == new.crl_pem:
+                return
             notify(ca_of_store(change.latest))
 
         self.stores.subscribe(changed)
@@ -99,14 +114,34 @@ class Revocations:
         self.stores.subscribe(changed)
 
     async def record(self, ca: CARef, entry: StoredRevocation) -> None:
-        written = await add_revocation(self._kube, ca, entry)
-        self.stores.wrote(written)
+        """Returns once `entry` is in the record (with the others asked for
+        meanwhile); raises what writing it raised."""
+        waiting = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(ca, []).append((entry, waiting))
+        writer = self._writers.get(ca)
+        if writer is None or writer.done():
+            self._writers[ca] = asyncio.create_task(self._write_pending(ca))
+        await waiting
+
+    async def _write_pending(self, ca: CARef) -> None:
+        while batch := self._pending.pop(ca, []):
+            try:
+                written = await add_revocations(self._kube, ca, [entry for entry, _ in batch])
+            except Exception as err:  # every waiter hears it: each handles it its way
+                for _, waiting in batch:
+                    if not waiting.done():
+                        waiting.set_exception(err)
+                continue
+            self.stores.wrote(written)
+            for _, waiting in batch:
+                if not waiting.done():
+                    waiting.set_result(None)
 
     async def write_crl(
         self, store: RevocationStore, crl_pem: str, dropped: tuple[int, ...]
-    ) -> RevocationStore | None:
+    ) -> bool:
         """Replace the CRL and drop the entries it no longer lists, if the
-        record is still as read (None when it changed meanwhile: a new
+        record is still as read (False when it changed meanwhile: a new
         entry must not be lost to a CRL signed without it)."""
         data: dict[str, str | None] = {CRL_KEY: crl_pem}
         data.update({store.entry_keys.get(serial, entry_key(serial)): None for serial in dropped})
@@ -117,9 +152,10 @@ class Revocations:
             )
         except ApiError as err:
             if err.conflict or err.not_found:
-                return None
+                return False
             raise
-        return self.stores.wrote(written)
+        self.stores.wrote(written)
+        return True
 
     async def create(self, ca: CARef) -> None:
         """An empty record, so that the CA gets a CRL before anything is revoked."""
@@ -140,27 +176,34 @@ class Revocations:
         return [(key, store) for key in self.stores if (store := self.stores.get(key))]
 
 
-async def add_revocation(kube: Kube, ca: CARef, entry: StoredRevocation) -> Object:
-    """Add one entry to `ca`'s record, making the record if there is none.
+async def add_revocations(kube: Kube, ca: CARef, entries: Iterable[StoredRevocation]) -> Object:
+    """Add entries to `ca`'s record, making the record if there is none.
     An entry is a key of its own, so no resourceVersion is needed: a merge
-    patch that adds it leaves every other entry as it is."""
+    patch that adds keys leaves every other entry as it is."""
     name = store_name(ca.name)
     path = configmaps_path(ca.namespace, name)
-    key, value = entry_key(entry.revocation.serial_number), entry_value(entry)
+    data = {entry_key(e.revocation.serial_number): entry_value(e) for e in entries}
     current = await kube.get(path)
     if current is None:
         try:
             return await kube.create(
-                configmaps_path(ca.namespace), store_body(ca.namespace, name, {key: value})
+                configmaps_path(ca.namespace), store_body(ca.namespace, name, data)
             )
         except ApiError as err:
             if not err.conflict:
                 raise
             current = await kube.get(path) or {}
     _require_ours(current, ca)
-    if read_store(current).holds(entry.revocation.serial_number):
-        return current  # recorded before: the first revocation time stands
-    return await kube.merge_patch(path, {"data": {key: value}})
+    held = read_store(current)
+    # Recorded before: the first revocation time stands.
+    new = {key: value for key, value in data.items() if not held.holds(_serial_of(key))}
+    if not new:
+        return current
+    return await kube.merge_patch(path, {"data": new})
+
+
+def _serial_of(key: str) -> int:
+    return int(key.removeprefix(ENTRY_PREFIX), 16)
 
 
 def _require_ours(body: Mapping[str, Any], ca: CARef) -> None:

@@ -79,7 +79,7 @@ class TrustBundleController(SharedController[TrustBundleSettings]):
             )
             self._configmaps.subscribe(lambda change: self._lane.add(("ConfigMap", change.key[0])))
         shared.tenancy.on_labels_change(lambda namespace: self._lane.add(("ConfigMap", namespace)))
-        shared.revocations.on_change(self._crl_changed)
+        shared.revocations.on_change(self._crl_changed, crl_only=True)
 
     def keys(self) -> list[Key]:
         keys: list[Key] = [("ClusterTrustBundle", s) for s in self._settings.signer_names]

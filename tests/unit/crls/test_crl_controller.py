@@ -28,7 +28,7 @@ from mtls_operator.authorities.store import CARef, CAState
 from mtls_operator.crls.controller import NAME, CRLController, CRLSignerSettings
 from mtls_operator.pki import CertificateAuthority, RevocationReason
 from mtls_operator.pki.crl import CRLFacts, crl_facts
-from mtls_operator.revocations.store import Revocations, add_revocation
+from mtls_operator.revocations.store import Revocations, add_revocations
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import CRLGauges, Metrics
 from mtls_operator.shared import SharedParts
@@ -86,7 +86,7 @@ class Signer:
     ) -> None:
         """An entry added as `mtls-operator revoke --serial` adds it (not yet seen)."""
         entry = revoked_now(serial, RevocationReason.KEY_COMPROMISE, not_after, self.clock.now())
-        await add_revocation(self.kube, ca, entry)
+        await add_revocations(self.kube, ca, [entry])
 
     def crl(self, path: str = RECORD) -> CRLFacts:
         return crl_facts(self.kube.objects[path]["data"][CRL_KEY].encode())

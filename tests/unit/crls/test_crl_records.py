@@ -19,14 +19,14 @@ from mtls_operator.api.revocations import (
     store_body,
 )
 from mtls_operator.pki import RevocationReason
-from mtls_operator.revocations.store import Revocations
+from mtls_operator.revocations.store import ForeignStoreError, Revocations
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.metrics import Metrics
 from unit.crls.test_crl_controller import RECORD, SERIAL, signer, signing
 
 from support.authorities import make_ca
 from support.clock import NOW, FakeClock
-from support.fake_api import FakeKube
+from support.fake_api import CLUSTER_CA, FakeKube
 from support.loop import run
 
 td = datetime.timedelta
@@ -124,3 +124,39 @@ def test_one_bad_entry_does_not_stop_the_records_informer() -> None:
             await runtime.stop()
 
     asyncio.run(scenario())
+
+
+def test_revocations_asked_together_are_written_in_few_patches() -> None:
+    """Every patch rewrites the whole record: a burst must not cost one each."""
+
+    async def scenario() -> None:
+        async with signing(CA) as s:
+            await s.revoke(not_after=NOW + td(days=30))  # the record exists
+            s.kube.writes.clear()
+            entries = [
+                revoked_now(serial, RevocationReason.KEY_COMPROMISE, NOW + td(days=30), NOW)
+                for serial in range(0x100, 0x100 + 50)
+            ]
+            await asyncio.gather(*(s.revocations.record(CLUSTER_CA, e) for e in entries))
+            patches = [w for w in s.kube.writes if w == ("PATCH", RECORD)]
+            assert 1 <= len(patches) <= 2, patches
+            held = read_store(s.kube.objects[RECORD])
+            assert all(held.holds(entry.revocation.serial_number) for entry in entries)
+
+    run(scenario)
+
+
+def test_every_revocation_of_a_batch_hears_why_it_was_not_recorded() -> None:
+    async def scenario() -> None:
+        async with signer(CA) as s:
+            s.kube.put(RECORD, {"metadata": {"name": "foreign"}, "data": {}})
+            entries = [
+                revoked_now(serial, RevocationReason.SUPERSEDED, NOW + td(days=30), NOW)
+                for serial in (0x10, 0x11, 0x12)
+            ]
+            found = await asyncio.gather(
+                *(s.revocations.record(CLUSTER_CA, e) for e in entries), return_exceptions=True
+            )
+            assert [type(error) for error in found] == [ForeignStoreError] * 3
+
+    run(scenario)
