@@ -75,6 +75,14 @@ class OperatorConfig:
     # CRL Distribution Point. None: no distribution point.
     crl_url: str | None = None
 
+    @property
+    def ca_namespaces(self) -> tuple[str, ...]:
+        """Where CA Secrets (and their revocation records) may be: the served
+        namespaces and the cluster CA's; empty: all."""
+        if not self.namespaces:
+            return ()
+        return tuple(dict.fromkeys((*self.namespaces, self.cluster_ca.namespace)))
+
 
 class Operator:
     def __init__(
@@ -87,13 +95,7 @@ class Operator:
         self.authorities = AuthorityStore(self.runtime.cache, clock, metrics)
         self.tenancy = Tenancy(self.runtime, config.identity)
         self.policies = PolicyController(self.runtime, self.tenancy)
-        # CA Secrets are where certificates are, and the cluster CA's namespace.
-        ca_namespaces = (
-            tuple(sorted({*config.namespaces, config.cluster_ca.namespace}))
-            if config.namespaces
-            else ()
-        )
-        self.revocations = Revocations(self.runtime.cache, self.runtime.kube, ca_namespaces)
+        self.revocations = Revocations(self.runtime.cache, self.runtime.kube, config.ca_namespaces)
         shared = SharedParts(self.runtime, self.authorities, self.tenancy, self.revocations)
         self.certificates = CertificateController(
             shared,

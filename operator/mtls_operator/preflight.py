@@ -68,10 +68,9 @@ def installed_roles() -> dict[str, list[dict[str, Any]]]:
 def role_scopes(config: OperatorConfig) -> dict[str, tuple[str | None, ...]]:
     """Where each role is needed (None: cluster-wide), as deploy/ binds it;
     a role the configuration does not use is needed nowhere."""
-    served = (*config.namespaces, config.cluster_ca.namespace) if config.namespaces else (None,)
     everywhere: tuple[str | None, ...] = (None,)
     return {
-        "mtls-operator": tuple(dict.fromkeys(served)),
+        "mtls-operator": config.ca_namespaces or everywhere,
         "mtls-operator-discovery": everywhere,
         "mtls-operator-policies": everywhere,
         "mtls-operator-pod-signer": everywhere if config.pod_signer else (),

@@ -13,11 +13,10 @@ from typing import Any
 
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
 from mtls_operator.api.paths import core_path
+from mtls_operator.api.revocations import CRL_KEY
 
 CONFIGMAP_NAME = "mtls-ca-bundle"
 BUNDLE_KEY = "ca.crt"
-# The cluster CA's CRL (PEM), beside its roots, in the ConfigMaps.
-CRL_KEY = "ca.crl"
 # By name, not by label: an unmanaged ConfigMap of that name must be seen
 # too, to be left alone.
 CONFIGMAP_SELECTOR = {"fieldSelector": f"metadata.name={CONFIGMAP_NAME}"}
@@ -78,7 +77,9 @@ def trust_bundle_body(name: str, signer_name: str, bundle: str) -> dict[str, Any
 
 
 def configmap_data(bundle: str, crl: str) -> dict[str, str | None]:
-    """The ConfigMap's data, as a merge patch writes it (no CRL: none kept)."""
+    """The ConfigMap's data, as a merge patch writes it: the roots, and the
+    cluster CA's CRL under the key its record keeps it under (no CRL: none
+    kept)."""
     return {BUNDLE_KEY: bundle, CRL_KEY: crl or None}
 
 

@@ -32,7 +32,7 @@ from mtls_operator.api.revocations import (
 )
 from mtls_operator.api.secret_data import decode_data
 from mtls_operator.api.timestamps import parse_timestamp
-from mtls_operator.authorities.layouts import CA_LAYOUTS
+from mtls_operator.authorities.layouts import complete_layout
 from mtls_operator.authorities.store import CARef
 from mtls_operator.cli.cluster import add_cluster_arguments, namespace_of, run_with_kube
 from mtls_operator.cli.errors import CommandError
@@ -179,13 +179,13 @@ async def _not_after(kube: Kube, ca: CARef, given: str | None) -> datetime.datet
     if body is None:
         raise CommandError(f"CA Secret {ca} not found (name it with --ca NS/NAME)")
     data = decode_data(body.get("data"))
-    # The CA's certificate: no revoked leaf outlives it (leaves are cut to it).
-    for key, _ in CA_LAYOUTS:
-        if data.get(key):
-            try:
-                return not_after(load_certificates(data[key])[0])
-            except (CertificateLoadError, IndexError):
-                break
+    # The CA's certificate, as the operator finds it: no revoked leaf outlives it.
+    layout = complete_layout(data.get)
+    if layout is not None:
+        try:
+            return not_after(load_certificates(data[layout[0]])[0])
+        except (CertificateLoadError, IndexError):
+            pass
     raise CommandError(
         f"CA Secret {ca} holds no readable CA certificate: give the certificate's --not-after"
     )

@@ -22,7 +22,6 @@ from typing import Any
 from mtls_operator.api.managed_secret import MANAGED_BY_LABEL, MANAGER
 from mtls_operator.api.revocations import (
     CRL_KEY,
-    ENTRY_PREFIX,
     STORE_SELECTOR,
     STORE_SUFFIX,
     RevocationStore,
@@ -182,7 +181,8 @@ async def add_revocations(kube: Kube, ca: CARef, entries: Iterable[StoredRevocat
     patch that adds keys leaves every other entry as it is."""
     name = store_name(ca.name)
     path = configmaps_path(ca.namespace, name)
-    data = {entry_key(e.revocation.serial_number): entry_value(e) for e in entries}
+    by_serial = {entry.revocation.serial_number: entry for entry in entries}
+    data = {entry_key(serial): entry_value(entry) for serial, entry in by_serial.items()}
     current = await kube.get(path)
     if current is None:
         try:
@@ -196,14 +196,10 @@ async def add_revocations(kube: Kube, ca: CARef, entries: Iterable[StoredRevocat
     _require_ours(current, ca)
     held = read_store(current)
     # Recorded before: the first revocation time stands.
-    new = {key: value for key, value in data.items() if not held.holds(_serial_of(key))}
+    new = {entry_key(s): entry_value(e) for s, e in by_serial.items() if not held.holds(s)}
     if not new:
         return current
     return await kube.merge_patch(path, {"data": new})
-
-
-def _serial_of(key: str) -> int:
-    return int(key.removeprefix(ENTRY_PREFIX), 16)
 
 
 def _require_ours(body: Mapping[str, Any], ca: CARef) -> None:
