@@ -3,13 +3,16 @@ Deployment, StatefulSet and DaemonSet annotated mtls.dev/reload are
 recorded when first seen and rolled once (their pod template annotated,
 as `kubectl rollout restart` does) after `kubectl mtls renew`, with Events
 on them and on the certificate; a workload without the annotation, one
-of another namespace, and a drift repair roll nothing. The control plane
+of another namespace, and a drift repair roll nothing. A new CRL in the
+trust bundle rolls the workloads that read it, not one that reads only
+the roots (`items`). The control plane
 has no node: the workloads have no replicas, so their rollouts complete
 by themselves (the kube-controller-manager runs their controllers)."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from mtls_operator.api.revocations import CRL_KEY
+from mtls_operator.api.trust_bundles import BUNDLE_KEY, CONFIGMAP_NAME
 from mtls_operator.api.workloads import (
     MOUNTED_DIGEST_ANNOTATION,
     RESTARTED_FOR_ANNOTATION,
@@ -26,9 +31,20 @@ from mtls_operator.api.workloads import (
 
 from e2e.plugin import kubectl_mtls
 from e2e.tenants import Tenants, noisy_and_neighbour
+from e2e.test_renewal import run_cli
 from localcluster import Kubectl
 from operator_process import OperatorProcess
-from support.cluster import KubeCluster, certificate, events, get_certificate, wait_for, wait_ready
+from support.cluster import (
+    CLUSTER_CA_SECRET,
+    OPERATOR_NAMESPACE,
+    TRUST_BUNDLE_LABEL,
+    KubeCluster,
+    certificate,
+    events,
+    get_certificate,
+    wait_for,
+    wait_ready,
+)
 from support.scrape import total
 from support.workloads import workload_body
 
@@ -216,3 +232,66 @@ def test_a_drift_repair_rolls_nothing(
         == workload_annotations(first)[MOUNTED_DIGEST_ANNOTATION]
     )
     assert workload_events(kubectl, WorkloadKind.DEPLOYMENT, "web", ns) == []
+
+
+def bundle_with_crl(kubectl: Kubectl, namespace: str) -> dict[str, str] | None:
+    found = kubectl("get", "configmap", CONFIGMAP_NAME, "-n", namespace, "-o", "json", check=False)
+    if found.returncode != 0:
+        return None
+    data: dict[str, str] = json.loads(found.stdout).get("data") or {}
+    return data if data.get(CRL_KEY) else None
+
+
+def test_a_new_crl_rolls_the_workloads_that_read_it_and_no_other(
+    operator: OperatorProcess, tenants: Tenants, kubectl: Kubectl
+) -> None:
+    ns = tenants.noisy
+    kubectl("label", "namespace", ns, f"{TRUST_BUNDLE_LABEL}=true")
+    before = wait_for(
+        lambda: bundle_with_crl(kubectl, ns), timeout=30, what="the bundle and its CRL published"
+    )
+    readers = {
+        "whole": workload_body("whole", config_maps=[CONFIGMAP_NAME]),
+        "crl": workload_body(
+            "crl", config_maps=[CONFIGMAP_NAME], config_map_keys={CONFIGMAP_NAME: [CRL_KEY]}
+        ),
+    }
+    roots = workload_body(
+        "roots", config_maps=[CONFIGMAP_NAME], config_map_keys={CONFIGMAP_NAME: [BUNDLE_KEY]}
+    )
+    for body in (*readers.values(), roots):
+        tenants.as_noisy("create", "-n", ns, "-f", "-", input=json.dumps(body))
+    first = {
+        name: recorded_at_first_sight(kubectl, WorkloadKind.DEPLOYMENT, name, ns)
+        for name in (*readers, "roots")
+    }
+
+    # A serial never revoked before (the record outlives each test), by an administrator.
+    serial = secrets.randbits(63) | 1 << 62
+    revoked = run_cli(
+        operator.kubeconfig,
+        "revoke", "--serial", f"{serial:x}", "--ca", f"{OPERATOR_NAMESPACE}/{CLUSTER_CA_SECRET}",
+    )  # fmt: skip
+    assert revoked.returncode == 0, revoked.stderr
+
+    def rolled() -> bool:
+        return all(
+            RESTARTED_FOR_ANNOTATION
+            in template_annotations(workload(kubectl, WorkloadKind.DEPLOYMENT, name, ns))
+            for name in readers
+        )
+
+    wait_for(rolled, timeout=60, what="the Deployments that read the CRL rolled")
+    after = bundle_with_crl(kubectl, ns)
+    assert after is not None
+    assert after[CRL_KEY] != before[CRL_KEY]
+    assert after[BUNDLE_KEY] == before[BUNDLE_KEY]
+    time.sleep(SETTLE)  # long enough for a roll of the roots' reader, if there were one
+    now = workload(kubectl, WorkloadKind.DEPLOYMENT, "roots", ns)
+    assert now["metadata"]["generation"] == first["roots"]["metadata"]["generation"]
+    assert RESTARTED_FOR_ANNOTATION not in template_annotations(now)
+    assert (
+        workload_annotations(now)[MOUNTED_DIGEST_ANNOTATION]
+        == workload_annotations(first["roots"])[MOUNTED_DIGEST_ANNOTATION]
+    )
+    assert workload_events(kubectl, WorkloadKind.DEPLOYMENT, "roots", ns) == []

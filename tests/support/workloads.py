@@ -4,7 +4,7 @@ control plane has no node: a rollout of no pods completes by itself)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mtls_operator.api.workloads import RELOAD_ANNOTATION, WorkloadKind
@@ -17,6 +17,7 @@ def workload_body(
     namespace: str | None = None,
     secrets: Sequence[str] = (),
     config_maps: Sequence[str] = (),
+    config_map_keys: Mapping[str, Sequence[str]] | None = None,
     follows: bool = True,
     replicas: int = 0,
 ) -> dict[str, Any]:
@@ -25,7 +26,7 @@ def workload_body(
         {"name": f"secret-{index}", "secret": {"secretName": secret}}
         for index, secret in enumerate(secrets)
     ] + [
-        {"name": f"configmap-{index}", "configMap": {"name": config_map}}
+        {"name": f"configmap-{index}", "configMap": _config_map_source(config_map, config_map_keys)}
         for index, config_map in enumerate(config_maps)
     ]
     container = {
@@ -53,6 +54,13 @@ def workload_body(
     if kind is WorkloadKind.STATEFUL_SET:
         spec["serviceName"] = name
     return {"apiVersion": "apps/v1", "kind": kind.value, "metadata": metadata, "spec": spec}
+
+
+def _config_map_source(name: str, keys: Mapping[str, Sequence[str]] | None) -> dict[str, Any]:
+    """The whole ConfigMap, or only the keys `keys` lists for it (`items`)."""
+    if keys is None or name not in keys:
+        return {"name": name}
+    return {"name": name, "items": [{"key": key, "path": key} for key in keys[name]]}
 
 
 def rolled_out(body: dict[str, Any], generation: int = 1) -> dict[str, Any]:

@@ -40,12 +40,16 @@ class Published:
     signer_name: str = ""  # a ClusterTrustBundle's
     crl: str = ""  # a ConfigMap's
 
-    @property
-    def content_digest(self) -> str:
-        """What pods mounting it get, as one digest. A bundle without a CRL
-        is digested as before CRLs were published beside it, so that an
-        upgrade rolls nothing that mounts one."""
-        content = self.bundle + self.crl if self.crl else self.bundle
+    def content_digest(self, keys: frozenset[str] | None = None) -> str:
+        """What pods reading `keys` of it (None: all) get, as one digest.
+        The bundle alone digests as it did before CRLs were published
+        beside it, so that an upgrade rolls no pod that reads only
+        `ca.crt`."""
+        content = "".join(
+            value
+            for key, value in ((BUNDLE_KEY, self.bundle), (CRL_KEY, self.crl))
+            if keys is None or key in keys
+        )
         return hashlib.sha256(content.encode()).hexdigest()
 
 

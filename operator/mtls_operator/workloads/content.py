@@ -44,7 +44,8 @@ def mounted_content(
     for name in sorted(mounts.config_maps):
         configmap = bundle_of((namespace, name))
         if configmap is not None and configmap.managed:
-            found.append(Mounted.trust_bundle(name, configmap.content_digest))
+            fingerprint = configmap.content_digest(mounts.keys_read(name))
+            found.append(Mounted.trust_bundle(name, fingerprint))
     return tuple(found)
 
 

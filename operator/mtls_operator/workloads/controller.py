@@ -129,7 +129,7 @@ class WorkloadController:
 
     def _bundle_changed(self, change: Change[Published]) -> None:
         old, new = change.old, change.new
-        if new is None or (old is not None and old.content_digest == new.content_digest):
+        if new is None or (old is not None and old.content_digest() == new.content_digest()):
             return  # what the pods would mount is the same (roots and CRL)
         self._queue_mounting(CONFIG_MAPS_INDEX, change.key)
 

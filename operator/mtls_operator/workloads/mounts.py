@@ -31,6 +31,15 @@ class Mounts:
 
     secrets: frozenset[str] = frozenset()
     config_maps: frozenset[str] = frozenset()
+    # (name, keys) of each ConfigMap the pods read only some keys of (a
+    # volume's `items`, an env `configMapKeyRef`), sorted by name; one not
+    # here is read whole. A pod that reads only `ca.crt` of a trust bundle
+    # is not rolled for a new CRL beside it.
+    config_map_keys: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    def keys_read(self, config_map: str) -> frozenset[str] | None:
+        """The keys of `config_map` the pods read; None: all of them."""
+        return dict(self.config_map_keys).get(config_map)
 
 
 def follows_reloads(workload: Mapping[str, Any]) -> bool:
@@ -49,22 +58,57 @@ def mounted(workload: Mapping[str, Any]) -> Mounts:
     projected) or in the environment of a container or init container."""
     pod = _mapping(_mapping(_spec(workload).get("template")).get("spec"))
     secrets: set[str] = set()
-    config_maps: set[str] = set()
+    config_maps = _ConfigMapReads()
     for volume in _mappings(pod.get("volumes")):
         _add(secrets, _mapping(volume.get("secret")).get("secretName"))
-        _add(config_maps, _mapping(volume.get("configMap")).get("name"))
+        config_maps.volume(_mapping(volume.get("configMap")))
         for source in _mappings(_mapping(volume.get("projected")).get("sources")):
             _add(secrets, _mapping(source.get("secret")).get("name"))
-            _add(config_maps, _mapping(source.get("configMap")).get("name"))
+            config_maps.volume(_mapping(source.get("configMap")))
     for container in [*_mappings(pod.get("containers")), *_mappings(pod.get("initContainers"))]:
         for source in _mappings(container.get("envFrom")):
             _add(secrets, _mapping(source.get("secretRef")).get("name"))
-            _add(config_maps, _mapping(source.get("configMapRef")).get("name"))
+            config_maps.whole(_mapping(source.get("configMapRef")).get("name"))
         for variable in _mappings(container.get("env")):
             value_from = _mapping(variable.get("valueFrom"))
             _add(secrets, _mapping(value_from.get("secretKeyRef")).get("name"))
-            _add(config_maps, _mapping(value_from.get("configMapKeyRef")).get("name"))
-    return Mounts(frozenset(secrets), frozenset(config_maps))
+            key_ref = _mapping(value_from.get("configMapKeyRef"))
+            config_maps.some(key_ref.get("name"), [key_ref.get("key")])
+    return Mounts(frozenset(secrets), frozenset(config_maps.names), config_maps.partly_read())
+
+
+class _ConfigMapReads:
+    """The ConfigMaps a pod template reads, and which keys of each."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self._keys: dict[str, set[str]] = {}
+        self._whole: set[str] = set()
+
+    def volume(self, source: Mapping[str, Any]) -> None:
+        # Without `items` (or with an empty list) every key is projected.
+        items = [item.get("key") for item in _mappings(source.get("items"))]
+        if items:
+            self.some(source.get("name"), items)
+        else:
+            self.whole(source.get("name"))
+
+    def whole(self, name: object) -> None:
+        if _add(self.names, name):
+            self._whole.add(str(name))
+
+    def some(self, name: object, keys: list[object]) -> None:
+        if _add(self.names, name):
+            self._keys.setdefault(str(name), set()).update(
+                key for key in keys if isinstance(key, str) and key
+            )
+
+    def partly_read(self) -> tuple[tuple[str, frozenset[str]], ...]:
+        return tuple(
+            (name, frozenset(keys))
+            for name, keys in sorted(self._keys.items())
+            if name not in self._whole
+        )
 
 
 def rolling(workload: Mapping[str, Any], kind: str | None = None) -> bool:
@@ -183,9 +227,12 @@ def _mappings(value: object) -> Iterator[Mapping[str, Any]]:
         yield from (item for item in value if isinstance(item, Mapping))
 
 
-def _add(names: set[str], name: object) -> None:
+def _add(names: set[str], name: object) -> bool:
+    """Add `name` if it is one (a non-empty string); say whether it was."""
     if isinstance(name, str) and name:
         names.add(name)
+        return True
+    return False
 
 
 def _optional_int(value: object) -> int | None:

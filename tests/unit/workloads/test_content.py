@@ -58,6 +58,46 @@ def test_the_content_is_each_managed_secret_and_bundle_mounted(secret: SecretFac
     assert found == (wanted(secret), Mounted.trust_bundle("mtls-ca-bundle", fingerprint))
 
 
+@pytest.mark.parametrize(
+    ("keys", "rolls"),
+    [
+        pytest.param(None, True, id="the whole bundle"),
+        pytest.param(frozenset({"ca.crt", "ca.crl"}), True, id="roots and CRL"),
+        pytest.param(frozenset({"ca.crl"}), True, id="the CRL only"),
+        pytest.param(frozenset({"ca.crt"}), False, id="the roots only"),
+    ],
+)
+def test_a_new_crl_changes_the_content_of_pods_that_read_it(
+    keys: frozenset[str] | None, rolls: bool
+) -> None:
+    partly = () if keys is None else (("mtls-ca-bundle", keys),)
+    mounts = Mounts(config_maps=frozenset({"mtls-ca-bundle"}), config_map_keys=partly)
+
+    def content(crl: str) -> Any:
+        bundle = Published(resource_version="1", managed=True, bundle=BUNDLE, crl=crl)
+        return mounted_content(NAMESPACE, mounts, lookup(), lookup(**{"mtls-ca-bundle": bundle}))
+
+    assert (content("CRL 1") != content("CRL 2")) is rolls
+
+
+def test_pods_reading_only_the_roots_keep_the_digest_of_a_bundle_without_a_crl() -> None:
+    """What was recorded before CRLs were published beside the roots."""
+    mounts = Mounts(
+        config_maps=frozenset({"mtls-ca-bundle"}),
+        config_map_keys=(("mtls-ca-bundle", frozenset({"ca.crt"})),),
+    )
+    before = Published(resource_version="1", managed=True, bundle=BUNDLE)
+    after = dataclasses.replace(before, crl="-----BEGIN X509 CRL-----\n")
+    assert mounted_content(
+        NAMESPACE, mounts, lookup(), lookup(**{"mtls-ca-bundle": after})
+    ) == mounted_content(
+        NAMESPACE,
+        Mounts(config_maps=mounts.config_maps),
+        lookup(),
+        lookup(**{"mtls-ca-bundle": before}),
+    )
+
+
 def test_a_secret_being_repaired_leaves_the_content_unknown(secret: SecretFacts) -> None:
     broken = dataclasses.replace(secret, leaf=None, problem="tls.crt is missing")
     mounts = Mounts(frozenset({"web-tls"}))

@@ -260,7 +260,81 @@ S = frozenset
 def test_what_the_pod_template_mounts(
     pod: dict[str, Any], secrets: set[str], config_maps: set[str]
 ) -> None:
-    assert mounted(with_pod(pod)) == Mounts(S(secrets), S(config_maps))
+    found = mounted(with_pod(pod))
+    assert (found.secrets, found.config_maps) == (S(secrets), S(config_maps))
+
+
+BUNDLE = "mtls-ca-bundle"
+
+
+def bundle_volume(**fields: Any) -> dict[str, Any]:
+    return {"name": "roots", "configMap": {"name": BUNDLE, **fields}}
+
+
+def bundle_env(key: Any) -> dict[str, Any]:
+    return {"name": "CA", "valueFrom": {"configMapKeyRef": {"name": BUNDLE, "key": key}}}
+
+
+@pytest.mark.parametrize(
+    ("pod", "keys"),
+    [
+        pytest.param({"volumes": [bundle_volume()]}, None, id="a volume: every key"),
+        pytest.param({"volumes": [bundle_volume(items=[])]}, None, id="empty items: every key"),
+        pytest.param(
+            {"volumes": [bundle_volume(items=[{"key": "ca.crt", "path": "ca.crt"}])]},
+            {"ca.crt"},
+            id="items",
+        ),
+        pytest.param(
+            {
+                "volumes": [
+                    {
+                        "name": "all",
+                        "projected": {
+                            "sources": [
+                                {"configMap": {"name": BUNDLE, "items": [{"key": "ca.crl"}]}},
+                                {"secret": {"name": "web-tls"}},
+                            ]
+                        },
+                    }
+                ]
+            },
+            {"ca.crl"},
+            id="projected items",
+        ),
+        pytest.param(
+            {"containers": [{"name": "app", "env": [bundle_env("ca.crt")]}]},
+            {"ca.crt"},
+            id="env configMapKeyRef",
+        ),
+        pytest.param(
+            {
+                "volumes": [bundle_volume(items=[{"key": "ca.crl"}])],
+                "initContainers": [{"name": "init", "env": [bundle_env("ca.crt")]}],
+            },
+            {"ca.crt", "ca.crl"},
+            id="keys of several reads together",
+        ),
+        pytest.param(
+            {
+                "volumes": [bundle_volume(items=[{"key": "ca.crt"}])],
+                "containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": BUNDLE}}]}],
+            },
+            None,
+            id="some keys and envFrom: every key",
+        ),
+        pytest.param(
+            {"volumes": [bundle_volume(items=[{"key": 3}, {"path": "x"}, "ca.crt"])]},
+            set(),
+            id="ill-typed items: no key",
+        ),
+        pytest.param({"volumes": [bundle_volume(items="ca.crt")]}, None, id="items not a list"),
+        pytest.param({}, None, id="not read at all"),
+    ],
+)
+def test_which_keys_of_a_config_map_the_pods_read(pod: Any, keys: set[str] | None) -> None:
+    found = mounted(with_pod(pod)).keys_read(BUNDLE)
+    assert found == (None if keys is None else frozenset(keys))
 
 
 @pytest.mark.parametrize(
