@@ -5,7 +5,8 @@ new key and lists the serial in the CA's CRL, which reaches the tenant's
 pkilint, and real TLS stacks (openssl s_server -crl_check, Python's ssl
 with VERIFY_CRL_CHECK_LEAF) refuse the revoked client and accept the new
 one. Records outlive the operator; a tenant cannot reach another
-namespace's certificates or the record itself."""
+namespace's certificates or the record itself. A CA that cannot sign CRLs
+is counted and named."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 
 from mtls_operator.api.revocations import (
@@ -41,6 +44,7 @@ from recipe_checks import (
     pkilint,
     pkilint_crl,
 )
+from support.authorities import ca_key_usage, plain_certificate
 from support.cluster import (
     CLUSTER_CA_SECRET,
     OPERATOR_NAMESPACE,
@@ -452,3 +456,56 @@ def test_a_failover_keeps_every_revocation_and_the_standby_serves_them(
 def crl_number(crl_pem: str) -> int:
     crl = x509.load_pem_x509_crl(crl_pem.encode())
     return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def test_a_ca_that_cannot_sign_crls_is_counted_and_named(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    """A CA whose keyUsage lacks cRLSign (made elsewhere) can record a
+    revocation but not list it: the failures are counted (what the alert
+    MtlsCRLSigningFailing reads) and the log says why, naming the CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    authority = plain_certificate(
+        key, now, ca=True, key_usage=ca_key_usage(crl_sign=False), common_name="No CRLs CA"
+    )
+    certificate_file, key_file = tmp_path / "ca.crt", tmp_path / "ca.key"
+    certificate_file.write_bytes(authority.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    kubectl(
+        "create", "secret", "tls", "no-crl-ca", "-n", namespace,
+        f"--cert={certificate_file}", f"--key={key_file}",
+    )  # fmt: skip
+    revoked = run_cli(
+        operator.kubeconfig, "revoke", "--serial", "5eedcafe", "--ca", f"{namespace}/no-crl-ca"
+    )
+    assert revoked.returncode == 0, revoked.stderr
+
+    def failures() -> float | None:
+        scraped = operator.metrics()
+        found = total(
+            scraped,
+            "mtls_operator_crl_signings_total",
+            namespace=namespace,
+            secret="no-crl-ca",
+            result="failure",
+        )
+        return found or None
+
+    wait_for(failures, timeout=30, what="the CRL signing failure counted")
+    assert (
+        f"could not sign the CRL of CA {namespace}/no-crl-ca: CAError: the CA 'CN=No CRLs CA' has a "
+        "keyUsage without cRLSign, so it cannot sign CRLs" in operator.log()
+    )
+    record = kubectl(
+        "get", "configmap", "no-crl-ca-revocations", "-n", namespace, "-o", "json"
+    )  # fmt: skip
+    data = json.loads(record.stdout).get("data") or {}
+    assert "serial-5eedcafe" in data
+    assert CRL_KEY not in data

@@ -45,6 +45,7 @@ from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.errors import one_line
 from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import ObjectKey
+from mtls_operator.runtime.metrics import FAILURE, SUCCESS
 from mtls_operator.runtime.rate_limit import TokenBucket, Turns
 from mtls_operator.runtime.scheduler import namespace_of
 from mtls_operator.shared import SharedController, SharedParts, managed_secrets
@@ -194,12 +195,12 @@ class CertificateController(SharedController[Settings]):
             new_key = trigger.reason in NEW_KEY_TRIGGERS
             written = await self._write_secret(record, spec, ca, given, new_key=new_key)
         except Exception:
-            self._observe("failure", trigger, started)
+            self._observe(FAILURE, trigger, started)
             raise
         if written is None:
             self._lane.add(record.key)  # someone else wrote the Secret first
             return
-        self._observe("success", trigger, started)
+        self._observe(SUCCESS, trigger, started)
         reason = (
             Reason.ISSUED
             if written.revision == 1

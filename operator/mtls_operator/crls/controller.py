@@ -21,7 +21,7 @@ from mtls_operator.policy.crl import DEFAULT_CRL, CRLInput, CRLSettings, crl_due
 from mtls_operator.revocations.store import ForeignStoreError
 from mtls_operator.runtime.api_errors import ApiError
 from mtls_operator.runtime.errors import one_line
-from mtls_operator.runtime.metrics import CRLGauges
+from mtls_operator.runtime.metrics import FAILURE, SUCCESS, CRLGauges
 from mtls_operator.shared import SharedController, SharedParts
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class CRLController(SharedController[CRLSignerSettings]):
             await self._reconcile(key)
         except (ApiError, PKIError, ForeignStoreError) as err:
             self._lane.retry(key)
+            self._runtime.metrics.observe_crl_signing(key.namespace, key.name, FAILURE)
             logger.warning("could not sign the CRL of CA %s: %s", key, one_line(err))
 
     async def _reconcile(self, ref: CARef) -> None:
@@ -83,6 +84,7 @@ class CRLController(SharedController[CRLSignerSettings]):
                 # watch brings it (that event queues it at once).
                 self._lane.retry(ref)
                 return
+            self._runtime.metrics.observe_crl_signing(ref.namespace, ref.name, SUCCESS)
             logger.info("signed CRL %d of CA %s: %s", signed.number, ref, trigger.message)
             given = CRLInput(ca, store, signed, given.now, self._settings.crl)
         self._lane.succeeded(ref)

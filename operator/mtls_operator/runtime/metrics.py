@@ -30,6 +30,9 @@ from mtls_operator import __version__
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PREFIX = "mtls_operator"
+# The `result` label of the counters of attempts.
+SUCCESS = "success"
+FAILURE = "failure"
 # Issuance takes milliseconds (ECDSA) to seconds (RSA 4096 on a busy node).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -142,6 +145,12 @@ class Metrics:
             "bundle they mount changed, by namespace and result (success, failure).",
             ["namespace", "result"],
         )
+        self._crl_signings = self._counter(
+            "crl_signings",
+            "Attempts to sign a CA's CRL and write it into the CA's revocations record, by CA "
+            "(namespace, secret) and result (success, failure).",
+            ["namespace", "secret", "result"],
+        )
         self._pod_signing = self._histogram(
             "pod_certificate_signing_duration_seconds",
             "Time from taking a request that is issued to writing its status.",
@@ -207,6 +216,11 @@ class Metrics:
     def observe_workload_roll(self, namespace: str, result: str) -> None:
         """A workload's roll was written (success) or refused by the API (failure)."""
         self._workload_rolls.labels(namespace, result).inc()
+
+    def observe_crl_signing(self, namespace: str, secret: str, result: str) -> None:
+        """The CRL of the CA `namespace/secret` was written (success), or the
+        CA could not sign it or the API refused it (failure)."""
+        self._crl_signings.labels(namespace, secret, result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -28,6 +28,7 @@ from mtls_operator.runtime.cache import InformerGroup
 from mtls_operator.runtime.core import Runtime
 from mtls_operator.runtime.events import NORMAL
 from mtls_operator.runtime.kube import Object
+from mtls_operator.runtime.metrics import FAILURE, SUCCESS
 from mtls_operator.runtime.scheduler import Lane
 from mtls_operator.workloads.facts import WorkloadFacts
 
@@ -81,10 +82,10 @@ class RollWriter:
         """Roll the workload for `digest`, and say why. Whether it was written."""
         written = await self._patch(key, facts, roll_patch(digest, facts.resource_version))
         if written is None:
-            self._runtime.metrics.observe_workload_roll(facts.namespace, "failure")
+            self._runtime.metrics.observe_workload_roll(facts.namespace, FAILURE)
         if not written:
             return False
-        self._runtime.metrics.observe_workload_roll(facts.namespace, "success")
+        self._runtime.metrics.observe_workload_roll(facts.namespace, SUCCESS)
         changes = _changes(self._running.get(key), mounted)
         reasons = ", ".join(changes.values()) or "what it no longer mounts"
         logger.info("rolled %s %s/%s for %s", facts.kind, facts.namespace, facts.name, reasons)

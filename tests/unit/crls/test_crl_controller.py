@@ -38,6 +38,7 @@ from support.authorities import make_ca
 from support.clock import NOW, FakeClock
 from support.fake_api import CLUSTER_CA, FakeKube, FixedCAs, delivered
 from support.loop import run
+from support.scrape import value
 
 td = datetime.timedelta
 CA = CLUSTER_CA
@@ -90,6 +91,16 @@ class Signer:
 
     def crl(self, path: str = RECORD) -> CRLFacts:
         return crl_facts(self.kube.objects[path]["data"][CRL_KEY].encode())
+
+    def signings(self, result: str, ca: CARef = CA) -> float | None:
+        """mtls_operator_crl_signings_total of `ca` and `result`, as scraped."""
+        return value(
+            self.runtime.metrics.render().decode(),
+            "mtls_operator_crl_signings_total",
+            namespace=ca.namespace,
+            secret=ca.name,
+            result=result,
+        )
 
     def due(self, ca: CARef = CA) -> datetime.datetime | None:
         at = self.runtime.lane(NAME).due_at(ca)
@@ -144,6 +155,7 @@ def test_the_cluster_ca_gets_an_empty_record_and_crl_1_on_start(
                 STORE_LABEL: "true",
             }
             assert list(record["data"]) == [CRL_KEY]
+            assert (s.signings("success"), s.signings("failure")) == (1, None)
             assert s.crl() == CRLFacts(
                 number=1,
                 this_update=NOW,

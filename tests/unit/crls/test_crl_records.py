@@ -100,6 +100,7 @@ def test_a_foreign_configmap_in_the_way_of_the_record_is_reported(
             )
             await s.work()
             assert s.due() is not None, "never looked at again"
+            assert (s.signings("failure"), s.signings("success")) == (1, None)
 
     with caplog.at_level(logging.INFO):
         run(scenario)

@@ -28,6 +28,7 @@ FAMILIES = {
     "mtls_operator_crl_this_update_timestamp_seconds": "gauge",
     "mtls_operator_crl_next_update_timestamp_seconds": "gauge",
     "mtls_operator_revoked_certificates": "gauge",
+    "mtls_operator_crl_signings": "counter",
 }
 
 
@@ -66,6 +67,16 @@ def test_workload_rolls_are_counted_by_namespace_and_result() -> None:
     assert value(scraped, name, namespace="shop", result="success") == 2
     assert value(scraped, name, namespace="bank", result="failure") == 1
     assert value(scraped, name, namespace="shop", result="failure") is None
+
+
+def test_crl_signings_are_counted_by_ca_and_result() -> None:
+    metrics = Metrics()
+    for result in ("failure", "failure", "success"):
+        metrics.observe_crl_signing("shop", "shop-ca", result)
+    scraped = text(metrics)
+    name = "mtls_operator_crl_signings_total"
+    assert value(scraped, name, namespace="shop", secret="shop-ca", result="failure") == 2
+    assert value(scraped, name, namespace="shop", secret="shop-ca", result="success") == 1
 
 
 def test_build_info_names_the_version() -> None:
