@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 
@@ -31,6 +30,8 @@ from mtls_operator.api.revocations import (
     REVOKE_REASON_ANNOTATION,
     REVOKE_SERIAL_ANNOTATION,
 )
+from mtls_operator.pki.certs import certificates_to_pem
+from mtls_operator.pki.keys import private_key_to_pem
 
 from e2e.tenants import Tenants, noisy_and_neighbour
 from e2e.test_renewal import run_cli
@@ -470,14 +471,8 @@ def test_a_ca_that_cannot_sign_crls_is_counted_and_named(
         key, now, ca=True, key_usage=ca_key_usage(crl_sign=False), common_name="No CRLs CA"
     )
     certificate_file, key_file = tmp_path / "ca.crt", tmp_path / "ca.key"
-    certificate_file.write_bytes(authority.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    certificate_file.write_bytes(certificates_to_pem([authority]))
+    key_file.write_bytes(private_key_to_pem(key))
     kubectl(
         "create", "secret", "tls", "no-crl-ca", "-n", namespace,
         f"--cert={certificate_file}", f"--key={key_file}",

@@ -181,10 +181,10 @@ async def add_revocations(kube: Kube, ca: CARef, entries: Iterable[StoredRevocat
     patch that adds keys leaves every other entry as it is."""
     name = store_name(ca.name)
     path = configmaps_path(ca.namespace, name)
-    by_serial = {entry.revocation.serial_number: entry for entry in entries}
-    data = {entry_key(serial): entry_value(entry) for serial, entry in by_serial.items()}
+    values = {entry.revocation.serial_number: entry_value(entry) for entry in entries}
     current = await kube.get(path)
     if current is None:
+        data = {entry_key(serial): value for serial, value in values.items()}
         try:
             return await kube.create(
                 configmaps_path(ca.namespace), store_body(ca.namespace, name, data)
@@ -196,7 +196,7 @@ async def add_revocations(kube: Kube, ca: CARef, entries: Iterable[StoredRevocat
     _require_ours(current, ca)
     held = read_store(current)
     # Recorded before: the first revocation time stands.
-    new = {entry_key(s): entry_value(e) for s, e in by_serial.items() if not held.holds(s)}
+    new = {entry_key(s): value for s, value in values.items() if not held.holds(s)}
     if not new:
         return current
     return await kube.merge_patch(path, {"data": new})

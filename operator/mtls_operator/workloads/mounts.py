@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from mtls_operator.api.workloads import (
     MOUNTED_DIGEST_ANNOTATION,
@@ -74,16 +74,15 @@ def mounted(workload: Mapping[str, Any]) -> Mounts:
             _add(secrets, _mapping(value_from.get("secretKeyRef")).get("name"))
             key_ref = _mapping(value_from.get("configMapKeyRef"))
             config_maps.some(key_ref.get("name"), [key_ref.get("key")])
-    return Mounts(frozenset(secrets), frozenset(config_maps.names), config_maps.partly_read())
+    return config_maps.mounts(frozenset(secrets))
 
 
 class _ConfigMapReads:
     """The ConfigMaps a pod template reads, and which keys of each."""
 
     def __init__(self) -> None:
-        self.names: set[str] = set()
-        self._keys: dict[str, set[str]] = {}
         self._whole: set[str] = set()
+        self._keys: dict[str, set[str]] = {}
 
     def volume(self, source: Mapping[str, Any]) -> None:
         # Without `items` (or with an empty list) every key is projected.
@@ -94,21 +93,19 @@ class _ConfigMapReads:
             self.whole(source.get("name"))
 
     def whole(self, name: object) -> None:
-        if _add(self.names, name):
-            self._whole.add(str(name))
+        _add(self._whole, name)
 
     def some(self, name: object, keys: list[object]) -> None:
-        if _add(self.names, name):
-            self._keys.setdefault(str(name), set()).update(
-                key for key in keys if isinstance(key, str) and key
-            )
+        if _is_name(name):
+            self._keys.setdefault(name, set()).update(key for key in keys if _is_name(key))
 
-    def partly_read(self) -> tuple[tuple[str, frozenset[str]], ...]:
-        return tuple(
+    def mounts(self, secrets: frozenset[str]) -> Mounts:
+        partly = tuple(
             (name, frozenset(keys))
             for name, keys in sorted(self._keys.items())
             if name not in self._whole
         )
+        return Mounts(secrets, frozenset(self._whole | self._keys.keys()), partly)
 
 
 def rolling(workload: Mapping[str, Any], kind: str | None = None) -> bool:
@@ -227,12 +224,13 @@ def _mappings(value: object) -> Iterator[Mapping[str, Any]]:
         yield from (item for item in value if isinstance(item, Mapping))
 
 
-def _add(names: set[str], name: object) -> bool:
-    """Add `name` if it is one (a non-empty string); say whether it was."""
-    if isinstance(name, str) and name:
+def _is_name(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value)
+
+
+def _add(names: set[str], name: object) -> None:
+    if _is_name(name):
         names.add(name)
-        return True
-    return False
 
 
 def _optional_int(value: object) -> int | None:
